@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one packet parser shared by every packet-path program.
+ *
+ * Ethernet, up to two VLAN tags (802.1Q / 802.1ad), IPv4 honouring IHL,
+ * IPv6 walking extension headers, TCP honouring the data offset. Every read
+ * is bounds-checked against data_end with the lengths the headers claim,
+ * never with `hdr + 1` alone, so options and extension headers are skipped
+ * correctly and a truncated or lying header is reported as malformed.
+ */
+#pragma once
+
+#include <linux/types.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "headers/net.h"
+
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXT_HDRS 6
+
+enum parse_result {
+	PARSE_NOT_TCP = 0,   /* not IP, not TCP, or a non-first fragment: pass untouched */
+	PARSE_TCP = 1,       /* a complete TCP header is in pkt->tcp_off .. + tcp_hdr_len */
+	PARSE_MALFORMED = 2, /* truncated or inconsistent headers */
+};
+
+/* TCP flag bits as they sit in byte 13 of the TCP header. */
+#define TCPF_FIN 0x01
+#define TCPF_SYN 0x02
+#define TCPF_RST 0x04
+#define TCPF_PSH 0x08
+#define TCPF_ACK 0x10
+#define TCPF_URG 0x20
+#define TCPF_ECE 0x40
+#define TCPF_CWR 0x80
+
+struct packet {
+	__u32 saddr[4]; /* IPv4 in saddr[0], network byte order */
+	__u32 daddr[4];
+	__u16 sport;    /* host byte order */
+	__u16 dport;
+	__u8 family;    /* 4 or 6 */
+	__u8 flags;     /* TCP flags byte */
+	__u16 tcp_off;  /* offset of the TCP header from the frame start */
+};
+
+/* The IPv6 extension headers that may sit between the fixed header and TCP. */
+static __always_inline int ipv6_is_ext(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_DSTOPTS || nexthdr == IPPROTO_FRAGMENT ||
+	       nexthdr == IPPROTO_AH;
+}
+
+static __always_inline int parse_tcp(void *data, void *data_end, __u64 off,
+				     struct packet *pkt)
+{
+	struct tcp_hdr *tcp = data + off;
+
+	if ((void *)(tcp + 1) > data_end)
+		return PARSE_MALFORMED;
+	__u32 hdr_len = (__u32)(tcp->doff_res >> 4) * 4;
+	if (hdr_len < sizeof(*tcp))
+		return PARSE_MALFORMED;
+	if (data + off + hdr_len > data_end)
+		return PARSE_MALFORMED;
+
+	pkt->sport = bpf_ntohs(tcp->source);
+	pkt->dport = bpf_ntohs(tcp->dest);
+	pkt->flags = tcp->flags;
+	pkt->tcp_off = off;
+	return PARSE_TCP;
+}
+
+static __always_inline int parse_ipv4(void *data, void *data_end, __u64 off,
+				      struct packet *pkt)
+{
+	struct ipv4_hdr *ip = data + off;
+
+	if ((void *)(ip + 1) > data_end)
+		return PARSE_MALFORMED;
+	if ((ip->version_ihl >> 4) != 4)
+		return PARSE_MALFORMED;
+	__u32 hdr_len = (__u32)(ip->version_ihl & 0x0f) * 4;
+	if (hdr_len < sizeof(*ip))
+		return PARSE_MALFORMED;
+	if (data + off + hdr_len > data_end)
+		return PARSE_MALFORMED;
+	if (bpf_ntohs(ip->tot_len) < hdr_len)
+		return PARSE_MALFORMED;
+	if (ip->protocol != IPPROTO_TCP)
+		return PARSE_NOT_TCP;
+	/* Only the first fragment carries the TCP header. */
+	if (bpf_ntohs(ip->frag_off) & IPV4_FRAG_OFFSET_MASK)
+		return PARSE_NOT_TCP;
+
+	pkt->family = 4;
+	pkt->saddr[0] = ip->saddr;
+	pkt->daddr[0] = ip->daddr;
+	return parse_tcp(data, data_end, off + hdr_len, pkt);
+}
+
+static __always_inline int parse_ipv6(void *data, void *data_end, __u64 off,
+				      struct packet *pkt)
+{
+	struct ipv6_hdr *ip6 = data + off;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return PARSE_MALFORMED;
+	if ((ip6->vtc_flow[0] >> 4) != 6)
+		return PARSE_MALFORMED;
+
+	__u8 nexthdr = ip6->nexthdr;
+	off += sizeof(*ip6);
+
+#pragma unroll
+	for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
+		if (!ipv6_is_ext(nexthdr))
+			break;
+		struct ipv6_opt_hdr *ext = data + off;
+		if ((void *)(ext + 1) > data_end)
+			return PARSE_MALFORMED;
+		__u32 ext_len;
+		if (nexthdr == IPPROTO_FRAGMENT) {
+			struct ipv6_frag_hdr *frag = data + off;
+			if ((void *)(frag + 1) > data_end)
+				return PARSE_MALFORMED;
+			if (bpf_ntohs(frag->frag_off) & IPV6_FRAG_OFFSET_MASK)
+				return PARSE_NOT_TCP;
+			ext_len = sizeof(*frag);
+		} else if (nexthdr == IPPROTO_AH) {
+			ext_len = ((__u32)ext->hdrlen + 2) * 4;
+		} else {
+			ext_len = ((__u32)ext->hdrlen + 1) * 8;
+		}
+		nexthdr = ext->nexthdr;
+		off += ext_len;
+	}
+	if (nexthdr != IPPROTO_TCP)
+		return PARSE_NOT_TCP;
+	/* Keep the verifier's view of the offset bounded before the TCP read. */
+	if (off > 0xffff)
+		return PARSE_MALFORMED;
+
+	pkt->family = 6;
+	__builtin_memcpy(pkt->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(pkt->daddr, &ip6->daddr, 16);
+	return parse_tcp(data, data_end, off, pkt);
+}
+
+/*
+ * parse_packet fills pkt from the frame in [data, data_end) and tells what it
+ * found. It never reads outside the frame.
+ */
+static __always_inline int parse_packet(void *data, void *data_end, struct packet *pkt)
+{
+	struct eth_hdr *eth = data;
+	__u64 off = sizeof(*eth);
+
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_MALFORMED;
+	__u16 proto = eth->h_proto;
+
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlan_hdr *vlan = data + off;
+		if ((void *)(vlan + 1) > data_end)
+			return PARSE_MALFORMED;
+		proto = vlan->h_vlan_encapsulated_proto;
+		off += sizeof(*vlan);
+	}
+
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(data, data_end, off, pkt);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(data, data_end, off, pkt);
+	return PARSE_NOT_TCP;
+}

@@ -1,0 +1,12 @@
+module github.com/tcplens/tcplens
+
+go 1.26.8
+
+require (
+	github.com/cilium/ebpf v0.22.0
+	github.com/spf13/pflag v1.1.0
+)
+
+require golang.org/x/sys v0.50.0 // indirect
+
+tool github.com/cilium/ebpf/cmd/bpf2go

@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tcplens/tcplens/internal/output"
+	"github.com/tcplens/tcplens/internal/probe"
+)
+
+func init() {
+	register("flags", "count TCP flags and suspicious flag combinations per interface; optionally drop SYNs to ports", runFlags)
+}
+
+func runFlags(ctx context.Context, env Env, args []string) error {
+	fs := pflag.NewFlagSet("flags", pflag.ContinueOnError)
+	var c common
+	c.register(fs, time.Second)
+	c.registerPacket(fs)
+	var dropPorts []uint
+	fs.UintSliceVar(&dropPorts, "drop-syn-port", nil, "drop SYNs (without ACK) to `PORT` and count them (repeatable)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	ports, err := parsePorts("drop-syn-port", dropPorts)
+	if err != nil {
+		return err
+	}
+
+	pp, err := startPacketPath(&c, probe.PacketConfig{DropSYNPorts: ports})
+	if err != nil {
+		return err
+	}
+	defer pp.Close()
+	if c.format == output.Text {
+		fmt.Fprintf(env.Stderr, "tcplens flags: watching %s; Ctrl-C to stop\n", describeAttachments(pp.Attached))
+	}
+
+	start := time.Now()
+	rep := newFlagsReporter(env, c.format, pp.Attached)
+	prev := make([]probe.FlagCounters, len(pp.Attached))
+	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
+		cur, err := readAllCounters(pp)
+		if err != nil {
+			return err
+		}
+		deltas := make([]probe.FlagCounters, len(cur))
+		for i := range cur {
+			deltas[i] = subCounters(cur[i], prev[i])
+		}
+		prev = cur
+		return rep.report("interval", now, deltas)
+	})
+
+	// The summary is printed even after a runtime error: what was seen
+	// until then is still true.
+	final, err := readAllCounters(pp)
+	if err != nil {
+		return err
+	}
+	if err := rep.summary(time.Now(), time.Since(start), final); err != nil {
+		return err
+	}
+	return runErr
+}
+
+func readAllCounters(pp *probe.PacketPath) ([]probe.FlagCounters, error) {
+	out := make([]probe.FlagCounters, len(pp.Attached))
+	for i, a := range pp.Attached {
+		c, err := pp.Counters(a.Slot)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+func subCounters(a, b probe.FlagCounters) probe.FlagCounters {
+	return probe.FlagCounters{
+		Packets: a.Packets - b.Packets, TcpPackets: a.TcpPackets - b.TcpPackets,
+		Fin: a.Fin - b.Fin, Syn: a.Syn - b.Syn, Rst: a.Rst - b.Rst, Psh: a.Psh - b.Psh,
+		Ack: a.Ack - b.Ack, Urg: a.Urg - b.Urg, Ece: a.Ece - b.Ece, Cwr: a.Cwr - b.Cwr,
+		SynFin: a.SynFin - b.SynFin, SynRst: a.SynRst - b.SynRst,
+		NullFlags: a.NullFlags - b.NullFlags, Xmas: a.Xmas - b.Xmas,
+		Malformed: a.Malformed - b.Malformed, Dropped: a.Dropped - b.Dropped,
+		SynNoAck: a.SynNoAck - b.SynNoAck, SynAck: a.SynAck - b.SynAck,
+	}
+}
+
+// flagsReporter prints flag counts as text tables or JSON lines.
+type flagsReporter struct {
+	env      Env
+	format   output.Format
+	attached []probe.Attachment
+	json     *output.JSONLines
+}
+
+func newFlagsReporter(env Env, format output.Format, attached []probe.Attachment) *flagsReporter {
+	return &flagsReporter{env: env, format: format, attached: attached, json: output.NewJSONLines(env.Stdout)}
+}
+
+// FlagsRecord builds the JSON record for one interface's counts.
+func FlagsRecord(kind string, now time.Time, iface, hook string, c probe.FlagCounters) output.FlagsRecord {
+	return output.FlagsRecord{
+		Type: kind, Time: timestamp(now), Interface: iface, Hook: hook,
+		Packets: c.Packets, TCPPackets: c.TcpPackets,
+		Flags: output.FlagCounts{FIN: c.Fin, SYN: c.Syn, RST: c.Rst, PSH: c.Psh, ACK: c.Ack, URG: c.Urg, ECE: c.Ece, CWR: c.Cwr},
+		Anomalies: output.Anomalies{SynFin: c.SynFin, SynRst: c.SynRst, Null: c.NullFlags, Xmas: c.Xmas, Malformed: c.Malformed},
+		Dropped:   c.Dropped,
+	}
+}
+
+var flagsHeader = []string{"IFACE", "PACKETS", "TCP", "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
+	"SYN+FIN", "SYN+RST", "NULL", "XMAS", "MALFORMED", "DROPPED"}
+
+func (r *flagsReporter) report(kind string, now time.Time, counts []probe.FlagCounters) error {
+	if r.format == output.JSON {
+		for i, a := range r.attached {
+			if err := r.json.Emit(FlagsRecord(kind, now, a.Interface.Name, hookLabel(a), counts[i])); err != nil {
+				return err
+			}
+		}
+		return r.json.Flush()
+	}
+	fmt.Fprintf(r.env.Stdout, "%s\n", now.Format("15:04:05"))
+	writeFlagsTable(r.env.Stdout, r.attached, counts)
+	return nil
+}
+
+func (r *flagsReporter) summary(now time.Time, elapsed time.Duration, totals []probe.FlagCounters) error {
+	if r.format == output.JSON {
+		return r.report("summary", now, totals)
+	}
+	fmt.Fprintf(r.env.Stdout, "\nSummary: %s since start; malformed frames and dropped SYNs are included in PACKETS\n", elapsed.Round(time.Millisecond))
+	writeFlagsTable(r.env.Stdout, r.attached, totals)
+	return nil
+}
+
+func writeFlagsTable(w interface{ Write([]byte) (int, error) }, attached []probe.Attachment, counts []probe.FlagCounters) {
+	t := output.NewTable(w, flagsHeader...)
+	for i, a := range attached {
+		c := counts[i]
+		t.Row(a.Interface.Name, c.Packets, c.TcpPackets, c.Fin, c.Syn, c.Rst, c.Psh, c.Ack, c.Urg, c.Ece, c.Cwr,
+			c.SynFin, c.SynRst, c.NullFlags, c.Xmas, c.Malformed, c.Dropped)
+	}
+	t.Flush()
+}

@@ -1,0 +1,96 @@
+// Package cli implements tcplens's commands: one file per subcommand, all
+// sharing the flag conventions and exit codes in common.go.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"github.com/tcplens/tcplens/internal/probe"
+)
+
+// Exit codes, the CLI contract.
+const (
+	ExitOK      = 0
+	ExitRuntime = 1
+	ExitUsage   = 2
+)
+
+// Env is what a command may touch of the outside world.
+type Env struct {
+	Stdout, Stderr io.Writer
+}
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, env Env, args []string) error
+}
+
+var commands = map[string]command{}
+
+func register(name, summary string, run func(context.Context, Env, []string) error) {
+	commands[name] = command{summary: summary, run: run}
+}
+
+// Main runs tcplens with args (without the program name) and returns the
+// process exit code.
+func Main(args []string, env Env) int {
+	name := "top"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		name, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		printUsage(env.Stdout)
+		return ExitOK
+	}
+	if name == "help" {
+		printUsage(env.Stdout)
+		return ExitOK
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "tcplens: unknown command %q (run 'tcplens help' for the list)\n", name)
+		return ExitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := cmd.run(ctx, env, args)
+	if err == nil || errors.Is(err, errHelp) {
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stderr, "tcplens %s: %v\n", name, err)
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	var uerr usageError
+	switch {
+	case errors.As(err, &uerr),
+		errors.Is(err, probe.ErrPrivileges),
+		errors.Is(err, probe.ErrUnsupported):
+		return ExitUsage
+	case errors.Is(err, errNotReady):
+		return ExitRuntime
+	}
+	return ExitRuntime
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "tcplens inspects TCP traffic with eBPF.")
+	fmt.Fprintln(w, "\nUsage: tcplens <command> [flags]   (no command: top)\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'tcplens <command> --help' for its flags. Exit codes: 0 ok, 1 runtime failure, 2 bad usage or input.")
+}

@@ -1,0 +1,83 @@
+// Package output renders what tcplens sees: aligned text tables for people
+// and JSON lines (one object per line, snake_case fields) for scripts.
+package output
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Format is the -o value.
+type Format string
+
+const (
+	Text Format = "text"
+	JSON Format = "json"
+)
+
+// ParseFormat checks an -o value.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Text, JSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown output format %q: want text or json", s)
+}
+
+// JSONLines writes one JSON object per line.
+type JSONLines struct {
+	w   *bufio.Writer
+	enc *json.Encoder
+}
+
+// NewJSONLines writes to w; call Flush after each batch.
+func NewJSONLines(w io.Writer) *JSONLines {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	return &JSONLines{w: bw, enc: enc}
+}
+
+// Emit writes v as one line.
+func (j *JSONLines) Emit(v any) error { return j.enc.Encode(v) }
+
+// Flush pushes buffered lines out.
+func (j *JSONLines) Flush() error { return j.w.Flush() }
+
+// Table lays out rows in aligned columns.
+type Table struct {
+	tw *tabwriter.Writer
+}
+
+// NewTable starts a table on w with the given header.
+func NewTable(w io.Writer, header ...string) *Table {
+	t := &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)}
+	if len(header) > 0 {
+		t.Row(anySlice(header)...)
+	}
+	return t
+}
+
+// Row adds one row; values are printed with %v.
+func (t *Table) Row(cells ...any) {
+	parts := make([]string, len(cells))
+	for i, c := range cells {
+		parts[i] = fmt.Sprint(c)
+	}
+	fmt.Fprint(t.tw, strings.Join(parts, "\t")+"\t\n")
+}
+
+// Flush writes the table out.
+func (t *Table) Flush() error { return t.tw.Flush() }
+
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

@@ -1,0 +1,83 @@
+package output
+
+// Records of the packet-path commands. Their JSON names are a contract that
+// scripts and tests rely on (see README).
+
+// FlagCounts is the "flags" object of a flags record.
+type FlagCounts struct {
+	FIN uint64 `json:"fin"`
+	SYN uint64 `json:"syn"`
+	RST uint64 `json:"rst"`
+	PSH uint64 `json:"psh"`
+	ACK uint64 `json:"ack"`
+	URG uint64 `json:"urg"`
+	ECE uint64 `json:"ece"`
+	CWR uint64 `json:"cwr"`
+}
+
+// Anomalies counts suspicious flag combinations and malformed headers.
+type Anomalies struct {
+	SynFin    uint64 `json:"syn_fin"`
+	SynRst    uint64 `json:"syn_rst"`
+	Null      uint64 `json:"null"`
+	Xmas      uint64 `json:"xmas"`
+	Malformed uint64 `json:"malformed"`
+}
+
+// FlagsRecord is one interface's counts for an interval or since start.
+type FlagsRecord struct {
+	Type       string     `json:"type"` // "interval" or "summary"
+	Time       string     `json:"time"`
+	Interface  string     `json:"interface"`
+	Hook       string     `json:"hook"`
+	Packets    uint64     `json:"packets"`
+	TCPPackets uint64     `json:"tcp_packets"`
+	Flags      FlagCounts `json:"flags"`
+	Anomalies  Anomalies  `json:"anomalies"`
+	Dropped    uint64     `json:"dropped"`
+}
+
+// SYNRecord is one 4-tuple's connection attempts in an interval.
+type SYNRecord struct {
+	Type      string `json:"type"` // "syn"
+	Time      string `json:"time"`
+	Interface string `json:"interface"`
+	Src       string `json:"src"`
+	Sport     uint16 `json:"sport"`
+	Dst       string `json:"dst"`
+	Dport     uint16 `json:"dport"`
+	Count     uint64 `json:"count"`
+}
+
+// SYNSourceRecord is one source address's connection attempts in an interval.
+type SYNSourceRecord struct {
+	Type      string `json:"type"` // "syn_source"
+	Time      string `json:"time"`
+	Interface string `json:"interface"`
+	Src       string `json:"src"`
+	Count     uint64 `json:"count"`
+}
+
+// SYNIntervalRecord is one interface's SYN totals for an interval.
+type SYNIntervalRecord struct {
+	Type      string `json:"type"` // "syn_interval"
+	Time      string `json:"time"`
+	Interface string `json:"interface"`
+	SYN       uint64 `json:"syn"`
+	SYNAck    uint64 `json:"syn_ack"`
+	Dropped   uint64 `json:"dropped"`
+	Untracked uint64 `json:"untracked"`
+}
+
+// SYNSummary holds totals since start, over all interfaces.
+type SYNSummary struct {
+	Type             string  `json:"type"` // "summary"
+	DurationSeconds  float64 `json:"duration_seconds"`
+	SYN              uint64  `json:"syn"`
+	SYNAck           uint64  `json:"syn_ack"`
+	Dropped          uint64  `json:"dropped"`
+	Tuples           int     `json:"tuples"`
+	Sources          int     `json:"sources"`
+	Untracked        uint64  `json:"untracked"`
+	UntrackedSources uint64  `json:"untracked_sources"`
+}

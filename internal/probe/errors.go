@@ -1,0 +1,38 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+)
+
+// ErrPrivileges marks failures that mean the process lacks the privileges
+// to load or attach BPF programs; the CLI turns it into exit code 2.
+var ErrPrivileges = errors.New("needs root, or CAP_BPF with CAP_NET_ADMIN and CAP_PERFMON")
+
+// ErrUnsupported marks a kernel feature that this kernel does not offer.
+var ErrUnsupported = errors.New("not supported by this kernel")
+
+func explainLoadError(what string, err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%s: %w", what, ErrPrivileges)
+	}
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		// The full log is long; its last lines say why.
+		return fmt.Errorf("%s: rejected by the kernel verifier: %v", what, verr)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func explainAttach(err error) error {
+	if errors.Is(err, os.ErrPermission) {
+		return ErrPrivileges
+	}
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("%w (%v)", ErrUnsupported, err)
+	}
+	return err
+}

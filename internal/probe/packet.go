@@ -1,0 +1,298 @@
+// Package probe loads the BPF programs, attaches them through bpf_link only
+// (so a killed process leaves nothing behind), and detaches them.
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/tcplens/tcplens/internal/bpfobj"
+)
+
+// MaxInterfaces is how many interfaces one packet path can watch: the size
+// of the per-CPU counters array in bpf/packet.c.
+const MaxInterfaces = 64
+
+// PacketConfig is what the packet path needs to know before it is loaded.
+type PacketConfig struct {
+	TrackSYN     bool     // fill the SYN tuple and source maps
+	MaxTuples    uint32   // entries in the SYN tuple LRU map
+	MaxSources   uint32   // entries in the SYN source LRU map
+	DropSYNPorts []uint16 // drop SYN-without-ACK to these destination ports
+}
+
+// PacketPath is the packet-path programs loaded once per interface, all
+// sharing one set of maps.
+type PacketPath struct {
+	Maps     bpfobj.PacketMaps
+	Attached []Attachment
+
+	colls []*ebpf.Collection
+}
+
+// Attachment is one program attached to one interface.
+type Attachment struct {
+	Interface Interface
+	Hook      Hook
+	Mode      string // "native", "generic" (XDP) or "tcx"
+	Slot      uint32 // index of the interface's counters
+	link      link.Link
+}
+
+// FlagCounters are the packet path's counters for one interface.
+type FlagCounters = bpfobj.PacketFlagCounters
+
+// LoadPacketSpec returns the packet path's CollectionSpec sized and
+// configured for one interface slot.
+func LoadPacketSpec(cfg PacketConfig, slot uint32) (*ebpf.CollectionSpec, error) {
+	spec, err := bpfobj.LoadPacket()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded packet-path object: %w", err)
+	}
+	if cfg.MaxTuples > 0 {
+		spec.Maps[bpfobj.PacketMapSynTuples].MaxEntries = cfg.MaxTuples
+	}
+	if cfg.MaxSources > 0 {
+		spec.Maps[bpfobj.PacketMapSynSources].MaxEntries = cfg.MaxSources
+	}
+	kcfg := bpfobj.PacketPacketConfig{Slot: slot}
+	if cfg.TrackSYN {
+		kcfg.TrackSyn = 1
+	}
+	if len(cfg.DropSYNPorts) > 0 {
+		kcfg.DropSynPorts = 1
+	}
+	if err := spec.Variables[bpfobj.PacketVarCfg].Set(kcfg); err != nil {
+		return nil, fmt.Errorf("configure packet path: %w", err)
+	}
+	return spec, nil
+}
+
+// LoadPacketPath loads one copy of the packet path per interface (without
+// attaching it). Slot i belongs to ifaces[i].
+func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
+	if n < 1 || n > MaxInterfaces {
+		return nil, fmt.Errorf("packet path watches 1 to %d interfaces, not %d", MaxInterfaces, n)
+	}
+	p := &PacketPath{}
+	for slot := 0; slot < n; slot++ {
+		spec, err := LoadPacketSpec(cfg, uint32(slot))
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		opts := ebpf.CollectionOptions{}
+		if slot > 0 {
+			opts.MapReplacements = map[string]*ebpf.Map{
+				bpfobj.PacketMapCounters:   p.Maps.Counters,
+				bpfobj.PacketMapSynTuples:  p.Maps.SynTuples,
+				bpfobj.PacketMapSynSources: p.Maps.SynSources,
+				bpfobj.PacketMapDropPorts:  p.Maps.DropPorts,
+			}
+		}
+		coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+		if err != nil {
+			p.Close()
+			return nil, explainLoadError("load packet-path programs", err)
+		}
+		p.colls = append(p.colls, coll)
+		if slot == 0 {
+			if err := coll.Assign(&p.Maps); err != nil {
+				p.Close()
+				return nil, fmt.Errorf("packet-path maps: %w", err)
+			}
+		}
+	}
+	if err := p.setDropPorts(cfg.DropSYNPorts); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *PacketPath) setDropPorts(ports []uint16) error {
+	words := map[uint32]uint64{}
+	for _, port := range ports {
+		words[uint32(port)>>6] |= 1 << (port & 63)
+	}
+	for idx, w := range words {
+		if err := p.Maps.DropPorts.Put(idx, w); err != nil {
+			return fmt.Errorf("set SYN drop ports: %w", err)
+		}
+	}
+	return nil
+}
+
+// Program returns slot's program for hook, for tests and benchmarks.
+func (p *PacketPath) Program(slot int, hook Hook) *ebpf.Program {
+	name := bpfobj.PacketProgTcplensXdp
+	if hook == HookTC {
+		name = bpfobj.PacketProgTcplensTc
+	}
+	return p.colls[slot].Programs[name]
+}
+
+// Attach attaches slot's program to iface with hook (HookAuto picks one).
+func (p *PacketPath) Attach(slot int, iface Interface, hook Hook) error {
+	if hook == HookAuto {
+		hook = ChooseHook(iface)
+	}
+	a := Attachment{Interface: iface, Hook: hook, Slot: uint32(slot)}
+	var err error
+	switch hook {
+	case HookXDP:
+		a.link, a.Mode, err = attachXDP(p.Program(slot, HookXDP), iface, iface.preferNativeXDP())
+	case HookTC:
+		a.Mode = "tcx"
+		a.link, err = link.AttachTCX(link.TCXOptions{
+			Interface: iface.Index,
+			Program:   p.Program(slot, HookTC),
+			Attach:    ebpf.AttachTCXIngress,
+		})
+		if err != nil {
+			err = fmt.Errorf("attach tcx ingress to %s: %w", iface.Name, explainAttach(err))
+		}
+	default:
+		err = fmt.Errorf("unknown hook %q", hook)
+	}
+	if err != nil {
+		return err
+	}
+	p.Attached = append(p.Attached, a)
+	return nil
+}
+
+// attachXDP tries native XDP first, and generic XDP only where the caller
+// allows it.
+func attachXDP(prog *ebpf.Program, iface Interface, nativeOnly bool) (link.Link, string, error) {
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPDriverMode})
+	if err == nil {
+		return l, "native", nil
+	}
+	if nativeOnly {
+		return nil, "", fmt.Errorf("attach native XDP to %s: %w", iface.Name, explainAttach(err))
+	}
+	l, gerr := link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPGenericMode})
+	if gerr != nil {
+		return nil, "", fmt.Errorf("attach XDP to %s: native: %v; generic: %w", iface.Name, err, explainAttach(gerr))
+	}
+	return l, "generic", nil
+}
+
+// Close detaches everything and releases the programs and maps.
+func (p *PacketPath) Close() error {
+	var errs []error
+	for _, a := range p.Attached {
+		if err := a.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach from %s: %w", a.Interface.Name, err))
+		}
+	}
+	p.Attached = nil
+	for _, c := range p.colls {
+		c.Close()
+	}
+	p.colls = nil
+	return errors.Join(errs...)
+}
+
+// Counters sums one interface's per-CPU counters.
+func (p *PacketPath) Counters(slot uint32) (FlagCounters, error) {
+	var perCPU []FlagCounters
+	if err := p.Maps.Counters.Lookup(slot, &perCPU); err != nil {
+		return FlagCounters{}, fmt.Errorf("read counters: %w", err)
+	}
+	var sum FlagCounters
+	for _, c := range perCPU {
+		sum.Packets += c.Packets
+		sum.TcpPackets += c.TcpPackets
+		sum.Fin += c.Fin
+		sum.Syn += c.Syn
+		sum.Rst += c.Rst
+		sum.Psh += c.Psh
+		sum.Ack += c.Ack
+		sum.Urg += c.Urg
+		sum.Ece += c.Ece
+		sum.Cwr += c.Cwr
+		sum.SynFin += c.SynFin
+		sum.SynRst += c.SynRst
+		sum.NullFlags += c.NullFlags
+		sum.Xmas += c.Xmas
+		sum.Malformed += c.Malformed
+		sum.Dropped += c.Dropped
+		sum.SynNoAck += c.SynNoAck
+		sum.SynAck += c.SynAck
+	}
+	return sum, nil
+}
+
+// SYNTuple is one connection attempt's 4-tuple as the packet path saw it.
+type SYNTuple struct {
+	Slot         uint32
+	Src, Dst     netip.Addr
+	Sport, Dport uint16
+}
+
+// SYNTuples reads every tracked tuple and its SYN count.
+func (p *PacketPath) SYNTuples() (map[SYNTuple]uint64, error) {
+	out := map[SYNTuple]uint64{}
+	var key bpfobj.PacketSynTuple
+	var count uint64
+	it := p.Maps.SynTuples.Iterate()
+	for it.Next(&key, &count) {
+		out[SYNTuple{
+			Slot:  uint32(key.Slot),
+			Src:   kernelAddr(key.Family, key.Saddr),
+			Dst:   kernelAddr(key.Family, key.Daddr),
+			Sport: key.Sport,
+			Dport: key.Dport,
+		}] = count
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read SYN tuples: %w", err)
+	}
+	return out, nil
+}
+
+// SYNSource is one source address that sent SYNs on one interface.
+type SYNSource struct {
+	Slot uint32
+	Addr netip.Addr
+}
+
+// SYNSources reads every tracked source and its SYN count.
+func (p *PacketPath) SYNSources() (map[SYNSource]uint64, error) {
+	out := map[SYNSource]uint64{}
+	var key bpfobj.PacketSynSource
+	var count uint64
+	it := p.Maps.SynSources.Iterate()
+	for it.Next(&key, &count) {
+		out[SYNSource{Slot: uint32(key.Slot), Addr: kernelAddr(key.Family, key.Addr)}] = count
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read SYN sources: %w", err)
+	}
+	return out, nil
+}
+
+// kernelAddr turns an address stored as four network-order words into a
+// netip.Addr. The words were copied from the packet byte for byte, so their
+// in-memory bytes are already the wire order.
+func kernelAddr(family uint8, words [4]uint32) netip.Addr {
+	var b [16]byte
+	for i, w := range words {
+		// Little-endian host: the first wire byte is the low byte.
+		b[i*4+0] = byte(w)
+		b[i*4+1] = byte(w >> 8)
+		b[i*4+2] = byte(w >> 16)
+		b[i*4+3] = byte(w >> 24)
+	}
+	if family == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
+
