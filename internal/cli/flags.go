@@ -111,7 +111,7 @@ func FlagsRecord(kind string, now time.Time, iface, hook string, c probe.FlagCou
 	return output.FlagsRecord{
 		Type: kind, Time: timestamp(now), Interface: iface, Hook: hook,
 		Packets: c.Packets, TCPPackets: c.TcpPackets,
-		Flags: output.FlagCounts{FIN: c.Fin, SYN: c.Syn, RST: c.Rst, PSH: c.Psh, ACK: c.Ack, URG: c.Urg, ECE: c.Ece, CWR: c.Cwr},
+		Flags:     output.FlagCounts{FIN: c.Fin, SYN: c.Syn, RST: c.Rst, PSH: c.Psh, ACK: c.Ack, URG: c.Urg, ECE: c.Ece, CWR: c.Cwr},
 		Anomalies: output.Anomalies{SynFin: c.SynFin, SynRst: c.SynRst, Null: c.NullFlags, Xmas: c.Xmas, Malformed: c.Malformed},
 		Dropped:   c.Dropped,
 	}

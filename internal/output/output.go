@@ -53,9 +53,18 @@ type Table struct {
 	tw *tabwriter.Writer
 }
 
-// NewTable starts a table on w with the given header.
+// NewTable starts a table of numbers, right-aligned, on w with the given header.
 func NewTable(w io.Writer, header ...string) *Table {
-	t := &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)}
+	return newTable(w, tabwriter.AlignRight, header)
+}
+
+// NewTextTable starts a left-aligned table, for words rather than numbers.
+func NewTextTable(w io.Writer, header ...string) *Table {
+	return newTable(w, 0, header)
+}
+
+func newTable(w io.Writer, flags uint, header []string) *Table {
+	t := &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', flags)}
 	if len(header) > 0 {
 		t.Row(anySlice(header)...)
 	}

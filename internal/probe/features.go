@@ -1,0 +1,284 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Feature names one thing a command may need from the kernel.
+type Feature string
+
+const (
+	FeatBPF        Feature = "bpf"     // bpf() works for this process
+	FeatBTF        Feature = "btf"     // kernel BTF, for CO-RE and enum names
+	FeatRingbuf    Feature = "ringbuf" // BPF ring buffer map
+	FeatXDPLink    Feature = "xdp_link"
+	FeatTCXLink    Feature = "tcx_link"
+	FeatTracefs    Feature = "tracefs"
+	FeatPacketHook Feature = "xdp_link|tcx_link" // either hook will do
+)
+
+// Tracepoint is one kernel tracepoint the project attaches to.
+type Tracepoint struct {
+	Group, Name string
+	Raw         bool // attached as a raw tracepoint (BPF_RAW_TRACEPOINT_OPEN)
+}
+
+func (t Tracepoint) String() string {
+	if t.Raw {
+		return "raw_tp/" + t.Name
+	}
+	return t.Group + ":" + t.Name
+}
+
+// Feature is the name doctor checks the tracepoint under.
+func (t Tracepoint) Feature() Feature { return Feature("tp " + t.String()) }
+
+// Tracepoints lists every tracepoint tcplens uses, in one place.
+var (
+	TPRetransmitSKB    = Tracepoint{Group: "tcp", Name: "tcp_retransmit_skb"}
+	TPRetransmitSynack = Tracepoint{Group: "tcp", Name: "tcp_retransmit_synack"}
+	TPSendReset        = Tracepoint{Group: "tcp", Name: "tcp_send_reset"}
+	TPReceiveReset     = Tracepoint{Group: "tcp", Name: "tcp_receive_reset"}
+	TPSetState         = Tracepoint{Group: "sock", Name: "inet_sock_set_state"}
+	TPKfreeSKB         = Tracepoint{Group: "skb", Name: "kfree_skb"}
+	TPTCPProbe         = Tracepoint{Group: "tcp", Name: "tcp_probe", Raw: true}
+
+	Tracepoints = []Tracepoint{TPRetransmitSKB, TPRetransmitSynack, TPSendReset, TPReceiveReset, TPSetState, TPKfreeSKB, TPTCPProbe}
+)
+
+// CommandNeeds says which features each command needs.
+var CommandNeeds = map[string][]Feature{
+	"flags":   {FeatBPF, FeatPacketHook},
+	"syn":     {FeatBPF, FeatPacketHook},
+	"retrans": {FeatBPF, FeatRingbuf, FeatTracefs, TPRetransmitSKB.Feature(), TPRetransmitSynack.Feature()},
+	"rtt":     {FeatBPF, FeatBTF, FeatRingbuf, TPTCPProbe.Feature()},
+	"states":  {FeatBPF, FeatRingbuf, FeatTracefs, TPSetState.Feature()},
+	"resets":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSendReset.Feature(), TPReceiveReset.Feature()},
+	"drops":   {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPKfreeSKB.Feature()},
+}
+
+// Check is one line of doctor's table.
+type Check struct {
+	Feature Feature
+	Name    string
+	OK      bool
+	Info    bool // informational: never makes a command unready
+	Detail  string
+}
+
+// RunChecks tries each feature on this kernel, as this process. Nothing
+// stays attached: every trial link is closed before the next check.
+func RunChecks() []Check {
+	var checks []Check
+	add := func(f Feature, name string, err error, okDetail string) {
+		c := Check{Feature: f, Name: name, OK: err == nil, Detail: okDetail}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		checks = append(checks, c)
+	}
+	info := func(name, detail string) {
+		checks = append(checks, Check{Name: name, OK: true, Info: true, Detail: detail})
+	}
+
+	var uts unix.Utsname
+	if unix.Uname(&uts) == nil {
+		info("kernel", unix.ByteSliceToString(uts.Release[:]))
+	}
+	info("capabilities", capabilitySummary())
+
+	add(FeatBTF, "BTF (/sys/kernel/btf/vmlinux)", checkBTF(), "kernel BTF loads")
+	bpfErr := checkBPF()
+	add(FeatBPF, "bpf() syscall", bpfErr, "maps and programs can be created")
+	if mountedAs(bpffsPath, bpffsMagic) {
+		info("bpffs", "mounted at "+bpffsPath+" (tcplens pins nothing, so it is optional)")
+	} else {
+		info("bpffs", "not mounted at "+bpffsPath+"; optional: tcplens pins nothing")
+	}
+	mounted, err := EnsureTracefs()
+	detail := "mounted at " + tracefsPath
+	if mounted {
+		detail = "was not mounted; doctor mounted it at " + tracefsPath
+	}
+	add(FeatTracefs, "tracefs", err, detail)
+
+	if bpfErr != nil {
+		for _, f := range []Feature{FeatRingbuf, FeatXDPLink, FeatTCXLink} {
+			add(f, string(f), errors.New("skipped: bpf() does not work"), "")
+		}
+		for _, tp := range Tracepoints {
+			add(tp.Feature(), "tracepoint "+tp.String(), errors.New("skipped: bpf() does not work"), "")
+		}
+		return checks
+	}
+	add(FeatRingbuf, "ring buffer map", features.HaveMapType(ebpf.RingBuf), "BPF_MAP_TYPE_RINGBUF")
+	add(FeatXDPLink, "XDP link", checkXDPLink(), "bpf_link for XDP (tried on lo, generic mode)")
+	add(FeatTCXLink, "tcx link", checkTCXLink(), "bpf_link for TC ingress (tried on lo)")
+	for _, tp := range Tracepoints {
+		add(tp.Feature(), "tracepoint "+tp.String(), checkTracepoint(tp), "attached and detached")
+	}
+	return checks
+}
+
+// Missing lists, per command, the needed features that failed.
+func Missing(checks []Check) map[string][]Feature {
+	ok := map[Feature]bool{}
+	for _, c := range checks {
+		if c.Feature != "" {
+			ok[c.Feature] = c.OK
+		}
+	}
+	ok[FeatPacketHook] = ok[FeatXDPLink] || ok[FeatTCXLink]
+	out := map[string][]Feature{}
+	for cmd, needs := range CommandNeeds {
+		for _, f := range needs {
+			if !ok[f] {
+				out[cmd] = append(out[cmd], f)
+			}
+		}
+	}
+	return out
+}
+
+func checkBTF() error {
+	if _, err := btf.LoadKernelSpec(); err != nil {
+		return fmt.Errorf("no kernel BTF: %v (needs CONFIG_DEBUG_INFO_BTF=y)", err)
+	}
+	return nil
+}
+
+func checkBPF() error {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return ErrPrivileges
+		}
+		return err
+	}
+	m.Close()
+	return nil
+}
+
+func trivialProgram(t ebpf.ProgramType, ret int32) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         t,
+		License:      "Dual BSD/GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, ret), asm.Return()},
+	})
+}
+
+func loopback() (int, error) {
+	ifc, err := net.InterfaceByName("lo")
+	if err != nil {
+		return 0, fmt.Errorf("no lo in this network namespace to try on: %v", err)
+	}
+	return ifc.Index, nil
+}
+
+func checkXDPLink() error {
+	idx, err := loopback()
+	if err != nil {
+		return err
+	}
+	prog, err := trivialProgram(ebpf.XDP, 2 /* XDP_PASS */)
+	if err != nil {
+		return explainAttach(err)
+	}
+	defer prog.Close()
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: link.XDPGenericMode})
+	if err != nil {
+		return explainAttach(err)
+	}
+	return l.Close()
+}
+
+func checkTCXLink() error {
+	idx, err := loopback()
+	if err != nil {
+		return err
+	}
+	prog, err := trivialProgram(ebpf.SchedCLS, -1 /* TC_ACT_UNSPEC */)
+	if err != nil {
+		return explainAttach(err)
+	}
+	defer prog.Close()
+	l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: idx, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return explainAttach(err)
+	}
+	return l.Close()
+}
+
+func checkTracepoint(tp Tracepoint) error {
+	var (
+		l   link.Link
+		err error
+	)
+	if tp.Raw {
+		prog, perr := trivialProgram(ebpf.RawTracepoint, 0)
+		if perr != nil {
+			return explainAttach(perr)
+		}
+		defer prog.Close()
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.Name, Program: prog})
+	} else {
+		prog, perr := trivialProgram(ebpf.TracePoint, 0)
+		if perr != nil {
+			return explainAttach(perr)
+		}
+		defer prog.Close()
+		l, err = link.Tracepoint(tp.Group, tp.Name, prog, nil)
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: this kernel has no tracepoint %s", ErrUnsupported, tp)
+		}
+		return explainAttach(err)
+	}
+	return l.Close()
+}
+
+var capNames = []struct {
+	bit  uint
+	name string
+}{{39, "CAP_BPF"}, {12, "CAP_NET_ADMIN"}, {38, "CAP_PERFMON"}, {21, "CAP_SYS_ADMIN"}}
+
+// capabilitySummary reads the effective capabilities of this process.
+func capabilitySummary() string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		hex, ok := strings.CutPrefix(line, "CapEff:")
+		if !ok {
+			continue
+		}
+		eff, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		if err != nil {
+			return "unknown: " + err.Error()
+		}
+		var parts []string
+		for _, c := range capNames {
+			mark := "-"
+			if eff&(1<<c.bit) != 0 {
+				mark = "+"
+			}
+			parts = append(parts, mark+c.name)
+		}
+		return strings.Join(parts, " ")
+	}
+	return "unknown: no CapEff in /proc/self/status"
+}
