@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Shared by the socket-path programs (tracepoints on the kernel's TCP
+ * state): the in-kernel filter, address copying and ring buffer output with
+ * loss counting. Each program file is its own object, so each gets its own
+ * `events` ring buffer and `lost` counter from DEFINE_EVENT_OUTPUT().
+ */
+#pragma once
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* Set by user space before load (--port, --host, -4, -6). */
+struct sock_filter_cfg {
+	__u16 port;        /* 0: any; else either end's port (host order) */
+	__u8 family;       /* 0: any, 4 or 6 */
+	__u8 host_family;  /* 0: no --host; else 4 or 6 */
+	__u32 host_prefix; /* prefix length in bits of host_addr */
+	__u8 host_addr[16];
+};
+
+volatile const struct sock_filter_cfg filter = {};
+
+/* Addresses as 16 bytes in wire order; IPv4 in the first 4. */
+struct sock_addrs {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u8 family; /* 4 or 6 */
+	__u8 pad[3];
+};
+
+static __always_inline int prefix_match(const __u8 *addr)
+{
+	__u32 bits = filter.host_prefix;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (bits == 0)
+			return 1;
+		__u8 mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+		if ((addr[i] ^ filter.host_addr[i]) & mask)
+			return 0;
+		bits = bits >= 8 ? bits - 8 : 0;
+	}
+	return 1;
+}
+
+/* filter_match applies --port/--host/-4/-6; both ends are considered. */
+static __always_inline int filter_match(const struct sock_addrs *a)
+{
+	if (filter.family && filter.family != a->family)
+		return 0;
+	if (filter.port && filter.port != a->sport && filter.port != a->dport)
+		return 0;
+	if (filter.host_family) {
+		if (filter.host_family != a->family)
+			return 0;
+		if (!prefix_match(a->saddr) && !prefix_match(a->daddr))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * Fill addrs from a tracepoint's usual fields: sport/dport in host order,
+ * family as AF_*, saddr/daddr (IPv4) and saddr_v6/daddr_v6.
+ */
+static __always_inline void addrs_from_tp(struct sock_addrs *a, __u16 family, __u16 sport,
+					  __u16 dport, const __u8 *s4, const __u8 *d4,
+					  const __u8 *s6, const __u8 *d6)
+{
+	a->sport = sport;
+	a->dport = dport;
+	if (family == AF_INET6) {
+		a->family = 6;
+		__builtin_memcpy(a->saddr, s6, 16);
+		__builtin_memcpy(a->daddr, d6, 16);
+	} else {
+		a->family = 4;
+		__builtin_memcpy(a->saddr, s4, 4);
+		__builtin_memcpy(a->daddr, d4, 4);
+	}
+}
+
+/* One ring buffer and its loss counter per object; size set at load. */
+#define DEFINE_EVENT_OUTPUT()                                   \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);             \
+		__uint(max_entries, 1 << 20);                   \
+	} events SEC(".maps");                                  \
+	struct {                                                \
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);        \
+		__uint(max_entries, 1);                         \
+		__type(key, __u32);                             \
+		__type(value, __u64);                           \
+	} lost SEC(".maps");                                    \
+	static __always_inline void *reserve_event(__u64 size)  \
+	{                                                       \
+		void *e = bpf_ringbuf_reserve(&events, size, 0); \
+		if (!e) {                                       \
+			__u32 zero = 0;                         \
+			__u64 *n = bpf_map_lookup_elem(&lost, &zero); \
+			if (n)                                  \
+				(*n)++;                         \
+		}                                               \
+		return e;                                       \
+	}

@@ -1,0 +1,119 @@
+// Package events reads the socket path's BPF ring buffers: records decode
+// in place without allocating, kernel timestamps become wall-clock times,
+// and what the kernel could not deliver is counted.
+package events
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// Reader reads one object's `events` ring buffer and its `lost` counter.
+type Reader struct {
+	rb   *ringbuf.Reader
+	lost *ebpf.Map
+	rec  ringbuf.Record
+}
+
+// NewReader opens the ring buffer; lost is the per-CPU counter that the
+// BPF side bumps when a reservation fails (bpf/sock_common.h).
+func NewReader(events, lost *ebpf.Map) (*Reader, error) {
+	rb, err := ringbuf.NewReader(events)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	return &Reader{rb: rb, lost: lost}, nil
+}
+
+// ErrClosed is returned by Next once Close was called.
+var ErrClosed = ringbuf.ErrClosed
+
+// Next blocks until a record arrives and returns its bytes, valid until the
+// next call. It reuses one buffer: no allocation per record.
+func (r *Reader) Next() ([]byte, error) {
+	if err := r.rb.ReadInto(&r.rec); err != nil {
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, err
+	}
+	return r.rec.RawSample, nil
+}
+
+// SetDeadline makes a blocked Next return os.ErrDeadlineExceeded at t.
+func (r *Reader) SetDeadline(t time.Time) { r.rb.SetDeadline(t) }
+
+// Pending says how many bytes wait in the ring buffer.
+func (r *Reader) Pending() int { return r.rb.AvailableBytes() }
+
+// Close unblocks Next and releases the ring buffer.
+func (r *Reader) Close() error { return r.rb.Close() }
+
+// Lost sums the records the kernel dropped because the ring buffer was full.
+func (r *Reader) Lost() (uint64, error) {
+	var perCPU []uint64
+	if err := r.lost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read lost-record counter: %w", err)
+	}
+	var sum uint64
+	for _, n := range perCPU {
+		sum += n
+	}
+	return sum, nil
+}
+
+// Cast views raw as a *T without copying. It returns false when raw is too
+// short. T must be a bpf2go-generated struct (fixed layout, no pointers);
+// ring buffer samples are 8-byte aligned.
+func Cast[T any](raw []byte) (*T, bool) {
+	var zero T
+	if len(raw) < int(unsafe.Sizeof(zero)) {
+		return nil, false
+	}
+	return (*T)(unsafe.Pointer(unsafe.SliceData(raw))), true
+}
+
+// Clock turns bpf_ktime_get_ns() (CLOCK_MONOTONIC) into wall-clock time.
+type Clock struct {
+	wallAtZero time.Time // wall time when CLOCK_MONOTONIC read 0
+}
+
+// NewClock measures the offset between the monotonic and the wall clock,
+// taking the reading with the smallest gap of a few tries.
+func NewClock() Clock {
+	best := time.Duration(1<<63 - 1)
+	var c Clock
+	for i := 0; i < 5; i++ {
+		var ts unix.Timespec
+		before := time.Now()
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		after := time.Now()
+		if gap := after.Sub(before); gap < best {
+			best = gap
+			mid := before.Add(gap / 2)
+			c.wallAtZero = mid.Add(-time.Duration(ts.Nano()))
+		}
+	}
+	return c
+}
+
+// Wall converts a kernel monotonic timestamp.
+func (c Clock) Wall(ktimeNs uint64) time.Time {
+	return c.wallAtZero.Add(time.Duration(ktimeNs))
+}
+
+// Addr makes an address from the 16 wire-order bytes the BPF side fills
+// (IPv4 in the first 4) and its family (4 or 6).
+func Addr(family uint8, b [16]byte) netip.Addr {
+	if family == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
