@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/tcplens/tcplens/internal/events"
+)
+
+// streamLoop drives a socket-path command: it hands every ring buffer
+// record to handle, calls tick every interval (when tick is set), and stops
+// on a signal, after --duration, or once handle has counted --count
+// records. On stop it drains what is already in the ring buffer, so
+// records that arrived before the stop are not lost.
+type streamLoop struct {
+	c      *common
+	reader *events.Reader
+	// handle decodes and prints one record; it returns whether the record
+	// counts towards --count (filtered-out records do not).
+	handle func(raw []byte) (counted bool, err error)
+	tick   func(now time.Time) error // optional periodic report
+}
+
+// pollEvery bounds how long a stop request waits for a blocked read.
+const pollEvery = 100 * time.Millisecond
+
+func (l *streamLoop) run(ctx context.Context) error {
+	var deadline time.Time
+	if l.c.duration > 0 {
+		deadline = time.Now().Add(l.c.duration)
+	}
+	nextTick := time.Now().Add(l.c.interval)
+	counted := 0
+	for {
+		now := time.Now()
+		if ctx.Err() != nil || (!deadline.IsZero() && !now.Before(deadline)) {
+			return l.drain()
+		}
+		if l.tick != nil && !now.Before(nextTick) {
+			if err := l.tick(now); err != nil {
+				return err
+			}
+			nextTick = nextTick.Add(l.c.interval)
+		}
+		wake := now.Add(pollEvery)
+		if l.tick != nil && nextTick.Before(wake) {
+			wake = nextTick
+		}
+		if !deadline.IsZero() && deadline.Before(wake) {
+			wake = deadline
+		}
+		l.reader.SetDeadline(wake)
+		raw, err := l.reader.Next()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		ok, err := l.handle(raw)
+		if err != nil {
+			return err
+		}
+		if ok {
+			counted++
+			if l.c.count > 0 && counted >= l.c.count {
+				return nil
+			}
+		}
+	}
+}
+
+// drain handles the records already waiting, without blocking.
+func (l *streamLoop) drain() error {
+	for l.reader.Pending() > 0 {
+		l.reader.SetDeadline(time.Now())
+		raw, err := l.reader.Next()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return err
+		}
+		if _, err := l.handle(raw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
