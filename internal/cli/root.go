@@ -52,6 +52,11 @@ func Main(args []string, env Env) int {
 		printUsage(env.Stdout)
 		return ExitOK
 	}
+	if _, ok := commands[name]; !ok && len(args) == 0 && name == "top" {
+		// The default command is not built yet: say what is.
+		printUsage(env.Stderr)
+		return ExitUsage
+	}
 	cmd, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(env.Stderr, "tcplens: unknown command %q (run 'tcplens help' for the list)\n", name)

@@ -50,7 +50,8 @@ func (j *JSONLines) Flush() error { return j.w.Flush() }
 
 // Table lays out rows in aligned columns.
 type Table struct {
-	tw *tabwriter.Writer
+	tw    *tabwriter.Writer
+	right bool
 }
 
 // NewTable starts a table of numbers, right-aligned, on w with the given header.
@@ -64,7 +65,7 @@ func NewTextTable(w io.Writer, header ...string) *Table {
 }
 
 func newTable(w io.Writer, flags uint, header []string) *Table {
-	t := &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', flags)}
+	t := &Table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', flags), right: flags&tabwriter.AlignRight != 0}
 	if len(header) > 0 {
 		t.Row(anySlice(header)...)
 	}
@@ -77,7 +78,12 @@ func (t *Table) Row(cells ...any) {
 	for i, c := range cells {
 		parts[i] = fmt.Sprint(c)
 	}
-	fmt.Fprint(t.tw, strings.Join(parts, "\t")+"\t\n")
+	line := strings.Join(parts, "\t")
+	if t.right {
+		// Right alignment needs the last cell terminated too.
+		line += "\t"
+	}
+	fmt.Fprint(t.tw, line+"\n")
 }
 
 // Flush writes the table out.
