@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
@@ -102,6 +103,10 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // memory that way (before 5.11); later kernels use memcg and need nothing.
 func prepareBPF() error {
 	if err := rlimit.RemoveMemlock(); err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
+			// RemoveMemlock fails this way when bpf() itself is refused.
+			return fmt.Errorf("load BPF programs: %w", probe.ErrPrivileges)
+		}
 		return fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", err)
 	}
 	return nil

@@ -42,10 +42,8 @@ func runDoctor(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	if err := prepareBPF(); err != nil {
-		// Not fatal here: the bpf() check below says what works.
-		fmt.Fprintf(env.Stderr, "tcplens doctor: %v\n", err)
-	}
+	// Not fatal here: the bpf() check below says what works and what not.
+	_ = prepareBPF()
 
 	checks := probe.RunChecks()
 	missing := probe.Missing(checks)
@@ -95,7 +93,7 @@ func runDoctor(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	if len(unready) > 0 {
-		return fmt.Errorf("%w: not ready on this kernel or for this user: %s", errNotReady, strings.Join(unready, ", "))
+		return fmt.Errorf("%w on this kernel or for this user: %s", errNotReady, strings.Join(unready, ", "))
 	}
 	return nil
 }
