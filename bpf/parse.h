@@ -56,15 +56,19 @@ static __always_inline int ipv6_is_ext(__u8 nexthdr)
 	       nexthdr == IPPROTO_AH;
 }
 
+/*
+ * room is how many bytes the IP header says follow it: a TCP header longer
+ * than that runs past the datagram into padding or the next frame's bytes.
+ */
 static __always_inline int parse_tcp(void *data, void *data_end, __u64 off,
-				     struct packet *pkt)
+				     __u32 room, struct packet *pkt)
 {
 	struct tcp_hdr *tcp = data + off;
 
 	if ((void *)(tcp + 1) > data_end)
 		return PARSE_MALFORMED;
 	__u32 hdr_len = (__u32)(tcp->doff_res >> 4) * 4;
-	if (hdr_len < sizeof(*tcp))
+	if (hdr_len < sizeof(*tcp) || hdr_len > room)
 		return PARSE_MALFORMED;
 	if (data + off + hdr_len > data_end)
 		return PARSE_MALFORMED;
@@ -90,7 +94,8 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u64 off,
 		return PARSE_MALFORMED;
 	if (data + off + hdr_len > data_end)
 		return PARSE_MALFORMED;
-	if (bpf_ntohs(ip->tot_len) < hdr_len)
+	__u32 tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < hdr_len)
 		return PARSE_MALFORMED;
 	if (ip->protocol != IPPROTO_TCP)
 		return PARSE_NOT_TCP;
@@ -101,7 +106,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u64 off,
 	pkt->family = 4;
 	pkt->saddr[0] = ip->saddr;
 	pkt->daddr[0] = ip->daddr;
-	return parse_tcp(data, data_end, off + hdr_len, pkt);
+	return parse_tcp(data, data_end, off + hdr_len, tot_len - hdr_len, pkt);
 }
 
 static __always_inline int parse_ipv6(void *data, void *data_end, __u64 off,
@@ -115,6 +120,10 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u64 off,
 		return PARSE_MALFORMED;
 
 	__u8 nexthdr = ip6->nexthdr;
+	/* Payload length 0 (jumbogram, BIG TCP GRO) leaves the frame as the bound. */
+	__u32 room = bpf_ntohs(ip6->payload_len);
+	if (room == 0)
+		room = 0xffffffff;
 	off += sizeof(*ip6);
 
 #pragma unroll
@@ -137,6 +146,11 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u64 off,
 		} else {
 			ext_len = ((__u32)ext->hdrlen + 1) * 8;
 		}
+		/* A truncated or oversized extension header is malformed even when
+		 * no TCP header follows, as a truncated IPv4 header is. */
+		if (data + off + ext_len > data_end || ext_len > room)
+			return PARSE_MALFORMED;
+		room -= ext_len;
 		nexthdr = ext->nexthdr;
 		off += ext_len;
 	}
@@ -149,7 +163,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u64 off,
 	pkt->family = 6;
 	__builtin_memcpy(pkt->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(pkt->daddr, &ip6->daddr, 16);
-	return parse_tcp(data, data_end, off, pkt);
+	return parse_tcp(data, data_end, off, room, pkt);
 }
 
 /*
