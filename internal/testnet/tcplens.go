@@ -163,6 +163,15 @@ func exitCode(cmd *exec.Cmd, err error) int {
 	return cmd.ProcessState.ExitCode()
 }
 
+// Output is what tcplens has printed to stdout so far, for tests that wait
+// for a report while it runs.
+// Only whole lines are returned.
+func (p *Process) Output() Result {
+	out := p.stdout.String()
+	out = out[:strings.LastIndexByte(out, '\n')+1]
+	return Result{ExitCode: -1, Stdout: out, Stderr: p.stderr.String()}
+}
+
 // PID is the tcplens process's PID.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 

@@ -1,0 +1,181 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplens/tcplens/internal/testnet"
+	"github.com/tcplens/tcplens/internal/testutil"
+)
+
+// TestFlagsCountsHandshakes watches B's ingress while A opens n
+// connections to B and closes them. CloseConns fixes the packet sequence,
+// so from A each connection is exactly SYN, ACK, FIN+ACK, ACK; A asks for
+// ECN, so each SYN also carries ECE and CWR. A's own segment counter
+// checks the total independently.
+func TestFlagsCountsHandshakes(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	const n = 20
+	for _, sc := range scenarios {
+		t.Run(sc.String(), func(t *testing.T) {
+			t.Parallel()
+			p := testnet.NewPair(t)
+			p.A.Sysctl(t, "net.ipv4.tcp_ecn", "1") // also IPv6's
+			srv := p.B.Listen(t, sc.family, 0)
+			tl := p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", sc.hook)
+
+			before := snmp(t, p.A)
+			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, n))
+			// B leaves LAST_ACK when A's last ACK has arrived, after passing
+			// the hook: then every packet of the test has been counted.
+			testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
+				return p.B.CountSockets(testnet.StateLastAck) == 0
+			})
+			sent := segmentsSent(t, before, snmp(t, p.A))
+			res := tl.Stop()
+			if res.ExitCode != 0 {
+				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+			}
+			sum := res.Summary(t, p.B.Link)
+			if hook := sum.String(t, "hook"); !strings.HasPrefix(hook, sc.hook+"/") {
+				t.Errorf("hook %q, want %s/...", hook, sc.hook)
+			}
+			want := map[string]uint64{
+				"tcp_packets": 4 * n,
+				"flags.syn":   n, "flags.ack": 3 * n, "flags.fin": n,
+				"flags.ece": n, "flags.cwr": n,
+				"flags.rst": 0, "flags.psh": 0, "flags.urg": 0,
+				"anomalies.syn_fin": 0, "anomalies.syn_rst": 0, "anomalies.null": 0,
+				"anomalies.xmas": 0, "anomalies.malformed": 0,
+				"dropped": 0,
+			}
+			checkCounts(t, sum, want)
+			if got := sum.Uint(t, "tcp_packets"); got != sent {
+				t.Errorf("tcp_packets = %d, but A sent %d TCP segments (Tcp:OutSegs+RetransSegs)", got, sent)
+			}
+			if pk, tcp := sum.Uint(t, "packets"), sum.Uint(t, "tcp_packets"); pk < tcp {
+				t.Errorf("packets = %d < tcp_packets = %d", pk, tcp)
+			}
+			if srv.Accepted() != n {
+				t.Errorf("server accepted %d connections, want %d", srv.Accepted(), n)
+			}
+		})
+	}
+}
+
+// TestFlagsCountsSegmentsOfBulkTransfer sends a bounded bulk transfer.
+// The sender's TSO makes 64 KB skbs that cross the veth whole, so the TC
+// hook sees fewer skbs than segments and must count gso_segs; XDP on veth
+// makes the peer send wire-sized segments. Either way tcp_packets must be
+// the segments A sent, and every segment but the SYN carries ACK.
+func TestFlagsCountsSegmentsOfBulkTransfer(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	const size = 8 << 20
+	for _, sc := range scenarios {
+		t.Run(sc.String(), func(t *testing.T) {
+			t.Parallel()
+			p := testnet.NewPair(t)
+			srv := p.B.Listen(t, sc.family, 0)
+			tl := p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", sc.hook)
+
+			before := snmp(t, p.A)
+			sentBytes := p.A.Bulk(t, srv.Addr, size, 10*time.Second)
+			testnet.WaitFor(t, 5*time.Second, "B's connection closed", func() bool {
+				return p.B.CountSockets(testnet.StateLastAck) == 0
+			})
+			after := snmp(t, p.A)
+			sent := segmentsSent(t, before, after)
+			res := tl.Stop()
+			if res.ExitCode != 0 {
+				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+			}
+			sum := res.Summary(t, p.B.Link)
+			t.Logf("%d bytes in %d segments (%d retransmitted); tcplens: %d TCP packets, %d with PSH",
+				sentBytes, sent, snmpDelta(t, before, after, "Tcp:RetransSegs"), sum.Uint(t, "tcp_packets"), sum.Uint(t, "flags.psh"))
+			checkCounts(t, sum, map[string]uint64{
+				"tcp_packets": sent,
+				"flags.syn":   1, "flags.fin": 1, "flags.ack": sent - 1,
+				"flags.rst": 0, "dropped": 0, "anomalies.malformed": 0,
+			})
+			if srv.Received() != sentBytes {
+				t.Errorf("server received %d bytes, A sent %d", srv.Received(), sentBytes)
+			}
+		})
+	}
+}
+
+// TestFlagsDropSYNPort drops SYNs to one port: dials to it time out, dials
+// to another port of the same server address succeed. A listener is on
+// the dropped port too, so only the drop can make those dials fail.
+//
+// Each failing dial waits 1.5 s; the kernel sends the SYN, and again after
+// the initial RTO of 1 s, so normally 2 SYNs per dial (3 if the VM delays
+// the dial's timer past the second retransmission at 3 s, which would be
+// a very sick VM). The exact number is A's active opens plus its
+// retransmitted segments during the failing dials: on a veth nothing else
+// is lost, so every retransmission is a SYN.
+func TestFlagsDropSYNPort(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	const (
+		dropped, open = 7001, 7002
+		fails, oks    = 2, 5
+		dialTimeout   = 1500 * time.Millisecond
+	)
+	for _, sc := range scenarios {
+		t.Run(sc.String(), func(t *testing.T) {
+			t.Parallel()
+			p := testnet.NewPair(t)
+			blocked := p.B.Listen(t, sc.family, dropped)
+			srv := p.B.Listen(t, sc.family, open)
+			tl := p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", sc.hook, "--drop-syn-port", "7001")
+
+			before := snmp(t, p.A)
+			for i := 0; i < fails; i++ {
+				p.A.DialFail(t, blocked.Addr, dialTimeout)
+			}
+			after := snmp(t, p.A)
+			synsToDropped := snmpDelta(t, before, after, "Tcp:ActiveOpens") + snmpDelta(t, before, after, "Tcp:RetransSegs")
+
+			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, oks))
+			testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
+				return p.B.CountSockets(testnet.StateLastAck) == 0
+			})
+			res := tl.Stop()
+			if res.ExitCode != 0 {
+				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+			}
+			sum := res.Summary(t, p.B.Link)
+			if synsToDropped < 2*fails || synsToDropped > 3*fails {
+				t.Errorf("A sent %d SYNs in %d dials of %s, want 2 to 3 per dial", synsToDropped, fails, dialTimeout)
+			}
+			checkCounts(t, sum, map[string]uint64{
+				"dropped":   synsToDropped,
+				"flags.syn": synsToDropped + oks,
+				"flags.fin": oks,
+				"flags.rst": 0,
+			})
+			if blocked.Accepted() != 0 || srv.Accepted() != oks {
+				t.Errorf("accepted %d on the dropped port and %d on the open one, want 0 and %d",
+					blocked.Accepted(), srv.Accepted(), oks)
+			}
+		})
+	}
+}
+
+func checkCounts(t *testing.T, rec testnet.Record, want map[string]uint64) {
+	t.Helper()
+	bad := false
+	for k, w := range want {
+		if got := rec.Uint(t, k); got != w {
+			t.Errorf("%s = %d, want %d", k, got, w)
+			bad = true
+		}
+	}
+	if bad {
+		t.Logf("summary: %v", rec)
+	}
+}

@@ -1,0 +1,56 @@
+package integration
+
+import (
+	"os"
+	"testing"
+
+	"github.com/tcplens/tcplens/internal/testnet"
+)
+
+// TestMain removes the tcplens binary the tests built (once, on first use).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testnet.RemoveBuild()
+	os.Exit(code)
+}
+
+// scenario is one hook and address family.
+type scenario struct {
+	hook   string
+	family testnet.Family
+}
+
+func (s scenario) String() string { return s.hook + "/" + s.family.String() }
+
+// scenarios is every hook with every family.
+var scenarios = []scenario{
+	{"tc", testnet.IPv4}, {"tc", testnet.IPv6},
+	{"xdp", testnet.IPv4}, {"xdp", testnet.IPv6},
+}
+
+// snmpDelta is after[key] - before[key].
+func snmpDelta(t *testing.T, before, after map[string]uint64, key string) uint64 {
+	t.Helper()
+	b, ok1 := before[key]
+	a, ok2 := after[key]
+	if !ok1 || !ok2 {
+		t.Fatalf("no counter %s in /proc/net/snmp or netstat", key)
+	}
+	return a - b
+}
+
+func snmp(t *testing.T, ns *testnet.NS) map[string]uint64 {
+	t.Helper()
+	m, err := ns.SNMP()
+	if err != nil {
+		t.Fatalf("read counters of %s: %v", ns.Name, err)
+	}
+	return m
+}
+
+// segmentsSent is every TCP segment ns sent: OutSegs leaves out
+// retransmissions, RetransSegs counts them.
+func segmentsSent(t *testing.T, before, after map[string]uint64) uint64 {
+	t.Helper()
+	return snmpDelta(t, before, after, "Tcp:OutSegs") + snmpDelta(t, before, after, "Tcp:RetransSegs")
+}
