@@ -295,4 +295,3 @@ func kernelAddr(family uint8, words [4]uint32) netip.Addr {
 	}
 	return netip.AddrFrom16(b)
 }
-
