@@ -25,7 +25,10 @@ struct sock_filter_cfg {
 	__u8 family;       /* 0: any, 4 or 6 */
 	__u8 host_family;  /* 0: no --host; else 4 or 6 */
 	__u32 host_prefix; /* prefix length in bits of host_addr */
-	__u8 host_addr[16];
+	union {
+		__u8 host_addr[16];
+		__u32 host_addr_words[4]; /* wire order, compared a word at a time */
+	};
 };
 
 volatile const struct sock_filter_cfg filter = {};
@@ -42,18 +45,23 @@ struct sock_addrs {
 
 static __always_inline int prefix_match(const __u8 *addr)
 {
-	__u32 bits = filter.host_prefix;
+	int prefix = filter.host_prefix;
+	__u32 diff = 0;
 
+	/*
+	 * Word by word, with a fixed trip count and no early exit, so clang
+	 * unrolls it into short straight code: word i is compared under the
+	 * mask of the prefix bits that fall into it.
+	 */
 #pragma unroll
-	for (int i = 0; i < 16; i++) {
-		if (bits == 0)
-			return 1;
-		__u8 mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
-		if ((addr[i] ^ filter.host_addr[i]) & mask)
-			return 0;
-		bits = bits >= 8 ? bits - 8 : 0;
+	for (int i = 0; i < 4; i++) {
+		int bits = prefix - 32 * i;
+		__u32 mask = bits >= 32 ? 0xffffffff : bits <= 0 ? 0 : bpf_htonl(0xffffffff << (32 - bits));
+		__u32 a, h = filter.host_addr_words[i];
+		__builtin_memcpy(&a, addr + 4 * i, 4);
+		diff |= (a ^ h) & mask;
 	}
-	return 1;
+	return diff == 0;
 }
 
 /* filter_match applies --port/--host/-4/-6; both ends are considered. */

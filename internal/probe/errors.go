@@ -16,13 +16,15 @@ var ErrPrivileges = errors.New("needs root, or CAP_BPF with CAP_NET_ADMIN and CA
 var ErrUnsupported = errors.New("not supported by this kernel")
 
 func explainLoadError(what string, err error) error {
-	if errors.Is(err, os.ErrPermission) {
-		return fmt.Errorf("%s: %w", what, ErrPrivileges)
-	}
+	// The verifier's refusals come as EACCES too: look for its log first,
+	// or a program the verifier rejects reads as missing privileges.
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
 		// The full log is long; its last lines say why.
 		return fmt.Errorf("%s: rejected by the kernel verifier: %v", what, verr)
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%s: %w", what, ErrPrivileges)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
