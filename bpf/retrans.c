@@ -1,0 +1,130 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tcplens retrans: the kernel's TCP retransmissions, from the tracepoints
+ * tcp:tcp_retransmit_skb and tcp:tcp_retransmit_synack, one ring buffer
+ * record each, with the segments the retransmitted skb carried as the
+ * kernel counts them (tcp_skb_pcount) and its error, so user space can add
+ * up exactly what the kernel adds to tcp_sock.total_retrans.
+ */
+#include "sock_common.h"
+#include "headers/skbuff.h"
+
+#include <bpf/bpf_core_read.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+DEFINE_EVENT_OUTPUT()
+
+/* Context layouts from /sys/kernel/tracing/events/tcp/<name>/format. */
+struct tp_tcp_retransmit_skb {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+	int state;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
+	int err; /* offset 76; added in 6.13, reads as 0 before */
+};
+
+struct tp_tcp_retransmit_synack {
+	__u64 common;
+	const void *skaddr;
+	const void *req;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
+};
+
+#define RETRANS_KIND_DATA 0
+#define RETRANS_KIND_SYNACK 1
+#define TCP_NEW_SYN_RECV 12
+
+/* One retransmission. addrs.saddr/sport are always this host's end. */
+struct retrans_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns */
+	struct sock_addrs addrs;
+	__s32 err;   /* 0: sent (and counted in total_retrans) */
+	__u32 pid;   /* on-CPU process; 0 for timer-driven retransmits */
+	__u16 segs;  /* tcp_skb_pcount(skb); 1 for a SYN-ACK */
+	__u8 state;  /* TCP state (include/net/tcp_states.h) */
+	__u8 kind;   /* RETRANS_KIND_* */
+	__u8 pad[4];
+};
+
+/* Keeps the type in BTF for bpf2go -type. */
+const struct retrans_event *unused_retrans_event __attribute__((unused));
+
+static __always_inline void submit(const struct sock_addrs *a, int err, __u16 segs, __u8 state, __u8 kind)
+{
+	struct retrans_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->addrs = *a;
+	e->err = err;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->segs = segs;
+	e->state = state;
+	e->kind = kind;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * The programs copy their context to the stack first: the verifier refuses
+ * loads through a moved context pointer, which is what copying the
+ * unaligned address arrays straight from the context compiles to.
+ */
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int retransmit_skb(void *raw_ctx)
+{
+	struct tp_tcp_retransmit_skb tp;
+	const struct tp_tcp_retransmit_skb *ctx = &tp;
+	struct sock_addrs a = {};
+
+	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+		return 0;
+	addrs_from_tp(&a, ctx->family, ctx->sport, ctx->dport, ctx->saddr, ctx->daddr,
+		      ctx->saddr_v6, ctx->daddr_v6);
+	if (!filter_match(&a))
+		return 0;
+
+	/* tcp_skb_pcount(skb): TCP_SKB_CB(skb)->tcp_gso_segs */
+	__u16 segs = 0;
+	const struct sk_buff *skb = ctx->skbaddr;
+	if (skb) {
+		const struct tcp_skb_cb *cb = (const void *)&skb->cb[0];
+		segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	}
+	submit(&a, ctx->err, segs, (__u8)ctx->state, RETRANS_KIND_DATA);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_synack")
+int retransmit_synack(void *raw_ctx)
+{
+	struct tp_tcp_retransmit_synack tp;
+	const struct tp_tcp_retransmit_synack *ctx = &tp;
+	struct sock_addrs a = {};
+
+	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+		return 0;
+	addrs_from_tp(&a, ctx->family, ctx->sport, ctx->dport, ctx->saddr, ctx->daddr,
+		      ctx->saddr_v6, ctx->daddr_v6);
+	if (!filter_match(&a))
+		return 0;
+	/* The tracepoint fires only for a SYN-ACK that was sent; the request
+	 * socket it belongs to is in NEW_SYN_RECV by definition. */
+	submit(&a, 0, 1, TCP_NEW_SYN_RECV, RETRANS_KIND_SYNACK);
+	return 0;
+}

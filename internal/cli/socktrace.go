@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/output"
+	"github.com/tcplens/tcplens/internal/probe"
+)
+
+// sockTraceFlags are the flags of the tracepoint commands (retrans, resets,
+// drops): the socket filters and a hidden ring buffer size for tests.
+type sockTraceFlags struct {
+	sockFlags
+	ringBufferBytes uint32
+}
+
+func (s *sockTraceFlags) register(fs *pflag.FlagSet) {
+	s.sockFlags.register(fs)
+	fs.Uint32Var(&s.ringBufferBytes, "ring-buffer-bytes", 0, "size the event ring buffer to `BYTES` (a power of two, at least a page)")
+	fs.MarkHidden("ring-buffer-bytes") // for tests that provoke loss
+}
+
+// options checks the flags and makes the loader's options.
+func (s *sockTraceFlags) options() (probe.SockTracerOptions, error) {
+	f, err := s.filter()
+	if err != nil {
+		return probe.SockTracerOptions{}, err
+	}
+	return probe.SockTracerOptions{Filter: f, RingBufferBytes: s.ringBufferBytes}, nil
+}
+
+// sockTrace is a loaded, attached socket-path object and its reader.
+type sockTrace struct {
+	tracer *probe.SockTracer
+	reader *events.Reader
+}
+
+// startSockTrace loads and attaches one object, opens its ring buffer and
+// writes the ready file, or does none of it.
+func startSockTrace(c *common, what string, opts probe.SockTracerOptions,
+	load func(probe.SockTracerOptions) (*probe.SockTracer, error)) (*sockTrace, error) {
+	if err := prepareBPF(); err != nil {
+		return nil, err
+	}
+	tr, err := load(opts)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := events.NewReader(tr.Events, tr.Lost)
+	if err != nil {
+		tr.Close()
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := writeReadyFile(c.readyFile, what+" tracepoints attached"); err != nil {
+		rd.Close()
+		tr.Close()
+		return nil, err
+	}
+	return &sockTrace{tracer: tr, reader: rd}, nil
+}
+
+func (s *sockTrace) Close() error {
+	rerr := s.reader.Close()
+	return errors.Join(rerr, s.tracer.Close())
+}
+
+// flushWhenIdle flushes JSON lines once the ring buffer is empty: one
+// write per burst, yet nothing waits in the buffer while idle.
+func (s *sockTrace) flushWhenIdle(out *output.JSONLines) error {
+	if s.reader.Pending() > 0 {
+		return nil
+	}
+	return out.Flush()
+}
+
+// errCountReached stops a loop whose --count counts reports, not records.
+var errCountReached = errors.New("count reached")
+
+// clockTime formats a time for text streams, as BCC's tools do.
+func clockTime(t time.Time) string { return t.Format("15:04:05") }
+
+// ignoreCountReached turns the count sentinel into a clean stop.
+func ignoreCountReached(err error) error {
+	if errors.Is(err, errCountReached) {
+		return nil
+	}
+	return err
+}

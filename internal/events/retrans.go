@@ -1,0 +1,55 @@
+package events
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/tcplens/tcplens/internal/bpfobj"
+)
+
+// Retransmission kinds, as bpf/retrans.c sets them.
+const (
+	RetransData   = 0
+	RetransSynAck = 1
+)
+
+// Retransmit is one decoded record of bpf/retrans.c.
+type Retransmit struct {
+	Time          time.Time
+	Local, Remote netip.AddrPort
+	State         uint8
+	Kind          uint8  // RetransData or RetransSynAck
+	Segments      uint16 // tcp_skb_pcount of the retransmitted skb
+	Err           int32  // 0: sent; else -errno, and the kernel did not count it
+	PID           uint32
+}
+
+// Counted says whether the kernel counted this retransmission in the
+// socket's total_retrans (tcpi_total_retrans): it does so only for a
+// retransmission that was handed to the device without error.
+func (r *Retransmit) Counted() bool { return r.Err == 0 }
+
+// KindName is "data" or "synack".
+func (r *Retransmit) KindName() string {
+	if r.Kind == RetransSynAck {
+		return "synack"
+	}
+	return "data"
+}
+
+// DecodeRetransmit fills r from a ring buffer record without allocating.
+func DecodeRetransmit(raw []byte, clock Clock, r *Retransmit) error {
+	e, ok := Cast[bpfobj.RetransRetransEvent](raw)
+	if !ok {
+		return fmt.Errorf("retransmit record of %d bytes is too short", len(raw))
+	}
+	r.Time = clock.Wall(e.TsNs)
+	r.Local, r.Remote = Ends(e.Addrs.Family, &e.Addrs.Saddr, &e.Addrs.Daddr, e.Addrs.Sport, e.Addrs.Dport)
+	r.State = e.State
+	r.Kind = e.Kind
+	r.Segments = e.Segs
+	r.Err = e.Err
+	r.PID = e.Pid
+	return nil
+}

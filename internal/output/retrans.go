@@ -1,0 +1,47 @@
+package output
+
+// Records of `tcplens retrans`; their JSON names are a contract (README).
+
+// Conn is the 4-tuple every connection record carries; local is this
+// host's end.
+type Conn struct {
+	LAddr string `json:"laddr"`
+	LPort uint16 `json:"lport"`
+	RAddr string `json:"raddr"`
+	RPort uint16 `json:"rport"`
+}
+
+// RetransmitRecord is one retransmission.
+type RetransmitRecord struct {
+	Type string `json:"type"` // "retransmit"
+	Time string `json:"time"`
+	Conn
+	PID      uint32 `json:"pid"`
+	State    string `json:"state"`
+	Kind     string `json:"kind"`     // "data" or "synack"
+	Segments uint16 `json:"segments"` // as the kernel counts them; 0 when err is not 0
+	Err      int32  `json:"err"`      // 0, or the -errno the retransmission failed with
+}
+
+// RetransmitsRecord is one connection's retransmitted segments in an
+// interval (--interval).
+type RetransmitsRecord struct {
+	Type string `json:"type"` // "retransmits"
+	Time string `json:"time"`
+	Conn
+	Count       uint64 `json:"count"`       // segments
+	Retransmits uint64 `json:"retransmits"` // retransmission events
+	SynAcks     uint64 `json:"synacks"`     // of which SYN-ACKs
+	Failed      uint64 `json:"failed"`      // attempts with err != 0, not in count
+}
+
+// RetransSummary holds totals since start.
+type RetransSummary struct {
+	Type            string  `json:"type"` // "summary"
+	DurationSeconds float64 `json:"duration_seconds"`
+	Retransmits     uint64  `json:"retransmits"` // events seen
+	Segments        uint64  `json:"segments"`
+	SynAcks         uint64  `json:"synacks"`
+	Failed          uint64  `json:"failed"`
+	Lost            uint64  `json:"lost"` // records the ring buffer had no room for
+}

@@ -1,0 +1,103 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// SockTracerOptions configure a socket-path object (retrans, resets,
+// drops) before it is loaded.
+type SockTracerOptions struct {
+	Filter SockFilter
+	// RingBufferBytes overrides the `events` ring buffer's size when not
+	// 0: a power of two, at least one page. Tests make it tiny to provoke
+	// loss.
+	RingBufferBytes uint32
+}
+
+// SockTracer is one socket-path object loaded and attached to its
+// tracepoints. Events and Lost feed events.NewReader.
+type SockTracer struct {
+	Events, Lost *ebpf.Map
+	Programs     map[string]*ebpf.Program
+
+	coll  *ebpf.Collection
+	links []link.Link
+}
+
+// tracepointProgram pairs a program of the object with where it attaches.
+type tracepointProgram struct {
+	prog string
+	tp   Tracepoint
+}
+
+// loadSockTracer loads spec (after configure, when set, has changed it)
+// and attaches each program to its tracepoint, or attaches nothing.
+func loadSockTracer(what string, spec *ebpf.CollectionSpec, opts SockTracerOptions,
+	configure func(*ebpf.CollectionSpec) error, progs []tracepointProgram) (*SockTracer, error) {
+	if err := ApplySockFilter(spec, opts.Filter); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if n := opts.RingBufferBytes; n != 0 {
+		page := uint32(os.Getpagesize())
+		if n < page || n&(n-1) != 0 {
+			return nil, fmt.Errorf("%s: ring buffer size %d: must be a power of two of at least %d", what, n, page)
+		}
+		spec.Maps["events"].MaxEntries = n
+	}
+	if configure != nil {
+		if err := configure(spec); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	if _, err := EnsureTracefs(); err != nil {
+		return nil, err
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, explainLoadError("load "+what+" programs", err)
+	}
+	t := &SockTracer{Events: coll.Maps["events"], Lost: coll.Maps["lost"], Programs: coll.Programs, coll: coll}
+	for _, p := range progs {
+		prog := coll.Programs[p.prog]
+		if prog == nil {
+			t.Close()
+			return nil, fmt.Errorf("%s: object has no program %s", what, p.prog)
+		}
+		var l link.Link
+		if p.tp.Raw {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: p.tp.Name, Program: prog})
+		} else {
+			l, err = link.Tracepoint(p.tp.Group, p.tp.Name, prog, nil)
+		}
+		if err != nil {
+			t.Close()
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("attach %s to %s: %w: this kernel has no such tracepoint", what, p.tp, ErrUnsupported)
+			}
+			return nil, fmt.Errorf("attach %s to %s: %w", what, p.tp, explainAttach(err))
+		}
+		t.links = append(t.links, l)
+	}
+	return t, nil
+}
+
+// Close detaches every program and releases the object.
+func (t *SockTracer) Close() error {
+	var errs []error
+	for _, l := range t.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+	}
+	t.links = nil
+	if t.coll != nil {
+		t.coll.Close()
+		t.coll = nil
+	}
+	return errors.Join(errs...)
+}
