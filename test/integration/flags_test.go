@@ -11,9 +11,12 @@ import (
 
 // TestFlagsCountsHandshakes watches B's ingress while A opens n
 // connections to B and closes them. CloseConns fixes the packet sequence,
-// so from A each connection is exactly SYN, ACK, FIN+ACK, ACK; A asks for
-// ECN, so each SYN also carries ECE and CWR. A's own segment counter
-// checks the total independently.
+// so from A each connection is SYN, ACK, FIN+ACK, ACK; A asks for ECN, so
+// each SYN also carries ECE and CWR. On a busy machine a peer may
+// retransmit (B's SYN-ACK timer is 1 s), and A answers with one more ACK:
+// so the exact truth is A's own counters (A sends only to B, and nothing
+// is lost on a veth), and the sequence above is only logged when they
+// differ from it.
 func TestFlagsCountsHandshakes(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
@@ -26,14 +29,16 @@ func TestFlagsCountsHandshakes(t *testing.T) {
 			srv := p.B.Listen(t, sc.family, 0)
 			tl := p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", sc.hook)
 
-			before := snmp(t, p.A)
+			beforeA, beforeB := snmp(t, p.A), snmp(t, p.B)
 			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, n))
 			// B leaves LAST_ACK when A's last ACK has arrived, after passing
 			// the hook: then every packet of the test has been counted.
 			testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
 				return p.B.CountSockets(testnet.StateLastAck) == 0
 			})
-			sent := segmentsSent(t, before, snmp(t, p.A))
+			afterA, afterB := snmp(t, p.A), snmp(t, p.B)
+			sent, syns := segmentsSent(t, beforeA, afterA), synsSent(t, beforeA, afterA)
+			retransA, retransB := snmpDelta(t, beforeA, afterA, "Tcp:RetransSegs"), snmpDelta(t, beforeB, afterB, "Tcp:RetransSegs")
 			res := tl.Stop()
 			if res.ExitCode != 0 {
 				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
@@ -42,19 +47,25 @@ func TestFlagsCountsHandshakes(t *testing.T) {
 			if hook := sum.String(t, "hook"); !strings.HasPrefix(hook, sc.hook+"/") {
 				t.Errorf("hook %q, want %s/...", hook, sc.hook)
 			}
-			want := map[string]uint64{
-				"tcp_packets": 4 * n,
-				"flags.syn":   n, "flags.ack": 3 * n, "flags.fin": n,
-				"flags.ece": n, "flags.cwr": n,
+			if sent != 4*n {
+				// Not a tcplens failure: the counts below are checked against
+				// what A sent, whatever made it more.
+				t.Logf("A sent %d segments (%d SYNs), not 4 per connection (%d); retransmitted: %d by A, %d by B",
+					sent, syns, 4*n, retransA, retransB)
+			}
+			checkCounts(t, sum, map[string]uint64{
+				"tcp_packets": sent,
+				"flags.syn":   syns, "flags.ack": sent - syns,
 				"flags.rst": 0, "flags.psh": 0, "flags.urg": 0,
 				"anomalies.syn_fin": 0, "anomalies.syn_rst": 0, "anomalies.null": 0,
 				"anomalies.xmas": 0, "anomalies.malformed": 0,
 				"dropped": 0,
-			}
-			checkCounts(t, sum, want)
-			if got := sum.Uint(t, "tcp_packets"); got != sent {
-				t.Errorf("tcp_packets = %d, but A sent %d TCP segments (Tcp:OutSegs+RetransSegs)", got, sent)
-			}
+			})
+			// A FIN or an ECN SYN retransmitted adds one; the kernel sends a
+			// retransmitted SYN without ECN (tcp_ecn_fallback).
+			checkRange(t, sum, "flags.fin", n, n+retransA)
+			checkRange(t, sum, "flags.ece", n, syns)
+			checkRange(t, sum, "flags.cwr", n, syns)
 			if pk, tcp := sum.Uint(t, "packets"), sum.Uint(t, "tcp_packets"); pk < tcp {
 				t.Errorf("packets = %d < tcp_packets = %d", pk, tcp)
 			}
@@ -95,11 +106,13 @@ func TestFlagsCountsSegmentsOfBulkTransfer(t *testing.T) {
 			sum := res.Summary(t, p.B.Link)
 			t.Logf("%d bytes in %d segments (%d retransmitted); tcplens: %d TCP packets, %d with PSH",
 				sentBytes, sent, snmpDelta(t, before, after, "Tcp:RetransSegs"), sum.Uint(t, "tcp_packets"), sum.Uint(t, "flags.psh"))
+			syns := synsSent(t, before, after)
 			checkCounts(t, sum, map[string]uint64{
 				"tcp_packets": sent,
-				"flags.syn":   1, "flags.fin": 1, "flags.ack": sent - 1,
+				"flags.syn":   syns, "flags.ack": sent - syns,
 				"flags.rst": 0, "dropped": 0, "anomalies.malformed": 0,
 			})
+			checkRange(t, sum, "flags.fin", 1, 1+snmpDelta(t, before, after, "Tcp:RetransSegs"))
 			if srv.Received() != sentBytes {
 				t.Errorf("server received %d bytes, A sent %d", srv.Received(), sentBytes)
 			}
@@ -115,8 +128,7 @@ func TestFlagsCountsSegmentsOfBulkTransfer(t *testing.T) {
 // the initial RTO of 1 s, so normally 2 SYNs per dial (3 if the VM delays
 // the dial's timer past the second retransmission at 3 s, which would be
 // a very sick VM). The exact number is A's active opens plus its
-// retransmitted segments during the failing dials: on a veth nothing else
-// is lost, so every retransmission is a SYN.
+// SYN retransmissions during the failing dials, from A's own counters.
 func TestFlagsDropSYNPort(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
@@ -137,13 +149,15 @@ func TestFlagsDropSYNPort(t *testing.T) {
 			for i := 0; i < fails; i++ {
 				p.A.DialFail(t, blocked.Addr, dialTimeout)
 			}
-			after := snmp(t, p.A)
-			synsToDropped := snmpDelta(t, before, after, "Tcp:ActiveOpens") + snmpDelta(t, before, after, "Tcp:RetransSegs")
+			mid := snmp(t, p.A)
+			synsToDropped := synsSent(t, before, mid)
 
 			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, oks))
 			testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
 				return p.B.CountSockets(testnet.StateLastAck) == 0
 			})
+			after := snmp(t, p.A)
+			synsToOpen := synsSent(t, mid, after)
 			res := tl.Stop()
 			if res.ExitCode != 0 {
 				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
@@ -154,10 +168,10 @@ func TestFlagsDropSYNPort(t *testing.T) {
 			}
 			checkCounts(t, sum, map[string]uint64{
 				"dropped":   synsToDropped,
-				"flags.syn": synsToDropped + oks,
-				"flags.fin": oks,
+				"flags.syn": synsToDropped + synsToOpen,
 				"flags.rst": 0,
 			})
+			checkRange(t, sum, "flags.fin", oks, oks+snmpDelta(t, mid, after, "Tcp:RetransSegs"))
 			if blocked.Accepted() != 0 || srv.Accepted() != oks {
 				t.Errorf("accepted %d on the dropped port and %d on the open one, want 0 and %d",
 					blocked.Accepted(), srv.Accepted(), oks)

@@ -54,3 +54,19 @@ func segmentsSent(t *testing.T, before, after map[string]uint64) uint64 {
 	t.Helper()
 	return snmpDelta(t, before, after, "Tcp:OutSegs") + snmpDelta(t, before, after, "Tcp:RetransSegs")
 }
+
+// synsSent is every SYN ns sent: one per connect, plus retransmissions.
+// (TCPSynRetrans also counts SYN-ACK retransmissions, which a pure client
+// namespace does not send; in a pure server namespace it counts only those.)
+func synsSent(t *testing.T, before, after map[string]uint64) uint64 {
+	t.Helper()
+	return snmpDelta(t, before, after, "Tcp:ActiveOpens") + snmpDelta(t, before, after, "TcpExt:TCPSynRetrans")
+}
+
+// checkRange checks lo <= rec[key] <= hi.
+func checkRange(t *testing.T, rec testnet.Record, key string, lo, hi uint64) {
+	t.Helper()
+	if got := rec.Uint(t, key); got < lo || got > hi {
+		t.Errorf("%s = %d, want %d to %d", key, got, lo, hi)
+	}
+}

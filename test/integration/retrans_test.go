@@ -117,6 +117,9 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 			var segs uint64
 			for _, r := range recs {
 				segs += r.Uint(t, "segments")
+				if r["err"].(interface{ String() string }).String() != "0" {
+					t.Logf("failed retransmission: %v", r)
+				}
 				checkRecordTime(t, r, start, end)
 				if k := r.String(t, "kind"); k != "data" {
 					t.Errorf("kind %q, want data: %v", k, r)
