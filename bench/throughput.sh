@@ -29,6 +29,7 @@ ROUNDS=${ROUNDS:-5}
 CONFIGS=${CONFIGS:-"none tcplens-tc tcplens-xdp tcplens-syn empty-xdp tcpdump"}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 EMPTY_OBJ=${EMPTY_OBJ:-$REPO/internal/bpfobj/bench_bpfel.o}
+EMPTY_SEC=${EMPTY_SEC:-xdp}
 
 [[ $(id -u) == 0 ]] || { echo "throughput.sh: needs root (network namespaces, BPF)" >&2; exit 2; }
 for tool in ip iperf3 tcpdump jq; do
@@ -105,14 +106,14 @@ start_observer() {
 		wait_for "$OBS_PID" test -e "$ready"
 		;;
 	empty-xdp)
-		ip -n "$NSB" link set dev vethB xdpdrv obj "$EMPTY_OBJ" sec xdp
+		ip -n "$NSB" link set dev vethB xdpdrv obj "$EMPTY_OBJ" sec "$EMPTY_SEC"
 		ip -n "$NSB" -d link show dev vethB >"$log"
 		;;
 	tcpdump)
 		ip netns exec "$NSB" tcpdump -i vethB -n -w /dev/null >"$log" 2>&1 &
 		OBS_PID=$!
 		PIDS+=("$OBS_PID")
-		wait_for "$OBS_PID" grep -q "listening on" "$log"
+		wait_for "$OBS_PID" grep -qs "listening on" "$log"
 		;;
 	esac
 }
@@ -141,7 +142,7 @@ for round in $(seq "$ROUNDS"); do
 	for cfg in $(printf '%s\n' $CONFIGS | shuf); do
 		log=$WORK/$cfg.$round.log
 		start_observer "$cfg" "$log" || { cat "$log" >&2; exit 1; }
-		[[ $cfg != *xdp ]] || ip -n "$NSB" link show dev vethB | head -1 | grep -qw xdp ||
+		[[ $cfg != *xdp ]] || ip -n "$NSB" link show dev vethB 2>/dev/null | head -1 | grep -qw xdp ||
 			{ echo "$cfg: no native XDP program on vethB" >&2; exit 1; }
 		bps=$(measure)
 		stop_observer "$cfg"
