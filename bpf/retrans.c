@@ -55,16 +55,53 @@ struct retrans_event {
 	struct sock_addrs addrs;
 	__s32 err;   /* 0: sent (and counted in total_retrans) */
 	__u32 pid;   /* on-CPU process; 0 for timer-driven retransmits */
-	__u16 segs;  /* tcp_skb_pcount(skb); 1 for a SYN-ACK */
-	__u8 state;  /* TCP state (include/net/tcp_states.h) */
-	__u8 kind;   /* RETRANS_KIND_* */
-	__u8 pad[4];
+	__u32 total_retrans; /* the socket's counter after this one; 0 for SYN-ACKs */
+	__u16 segs;    /* segments the kernel added to total_retrans for this one */
+	__u16 skb_segs; /* tcp_skb_pcount(skb): segments the skb carried; 1 for a SYN-ACK */
+	__u8 state;    /* TCP state (include/net/tcp_states.h) */
+	__u8 kind;     /* RETRANS_KIND_* */
+	__u8 pad[6];
 };
+
+/*
+ * What the kernel adds to tp->total_retrans for one retransmission is not
+ * knowable from err alone: __tcp_retransmit_skb counts tcp_skb_pcount(skb)
+ * just before handing the skb to tcp_transmit_skb, so an error from the
+ * device or the neighbour layer (NET_XMIT_DROP as 1, -ENOBUFS, ...) comes
+ * after the count, while -EBUSY, -EAGAIN, -ENOMEM, ... return before it, and
+ * some errnos can come from either side. So the program reads the counter
+ * itself (CO-RE) and reports its growth since the socket's previous
+ * retransmission; only for a socket's first one does it fall back to err.
+ */
+struct retrans_seen {
+	__u32 total_retrans;
+	__u16 sport, dport; /* tell a reused socket address apart */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct retrans_seen);
+} retrans_seen SEC(".maps");
+
+#define EBUSY 16
+#define EAGAIN 11
+#define ENOMEM 12
+#define EINVAL 22
+#define EHOSTUNREACH 113
+
+/* Errors __tcp_retransmit_skb returns before it counts the segments. */
+static __always_inline int failed_before_count(int err)
+{
+	return err == -EBUSY || err == -EAGAIN || err == -ENOMEM || err == -EINVAL || err == -EHOSTUNREACH;
+}
 
 /* Keeps the type in BTF for bpf2go -type. */
 const struct retrans_event *unused_retrans_event __attribute__((unused));
 
-static __always_inline void submit(const struct sock_addrs *a, int err, __u16 segs, __u8 state, __u8 kind)
+static __always_inline void submit(const struct sock_addrs *a, int err, __u32 total, __u16 segs,
+				   __u16 skb_segs, __u8 state, __u8 kind)
 {
 	struct retrans_event *e = reserve_event(sizeof(*e));
 	if (!e)
@@ -73,7 +110,9 @@ static __always_inline void submit(const struct sock_addrs *a, int err, __u16 se
 	e->addrs = *a;
 	e->err = err;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->total_retrans = total;
 	e->segs = segs;
+	e->skb_segs = skb_segs;
 	e->state = state;
 	e->kind = kind;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
@@ -100,13 +139,26 @@ int retransmit_skb(void *raw_ctx)
 		return 0;
 
 	/* tcp_skb_pcount(skb): TCP_SKB_CB(skb)->tcp_gso_segs */
-	__u16 segs = 0;
+	__u16 skb_segs = 0;
 	const struct sk_buff *skb = ctx->skbaddr;
 	if (skb) {
 		const struct tcp_skb_cb *cb = (const void *)&skb->cb[0];
-		segs = BPF_CORE_READ(cb, tcp_gso_segs);
+		skb_segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	}
-	submit(&a, ctx->err, segs, (__u8)ctx->state, RETRANS_KIND_DATA);
+
+	__u64 key = (__u64)ctx->skaddr;
+	const struct tcp_sock *tcp = ctx->skaddr;
+	__u32 total = tcp ? BPF_CORE_READ(tcp, total_retrans) : 0;
+	__u16 segs;
+	struct retrans_seen *seen = bpf_map_lookup_elem(&retrans_seen, &key);
+	if (seen && seen->sport == a.sport && seen->dport == a.dport && total >= seen->total_retrans)
+		segs = total - seen->total_retrans;
+	else
+		segs = failed_before_count(ctx->err) ? 0 : skb_segs;
+	struct retrans_seen now = { .total_retrans = total, .sport = a.sport, .dport = a.dport };
+	bpf_map_update_elem(&retrans_seen, &key, &now, BPF_ANY);
+
+	submit(&a, ctx->err, total, segs, skb_segs, (__u8)ctx->state, RETRANS_KIND_DATA);
 	return 0;
 }
 
@@ -125,6 +177,6 @@ int retransmit_synack(void *raw_ctx)
 		return 0;
 	/* The tracepoint fires only for a SYN-ACK that was sent; the request
 	 * socket it belongs to is in NEW_SYN_RECV by definition. */
-	submit(&a, 0, 1, TCP_NEW_SYN_RECV, RETRANS_KIND_SYNACK);
+	submit(&a, 0, 0, 1, 1, TCP_NEW_SYN_RECV, RETRANS_KIND_SYNACK);
 	return 0;
 }

@@ -37,3 +37,7 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 } __attribute__((preserve_access_index));
+
+struct tcp_sock {
+	__u32 total_retrans; /* tcpi_total_retrans */
+} __attribute__((preserve_access_index));

@@ -25,12 +25,21 @@ type RetransRetransEvent struct {
 		Family uint8
 		Pad    [3]uint8
 	}
-	Err   int32
-	Pid   uint32
-	Segs  uint16
-	State uint8
-	Kind  uint8
-	Pad   [4]uint8
+	Err          int32
+	Pid          uint32
+	TotalRetrans uint32
+	Segs         uint16
+	SkbSegs      uint16
+	State        uint8
+	Kind         uint8
+	Pad          [6]uint8
+}
+
+type RetransRetransSeen struct {
+	_            structs.HostLayout
+	TotalRetrans uint32
+	Sport        uint16
+	Dport        uint16
 }
 
 type RetransSockFilterCfg struct {
@@ -48,6 +57,7 @@ type RetransSockFilterCfg struct {
 const (
 	RetransMapEvents             = "events"
 	RetransMapLost               = "lost"
+	RetransMapRetransSeen        = "retrans_seen"
 	RetransProgRetransmitSkb     = "retransmit_skb"
 	RetransProgRetransmitSynack  = "retransmit_synack"
 	RetransVarFilter             = "filter"
@@ -104,8 +114,9 @@ type RetransProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type RetransMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	RetransSeen *ebpf.MapSpec `ebpf:"retrans_seen"`
 }
 
 // RetransVariableSpecs contains global variables before they are loaded into the kernel.
@@ -136,14 +147,16 @@ func (o *RetransObjects) Close() error {
 //
 // It can be passed to LoadRetransObjects or ebpf.CollectionSpec.LoadAndAssign.
 type RetransMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Lost   *ebpf.Map `ebpf:"lost"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	RetransSeen *ebpf.Map `ebpf:"retrans_seen"`
 }
 
 func (m *RetransMaps) Close() error {
 	return _RetransClose(
 		m.Events,
 		m.Lost,
+		m.RetransSeen,
 	)
 }
 

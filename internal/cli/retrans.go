@@ -140,9 +140,9 @@ func (r *retransReport) record(raw []byte) error {
 	if ev.Kind == events.RetransSynAck {
 		t = "S>"
 	}
-	segs := fmt.Sprint(retransmitRecord(ev).Segments)
-	if !ev.Counted() {
-		segs = fmt.Sprintf("0 (err %d)", ev.Err)
+	segs := fmt.Sprint(ev.Segments)
+	if ev.Err != 0 {
+		segs = fmt.Sprintf("%d (err %d)", ev.Segments, ev.Err)
 	}
 	_, err := fmt.Fprintf(r.w, "%-8s %-7d %-39s %-2s %-39s %-12s %s\n", clockTime(ev.Time), ev.PID,
 		ev.Local, t, ev.Remote, events.TCPStateName(ev.State), segs)
@@ -154,19 +154,16 @@ func (c *retransCounts) add(ev *events.Retransmit) {
 	if ev.Kind == events.RetransSynAck {
 		c.synacks++
 	}
-	if ev.Counted() {
-		c.segments += uint64(ev.Segments)
-	} else {
+	c.segments += uint64(ev.Segments)
+	if ev.Err != 0 {
 		c.failed++
 	}
 }
 
 func retransmitRecord(ev *events.Retransmit) output.RetransmitRecord {
 	rec := output.RetransmitRecord{Type: "retransmit", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
-		PID: ev.PID, State: events.TCPStateName(ev.State), Kind: ev.KindName(), Err: ev.Err}
-	if ev.Counted() {
-		rec.Segments = ev.Segments
-	}
+		PID: ev.PID, State: events.TCPStateName(ev.State), Kind: ev.KindName(),
+		Segments: ev.Segments, SKBSegments: ev.SKBSegments, TotalRetrans: ev.TotalRetrans, Err: ev.Err}
 	return rec
 }
 
@@ -227,7 +224,7 @@ func (r *retransReport) summary(elapsed time.Duration, lost uint64) error {
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d retransmissions (%d SYN-ACK), %d segments; %d failed to send (not counted); %d records lost (ring buffer full)\n",
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d retransmissions (%d SYN-ACK), %d segments; %d failed to send; %d records lost (ring buffer full)\n",
 		s.DurationSeconds, s.Retransmits, s.SynAcks, s.Segments, s.Failed, s.Lost)
 	return err
 }

@@ -19,16 +19,17 @@ type Retransmit struct {
 	Time          time.Time
 	Local, Remote netip.AddrPort
 	State         uint8
-	Kind          uint8  // RetransData or RetransSynAck
-	Segments      uint16 // tcp_skb_pcount of the retransmitted skb
-	Err           int32  // 0: sent; else -errno, and the kernel did not count it
-	PID           uint32
+	Kind          uint8 // RetransData or RetransSynAck
+	// Segments is what the kernel added to the socket's total_retrans
+	// (tcpi_total_retrans) for this retransmission: measured in the
+	// kernel as the counter's growth (bpf/retrans.c), so it is exact also
+	// for failed attempts, counted or not depending on where they failed.
+	Segments     uint16
+	SKBSegments  uint16 // tcp_skb_pcount of the retransmitted skb
+	TotalRetrans uint32 // the socket's total_retrans after it; 0 for SYN-ACKs
+	Err          int32  // 0: sent; else what the send failed with (-errno or NET_XMIT_*)
+	PID          uint32
 }
-
-// Counted says whether the kernel counted this retransmission in the
-// socket's total_retrans (tcpi_total_retrans): it does so only for a
-// retransmission that was handed to the device without error.
-func (r *Retransmit) Counted() bool { return r.Err == 0 }
 
 // KindName is "data" or "synack".
 func (r *Retransmit) KindName() string {
@@ -49,6 +50,8 @@ func DecodeRetransmit(raw []byte, clock Clock, r *Retransmit) error {
 	r.State = e.State
 	r.Kind = e.Kind
 	r.Segments = e.Segs
+	r.SKBSegments = e.SkbSegs
+	r.TotalRetrans = e.TotalRetrans
 	r.Err = e.Err
 	r.PID = e.Pid
 	return nil

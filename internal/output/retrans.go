@@ -16,11 +16,13 @@ type RetransmitRecord struct {
 	Type string `json:"type"` // "retransmit"
 	Time string `json:"time"`
 	Conn
-	PID      uint32 `json:"pid"`
-	State    string `json:"state"`
-	Kind     string `json:"kind"`     // "data" or "synack"
-	Segments uint16 `json:"segments"` // as the kernel counts them; 0 when err is not 0
-	Err      int32  `json:"err"`      // 0, or the -errno the retransmission failed with
+	PID          uint32 `json:"pid"`
+	State        string `json:"state"`
+	Kind         string `json:"kind"`          // "data" or "synack"
+	Segments     uint16 `json:"segments"`      // what the kernel added to the socket's total_retrans
+	SKBSegments  uint16 `json:"skb_segments"`  // segments the retransmitted skb carried
+	TotalRetrans uint32 `json:"total_retrans"` // the socket's counter after this one (0 for SYN-ACKs)
+	Err          int32  `json:"err"`           // 0, or what sending failed with (-errno, or NET_XMIT_* > 0)
 }
 
 // RetransmitsRecord is one connection's retransmitted segments in an

@@ -92,9 +92,16 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 			var sendErr error
 			wg.Add(1)
 			go func() { defer wg.Done(); sendErr = sendUntil(c, stop, 10*time.Second) }()
-			time.Sleep(300 * time.Millisecond)
-			p.B.FlapLink(t, time.Second)
-			time.Sleep(700 * time.Millisecond)
+			// A flap nearly always makes A retransmit; a few tries bound
+			// the rare one that falls between two sends.
+			for attempt := 0; attempt < 3; attempt++ {
+				time.Sleep(300 * time.Millisecond)
+				p.B.FlapLink(t, time.Second)
+				time.Sleep(700 * time.Millisecond)
+				if info, err := c.TCPInfo(); err != nil || info.Total_retrans > 0 {
+					break
+				}
+			}
 			close(stop)
 			wg.Wait()
 			if sendErr != nil {
