@@ -1,0 +1,139 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tcplens resets: TCP resets this host sends (tcp:tcp_send_reset, with the
+ * kernel's reason) and receives (tcp:tcp_receive_reset), one ring buffer
+ * record each.
+ */
+#include "sock_common.h"
+#include "headers/skbuff.h"
+
+#include <bpf/bpf_core_read.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+DEFINE_EVENT_OUTPUT()
+
+/* Context layouts from /sys/kernel/tracing/events/tcp/<name>/format. */
+struct tp_tcp_send_reset {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+	int state;
+	__u32 reason;    /* enum sk_rst_reason */
+	__u8 saddr[28];  /* struct sockaddr_in or sockaddr_in6: this host's end */
+	__u8 daddr[28];
+};
+
+struct tp_tcp_receive_reset {
+	__u64 common;
+	const void *skaddr;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
+};
+
+#define RESET_SENT 0
+#define RESET_RECEIVED 1
+
+/* One reset. addrs.saddr/sport are always this host's end. */
+struct reset_event {
+	__u64 ts_ns;
+	struct sock_addrs addrs;
+	__u32 reason;   /* enum sk_rst_reason, sent resets only */
+	__u32 pid;
+	__u8 state;     /* TCP state; 0 when the kernel had no socket */
+	__u8 direction; /* RESET_* */
+	__u8 has_socket;
+	__u8 pad[5];
+};
+
+const struct reset_event *unused_reset_event __attribute__((unused));
+
+static __always_inline void submit(const struct sock_addrs *a, __u32 reason, __u8 state, __u8 direction,
+				   __u8 has_socket)
+{
+	struct reset_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->addrs = *a;
+	e->reason = reason;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->state = state;
+	e->direction = direction;
+	e->has_socket = has_socket;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * The tracepoint stores struct sockaddr_in / sockaddr_in6 in 28 bytes:
+ * family at 0, port (network order) at 2, the IPv4 address at 4 and the
+ * IPv6 address at 8. The kernel fills them from the socket when it has one,
+ * and else from the packet that caused the reset, turned around: either
+ * way, saddr is this host's end.
+ */
+static __always_inline int addrs_from_sockaddrs(struct sock_addrs *a, const __u8 *local, const __u8 *remote)
+{
+	__u16 family, lport, rport;
+
+	__builtin_memcpy(&family, local, 2);
+	__builtin_memcpy(&lport, local + 2, 2);
+	__builtin_memcpy(&rport, remote + 2, 2);
+	a->sport = bpf_ntohs(lport);
+	a->dport = bpf_ntohs(rport);
+	if (family == AF_INET6) {
+		a->family = 6;
+		__builtin_memcpy(a->saddr, local + 8, 16);
+		__builtin_memcpy(a->daddr, remote + 8, 16);
+		return 0;
+	}
+	if (family == AF_INET) {
+		a->family = 4;
+		__builtin_memcpy(a->saddr, local + 4, 4);
+		__builtin_memcpy(a->daddr, remote + 4, 4);
+		return 0;
+	}
+	return -1;
+}
+
+/* The programs copy their context to the stack first (see retrans.c). */
+SEC("tracepoint/tcp/tcp_send_reset")
+int send_reset(void *raw_ctx)
+{
+	struct tp_tcp_send_reset tp;
+	struct sock_addrs a = {};
+
+	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+		return 0;
+	if (addrs_from_sockaddrs(&a, tp.saddr, tp.daddr))
+		return 0;
+	if (!filter_match(&a))
+		return 0;
+	submit(&a, tp.reason, (__u8)tp.state, RESET_SENT, tp.skaddr != 0);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int receive_reset(void *raw_ctx)
+{
+	struct tp_tcp_receive_reset tp;
+	struct sock_addrs a = {};
+
+	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+		return 0;
+	addrs_from_tp(&a, tp.family, tp.sport, tp.dport, tp.saddr, tp.daddr, tp.saddr_v6, tp.daddr_v6);
+	if (!filter_match(&a))
+		return 0;
+	__u8 state = 0;
+	const struct sock *sk = tp.skaddr;
+	if (sk)
+		state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	submit(&a, 0, state, RESET_RECEIVED, sk != 0);
+	return 0;
+}

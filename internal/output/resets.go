@@ -1,0 +1,26 @@
+package output
+
+// Records of `tcplens resets`; their JSON names are a contract (README).
+
+// ResetRecord is one reset sent or received.
+type ResetRecord struct {
+	Type string `json:"type"` // "reset"
+	Time string `json:"time"`
+	Conn
+	Direction string `json:"direction"` // "sent" or "received"
+	State     string `json:"state"`     // "UNKNOWN" when the kernel had no socket
+	// Reason is the kernel's enum sk_rst_reason name without its
+	// SK_RST_REASON_ prefix, read from BTF; sent resets only.
+	Reason string `json:"reason,omitempty"`
+	PID    uint32 `json:"pid"`
+}
+
+// ResetSummary holds totals since start.
+type ResetSummary struct {
+	Type            string            `json:"type"` // "summary"
+	DurationSeconds float64           `json:"duration_seconds"`
+	Sent            uint64            `json:"sent"`
+	Received        uint64            `json:"received"`
+	Reasons         map[string]uint64 `json:"reasons"` // sent resets by reason
+	Lost            uint64            `json:"lost"`
+}
