@@ -54,8 +54,11 @@ var (
 	TPSetState         = Tracepoint{Group: "sock", Name: "inet_sock_set_state"}
 	TPKfreeSKB         = Tracepoint{Group: "skb", Name: "kfree_skb"}
 	TPTCPProbe         = Tracepoint{Group: "tcp", Name: "tcp_probe", Raw: true}
+	TPSockSendLength   = Tracepoint{Group: "sock", Name: "sock_send_length"}
+	TPSockRecvLength   = Tracepoint{Group: "sock", Name: "sock_recv_length"}
 
-	Tracepoints = []Tracepoint{TPRetransmitSKB, TPRetransmitSynack, TPSendReset, TPReceiveReset, TPSetState, TPKfreeSKB, TPTCPProbe}
+	Tracepoints = []Tracepoint{TPRetransmitSKB, TPRetransmitSynack, TPSendReset, TPReceiveReset, TPSetState, TPKfreeSKB, TPTCPProbe,
+		TPSockSendLength, TPSockRecvLength}
 )
 
 // CommandNeeds says which features each command needs.
@@ -64,7 +67,7 @@ var CommandNeeds = map[string][]Feature{
 	"syn":     {FeatBPF, FeatPacketHook},
 	"retrans": {FeatBPF, FeatRingbuf, FeatTracefs, TPRetransmitSKB.Feature(), TPRetransmitSynack.Feature()},
 	"rtt":     {FeatBPF, FeatBTF, FeatRingbuf, TPTCPProbe.Feature()},
-	"states":  {FeatBPF, FeatRingbuf, FeatTracefs, TPSetState.Feature()},
+	"states":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSetState.Feature(), TPSockSendLength.Feature(), TPSockRecvLength.Feature()},
 	"resets":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSendReset.Feature(), TPReceiveReset.Feature()},
 	"drops":   {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPKfreeSKB.Feature()},
 }

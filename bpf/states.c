@@ -1,0 +1,254 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tcplens states: TCP state transitions from sock:inet_sock_set_state, with
+ * the time spent in the old state, handshake latency, and one lifetime
+ * record per connection when it reaches CLOSE (duration, bytes, retransmits
+ * read from the socket with CO-RE), like BCC's tcpstates and tcplife.
+ *
+ * The owning process is known where the kernel runs in its context: at
+ * connect (CLOSE -> SYN_SENT) and at the first send or receive
+ * (sock:sock_send_length, sock:sock_recv_length). Elsewhere it stays 0.
+ */
+#include "sock_common.h"
+#include "headers/tcp_sock.h"
+
+#include <bpf/bpf_core_read.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+DEFINE_EVENT_OUTPUT()
+
+/* From /sys/kernel/tracing/events/sock/inet_sock_set_state/format. */
+struct tp_inet_sock_set_state {
+	__u64 common;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 protocol;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
+};
+
+/* From /sys/kernel/tracing/events/sock/sock_{send,recv}_length/format. */
+struct tp_sock_length {
+	__u64 common;
+	const void *sk;
+	__u16 family;
+	__u16 protocol;
+	int ret;
+	int flags;
+};
+
+#define CONN_START_KNOWN 1 /* start_ns is when the socket was born */
+
+/* What is remembered per socket between its transitions. */
+struct conn_info {
+	__u64 start_ns; /* birth (CLOSE -> SYN_SENT, LISTEN -> SYN_RECV) */
+	__u64 state_ns; /* entered the current state; 0: not seen */
+	__u64 syn_ns;   /* entered SYN_SENT or SYN_RECV; 0: not seen */
+	__u32 pid;      /* 0: not known */
+	__u8 state;     /* current state as last seen; 0: not seen */
+	__u8 flags;     /* CONN_* */
+	__u8 syn_sent_pending; /* CLOSE -> SYN_SENT not yet reported */
+	__u8 pad;
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct conn_info);
+} conns SEC(".maps");
+
+#define STATE_KIND_TRANSITION 0
+#define STATE_KIND_LIFETIME 1
+
+#define STATE_DURATION_KNOWN 1 /* duration_ns is the time in old_state */
+#define STATE_START_KNOWN 2    /* lifetime_ns is from the socket's birth */
+#define STATE_HANDSHAKE 4      /* handshake_ns is set */
+
+/* One transition, or one lifetime. addrs.saddr/sport are this host's end. */
+struct state_event {
+	__u64 ts_ns;        /* bpf_ktime_get_ns */
+	struct sock_addrs addrs;
+	__u64 duration_ns;  /* transition: in old_state */
+	__u64 handshake_ns; /* SYN_SENT/SYN_RECV -> ESTABLISHED */
+	__u64 lifetime_ns;  /* lifetime: birth (or first sight, see flags) to CLOSE */
+	__u64 bytes_acked;  /* lifetime: tcpi_bytes_acked */
+	__u64 bytes_received;
+	__u32 total_retrans;
+	__u32 pid; /* 0: not known */
+	char comm[16];
+	__u8 kind;  /* STATE_KIND_* */
+	__u8 old_state;
+	__u8 new_state;
+	__u8 flags; /* STATE_* */
+	__u8 pad[4];
+};
+
+/* Keeps the type in BTF for bpf2go -type. */
+const struct state_event *unused_state_event __attribute__((unused));
+
+static __always_inline struct state_event *new_event(__u64 ts, const struct sock_addrs *a,
+						     const struct conn_info *info, __u8 kind)
+{
+	struct state_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = ts;
+	e->addrs = *a;
+	e->kind = kind;
+	e->pid = info->pid;
+	__builtin_memcpy(e->comm, info->comm, sizeof(e->comm));
+	return e;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int set_state(void *raw_ctx)
+{
+	struct tp_inet_sock_set_state tp;
+	const struct tp_inet_sock_set_state *ctx = &tp;
+	struct sock_addrs a = {};
+	struct conn_info fresh = {};
+	struct conn_info *info;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+		return 0;
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)ctx->skaddr;
+	__u8 oldstate = ctx->oldstate, newstate = ctx->newstate;
+
+	info = bpf_map_lookup_elem(&conns, &key);
+	if (!info) {
+		/* Born now (connect(), or a listener's child), or older. */
+		fresh.start_ns = now;
+		if (oldstate == TCP_CLOSE || oldstate == TCP_LISTEN)
+			fresh.flags = CONN_START_KNOWN;
+		bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
+		info = bpf_map_lookup_elem(&conns, &key);
+		if (!info)
+			return 0;
+	}
+
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		/*
+		 * connect(): the process is current, but the local port is
+		 * not chosen yet (tcp_v4_connect sets SYN_SENT before
+		 * inet_hash_connect). Remember it and report at the next
+		 * transition, when the 4-tuple is complete.
+		 */
+		__u64 id = bpf_get_current_pid_tgid();
+		info->pid = id >> 32;
+		bpf_get_current_comm(info->comm, sizeof(info->comm));
+		info->start_ns = now;
+		info->flags |= CONN_START_KNOWN;
+		info->state_ns = now;
+		info->syn_ns = now;
+		info->state = newstate;
+		info->syn_sent_pending = 1;
+		return 0;
+	}
+
+	addrs_from_tp(&a, ctx->family, ctx->sport, ctx->dport, ctx->saddr, ctx->daddr,
+		      ctx->saddr_v6, ctx->daddr_v6);
+	int match = filter_match(&a);
+	struct state_event *e;
+
+	if (info->syn_sent_pending) {
+		info->syn_sent_pending = 0;
+		if (match && (e = new_event(info->syn_ns, &a, info, STATE_KIND_TRANSITION))) {
+			e->old_state = TCP_CLOSE;
+			e->new_state = TCP_SYN_SENT;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+
+	if (match && (e = new_event(now, &a, info, STATE_KIND_TRANSITION))) {
+		e->old_state = oldstate;
+		e->new_state = newstate;
+		if (info->state_ns && info->state == oldstate) {
+			e->duration_ns = now - info->state_ns;
+			e->flags |= STATE_DURATION_KNOWN;
+		}
+		if (newstate == TCP_ESTABLISHED && info->syn_ns &&
+		    (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+			e->handshake_ns = now - info->syn_ns;
+			e->flags |= STATE_HANDSHAKE;
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+
+	if (newstate == TCP_SYN_RECV || newstate == TCP_SYN_SENT)
+		info->syn_ns = now;
+	info->state_ns = now;
+	info->state = newstate;
+
+	if (newstate != TCP_CLOSE)
+		return 0;
+	/*
+	 * A full socket reaches CLOSE once; report its life unless it never
+	 * was a connection (a listener) or is not a full socket.
+	 */
+	if (match && oldstate != TCP_LISTEN && oldstate != TCP_TIME_WAIT && oldstate != TCP_NEW_SYN_RECV &&
+	    (e = new_event(now, &a, info, STATE_KIND_LIFETIME))) {
+		const struct tcp_sock___tl *tp = ctx->skaddr;
+		e->old_state = oldstate;
+		e->new_state = newstate;
+		e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+		e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+		e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+		e->lifetime_ns = now - info->start_ns;
+		if (info->flags & CONN_START_KNOWN)
+			e->flags |= STATE_START_KNOWN;
+		bpf_ringbuf_submit(e, 0);
+	}
+	bpf_map_delete_elem(&conns, &key);
+	return 0;
+}
+
+/*
+ * The first send or receive names the process of a socket whose owner is
+ * not known yet (accepted connections, or ones older than tcplens). These
+ * tracepoints fire in the sender's or receiver's own context.
+ */
+static __always_inline int note_owner(void *raw_ctx)
+{
+	struct tp_sock_length tp;
+
+	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+		return 0;
+	if (tp.protocol != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)tp.sk;
+	struct conn_info *info = bpf_map_lookup_elem(&conns, &key);
+	if (info) {
+		if (info->pid)
+			return 0;
+		info->pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(info->comm, sizeof(info->comm));
+		return 0;
+	}
+	/* Older than tcplens: remember the owner for its lifetime record. */
+	struct conn_info fresh = {};
+	fresh.start_ns = bpf_ktime_get_ns();
+	fresh.pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("tracepoint/sock/sock_send_length")
+int send_length(void *ctx) { return note_owner(ctx); }
+
+SEC("tracepoint/sock/sock_recv_length")
+int recv_length(void *ctx) { return note_owner(ctx); }

@@ -1,0 +1,45 @@
+package output
+
+// Records of `tcplens states`; their JSON names are a contract (README).
+
+// StateRecord is one TCP state transition.
+type StateRecord struct {
+	Type string `json:"type"` // "state"
+	Time string `json:"time"`
+	Conn
+	PID      *uint32 `json:"pid"`  // null: the kernel did not say
+	Comm     *string `json:"comm"` // null: the kernel did not say
+	OldState string  `json:"old_state"`
+	NewState string  `json:"new_state"`
+	// Time spent in old_state; null when tcplens did not see it begin.
+	DurationUS *float64 `json:"duration_us"`
+	// SYN_SENT/SYN_RECV -> ESTABLISHED only.
+	HandshakeUS *float64 `json:"handshake_us,omitempty"`
+}
+
+// LifetimeRecord is one connection that reached CLOSE, like BCC tcplife.
+type LifetimeRecord struct {
+	Type string `json:"type"` // "lifetime"
+	Time string `json:"time"`
+	Conn
+	PID  *uint32 `json:"pid"`
+	Comm *string `json:"comm"`
+	// From the socket's birth when from_start, else from when tcplens
+	// first saw it.
+	DurationUS    float64 `json:"duration_us"`
+	FromStart     bool    `json:"from_start"`
+	LastState     string  `json:"last_state"` // the state it closed from
+	BytesAcked    uint64  `json:"bytes_acked"`
+	BytesReceived uint64  `json:"bytes_received"`
+	TotalRetrans  uint32  `json:"total_retrans"`
+}
+
+// StatesSummary holds totals since start.
+type StatesSummary struct {
+	Type            string  `json:"type"` // "summary"
+	DurationSeconds float64 `json:"duration_seconds"`
+	Transitions     uint64  `json:"transitions"`
+	Handshakes      uint64  `json:"handshakes"`
+	Lifetimes       uint64  `json:"lifetimes"`
+	Lost            uint64  `json:"lost"`
+}

@@ -1,0 +1,25 @@
+package probe
+
+import (
+	"fmt"
+
+	"github.com/tcplens/tcplens/internal/bpfobj"
+)
+
+// StateEvent is one ring buffer record of bpf/states.c.
+type StateEvent = bpfobj.StatesStateEvent
+
+// LoadStates loads bpf/states.c and attaches it to sock:inet_sock_set_state
+// (transitions and lifetimes) and sock:sock_send_length/sock_recv_length
+// (the owning process of sockets it did not see connect).
+func LoadStates(opts SockTracerOptions) (*SockTracer, error) {
+	spec, err := bpfobj.LoadStates()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded states object: %w", err)
+	}
+	return loadSockTracer("states", spec, opts, nil, []tracepointProgram{
+		{bpfobj.StatesProgSetState, TPSetState},
+		{bpfobj.StatesProgSendLength, TPSockSendLength},
+		{bpfobj.StatesProgRecvLength, TPSockRecvLength},
+	})
+}
