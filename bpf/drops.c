@@ -1,0 +1,146 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tcplens drops: TCP packets the kernel frees as dropped (skb:kfree_skb),
+ * with the kernel's drop reason and the packet's addresses and ports, read
+ * from its IP and TCP headers in the skb (CO-RE).
+ */
+#include "sock_common.h"
+#include "headers/skbuff.h"
+#include "headers/net.h"
+
+#include <bpf/bpf_core_read.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+DEFINE_EVENT_OUTPUT()
+
+/* Context layout from /sys/kernel/tracing/events/skb/kfree_skb/format. */
+struct tp_kfree_skb {
+	__u64 common;
+	void *skbaddr;
+	void *location;
+	void *rx_sk;
+	__u16 protocol; /* skb->protocol in host order */
+	__u32 reason;   /* enum skb_drop_reason */
+};
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+
+/*
+ * Reasons not to report, a bit per enum skb_drop_reason value below 256,
+ * set by user space from BTF: SKB_CONSUMED (not a drop) and --skip-reason.
+ */
+struct drops_cfg {
+	__u64 skip_reasons[4];
+};
+
+volatile const struct drops_cfg drop_filter = {};
+
+#define DROP_IN 0  /* arrived here (skb_iif set): the destination is local */
+#define DROP_OUT 1 /* sent from here: the source is local */
+
+/* One dropped TCP packet. addrs.saddr/sport are always this host's end. */
+struct drop_event {
+	__u64 ts_ns;
+	struct sock_addrs addrs;
+	__u32 reason; /* enum skb_drop_reason */
+	__u32 pid;
+	__u64 location; /* kernel address that dropped it */
+	__u8 tcp_flags;
+	__u8 direction; /* DROP_* */
+	__u8 pad[6];
+};
+
+const struct drop_event *unused_drop_event __attribute__((unused));
+
+static __always_inline int skipped(__u32 reason)
+{
+	if (reason >= 256)
+		return 0;
+	return (drop_filter.skip_reasons[reason / 64] >> (reason % 64)) & 1;
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int kfree_skb(void *raw_ctx)
+{
+	struct tp_kfree_skb tp;
+	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+		return 0;
+	if (tp.protocol != ETH_P_IP && tp.protocol != ETH_P_IPV6)
+		return 0;
+	if (skipped(tp.reason))
+		return 0;
+
+	const struct sk_buff *skb = tp.skbaddr;
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	if (!head || nh == 0xffff)
+		return 0;
+
+	struct sock_addrs pkt = {};
+	__u32 th_off;
+	if (tp.protocol == ETH_P_IP) {
+		struct ipv4_hdr ip;
+		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
+			return 0;
+		__u8 ihl = ip.version_ihl & 0x0f;
+		if ((ip.version_ihl >> 4) != 4 || ihl < 5 || ip.protocol != IPPROTO_TCP)
+			return 0;
+		if (bpf_ntohs(ip.frag_off) & IPV4_FRAG_OFFSET_MASK)
+			return 0; /* a later fragment: no TCP header */
+		pkt.family = 4;
+		__builtin_memcpy(pkt.saddr, &ip.saddr, 4);
+		__builtin_memcpy(pkt.daddr, &ip.daddr, 4);
+		th_off = nh + ihl * 4;
+	} else {
+		struct ipv6_hdr ip6;
+		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
+			return 0;
+		/* TCP right after the fixed header only: extension headers are
+		 * not walked here. */
+		if ((ip6.vtc_flow[0] >> 4) != 6 || ip6.nexthdr != IPPROTO_TCP)
+			return 0;
+		pkt.family = 6;
+		__builtin_memcpy(pkt.saddr, ip6.saddr, 16);
+		__builtin_memcpy(pkt.daddr, ip6.daddr, 16);
+		th_off = nh + sizeof(ip6);
+	}
+	struct tcp_hdr th;
+	if (bpf_probe_read_kernel(&th, sizeof(th), head + th_off))
+		return 0;
+
+	/* Which end is this host's: a packet that arrived has skb_iif set. */
+	int in = BPF_CORE_READ(skb, skb_iif) != 0;
+	struct sock_addrs a = {};
+	a.family = pkt.family;
+	if (in) {
+		__builtin_memcpy(a.saddr, pkt.daddr, 16);
+		__builtin_memcpy(a.daddr, pkt.saddr, 16);
+		a.sport = bpf_ntohs(th.dest);
+		a.dport = bpf_ntohs(th.source);
+	} else {
+		__builtin_memcpy(a.saddr, pkt.saddr, 16);
+		__builtin_memcpy(a.daddr, pkt.daddr, 16);
+		a.sport = bpf_ntohs(th.source);
+		a.dport = bpf_ntohs(th.dest);
+	}
+	if (!filter_match(&a))
+		return 0;
+
+	struct drop_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->addrs = a;
+	e->reason = tp.reason;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->location = (__u64)tp.location;
+	e->tcp_flags = th.flags;
+	e->direction = in ? DROP_IN : DROP_OUT;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/output"
+	"github.com/tcplens/tcplens/internal/probe"
+)
+
+func init() {
+	register("drops", "TCP packets the kernel drops, with its drop reason", runDrops)
+}
+
+func runDrops(ctx context.Context, env Env, args []string) error {
+	fs := pflag.NewFlagSet("drops", pflag.ContinueOnError)
+	var c common
+	c.register(fs, time.Second)
+	var sf sockTraceFlags
+	sf.register(fs)
+	var skipNames []string
+	fs.StringArrayVar(&skipNames, "skip-reason", nil, "do not report drops for `REASON` (as printed, e.g. NOT_SPECIFIED; repeatable)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	opts, err := sf.options()
+	if err != nil {
+		return err
+	}
+	reasons, err := probe.DropReasons()
+	if err != nil {
+		return err
+	}
+	var cfg probe.DropsConfig
+	for _, name := range skipNames {
+		v, err := probe.LookupDropReason(reasons, name)
+		if err != nil {
+			return usagef("--skip-reason: %v", err)
+		}
+		cfg.SkipReasons = append(cfg.SkipReasons, v)
+	}
+	st, err := startSockTrace(&c, "drops", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
+		return probe.LoadDrops(o, cfg, reasons)
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if c.format == output.Text {
+		fmt.Fprintln(env.Stderr, "tcplens drops: streaming dropped TCP packets; Ctrl-C to stop")
+	}
+
+	r := &dropReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
+		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
+	start := time.Now()
+	loop := streamLoop{c: &c, reader: st.reader, handle: func(raw []byte) (bool, error) {
+		if err := r.record(raw); err != nil {
+			return false, err
+		}
+		if r.format == output.JSON {
+			return true, st.flushWhenIdle(r.out)
+		}
+		return true, nil
+	}}
+	runErr := loop.run(ctx)
+	lost, err := st.reader.Lost()
+	if err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+type dropReport struct {
+	w       io.Writer
+	out     *output.JSONLines
+	format  output.Format
+	clock   events.Clock
+	reasons events.EnumNamer
+	header  bool
+
+	ev       events.Drop
+	flagBuf  [8]byte
+	drops    uint64
+	byReason map[string]uint64
+}
+
+func (r *dropReport) record(raw []byte) error {
+	if err := events.DecodeDrop(raw, r.clock, r.reasons, &r.ev); err != nil {
+		return err
+	}
+	ev := &r.ev
+	reason := ev.ReasonName
+	if reason == "" {
+		reason = strconv.FormatUint(uint64(ev.Reason), 10)
+	}
+	r.drops++
+	r.byReason[reason]++
+	flags := string(events.TCPFlagString(ev.TCPFlags, r.flagBuf[:]))
+	if r.format == output.JSON {
+		return r.out.Emit(output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+			Direction: ev.DirectionName(), Reason: reason, Flags: flags,
+			Location: "0x" + strconv.FormatUint(ev.Location, 16), PID: ev.PID})
+	}
+	if !r.header {
+		fmt.Fprintf(r.w, "%-8s %-7s %-39s %-2s %-39s %-6s %s\n", "TIME", "PID", "LADDR:LPORT", "D>", "RADDR:RPORT", "FLAGS", "REASON")
+		r.header = true
+	}
+	dir := "<-" // arrived from the remote end
+	if ev.Direction == events.DropOut {
+		dir = "->"
+	}
+	_, err := fmt.Fprintf(r.w, "%-8s %-7d %-39s %-2s %-39s %-6s %s\n", clockTime(ev.Time), ev.PID,
+		ev.Local, dir, ev.Remote, flags, reason)
+	return err
+}
+
+func (r *dropReport) summary(elapsed time.Duration, lost uint64) error {
+	s := output.DropSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Drops: r.drops, Reasons: r.byReason, Lost: lost}
+	if r.format == output.JSON {
+		if err := r.out.Emit(s); err != nil {
+			return err
+		}
+		return r.out.Flush()
+	}
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d TCP packets dropped; %d records lost (ring buffer full)\n",
+		s.DurationSeconds, s.Drops, s.Lost)
+	return err
+}
