@@ -1,0 +1,155 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tcplens rtt: congestion window, RTT and socket internals over time, from
+ * the raw tracepoint tcp_probe (args: struct sock *sk, struct sk_buff *skb),
+ * which the kernel hits for every segment a connection receives: far too
+ * often to stream. So it samples here: at most one record per connection
+ * every sample_ns, plus one whenever cwnd or ssthresh changed since the
+ * connection's last record.
+ *
+ * tcp_probe fires as the segment arrives, before TCP processes it (start
+ * of tcp_rcv_established), so a record shows the state just before that
+ * segment's ACK was taken into account.
+ */
+#include "sock_common.h"
+#include "headers/tcp_sock.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+DEFINE_EVENT_OUTPUT()
+
+/* --sample: the least time between two periodic records of a connection. */
+volatile const __u64 sample_ns = 100000000;
+
+#define RTT_REASON_PERIODIC 1 /* sample_ns passed since the last one (or first) */
+#define RTT_REASON_CWND 2     /* snd_cwnd changed */
+#define RTT_REASON_SSTHRESH 4 /* snd_ssthresh changed */
+
+struct rtt_last {
+	__u64 periodic_ns; /* last periodic record */
+	__u32 snd_cwnd;
+	__u32 snd_ssthresh;
+};
+
+/* Keyed by the struct sock pointer: a reused pointer inherits at most a
+ * delayed first record; LRU bounds the map whatever the connection count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct rtt_last);
+} last SEC(".maps");
+
+/* One sample of a connection. addrs.saddr/sport are this host's end. */
+struct rtt_event {
+	__u64 ts_ns; /* bpf_ktime_get_ns */
+	struct sock_addrs addrs;
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	__u32 snd_cwnd;     /* segments */
+	__u32 snd_ssthresh; /* segments */
+	__u32 srtt_us;      /* tcpi_rtt: srtt_us >> 3 */
+	__u32 rttvar_us;    /* tcpi_rttvar: mdev_us >> 2 */
+	__u32 snd_wnd;
+	__u32 rcv_wnd;
+	__u32 packets_out;
+	__u32 retrans_out;
+	__u32 total_retrans;
+	__s32 wmem_queued; /* sk_wmem_queued */
+	__s32 rmem_alloc;  /* sk_rmem_alloc */
+	__s32 sndbuf;
+	__s32 rcvbuf;
+	__u8 state;
+	__u8 reason; /* RTT_REASON_* */
+	__u8 pad[2];
+};
+
+/* Keeps the type in BTF for bpf2go -type. */
+const struct rtt_event *unused_rtt_event __attribute__((unused));
+
+static __always_inline void sock_addrs_of(struct sock_addrs *a, const struct sock___tl *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	a->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	a->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET6) {
+		a->family = 6;
+		BPF_CORE_READ_INTO(&a->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&a->daddr, sk, __sk_common.skc_v6_daddr);
+	} else {
+		a->family = 4;
+		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(a->saddr, &s, 4);
+		__builtin_memcpy(a->daddr, &d, 4);
+	}
+}
+
+SEC("raw_tracepoint/tcp_probe")
+int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock___tl *sk = (const void *)ctx->args[0];
+	const struct tcp_sock___tl *tp = (const void *)ctx->args[0];
+	struct sock_addrs a = {};
+
+	sock_addrs_of(&a, sk);
+	if (!filter_match(&a))
+		return 0;
+
+	__u64 now = bpf_ktime_get_ns();
+	__u64 key = (__u64)sk;
+	__u32 cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	__u32 ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
+	__u8 reason = 0;
+
+	struct rtt_last *l = bpf_map_lookup_elem(&last, &key);
+	if (!l) {
+		struct rtt_last fresh = {.periodic_ns = now, .snd_cwnd = cwnd, .snd_ssthresh = ssthresh};
+		bpf_map_update_elem(&last, &key, &fresh, BPF_ANY);
+		reason = RTT_REASON_PERIODIC;
+	} else {
+		if (now - l->periodic_ns >= sample_ns) {
+			reason |= RTT_REASON_PERIODIC;
+			l->periodic_ns = now;
+		}
+		if (cwnd != l->snd_cwnd)
+			reason |= RTT_REASON_CWND;
+		if (ssthresh != l->snd_ssthresh)
+			reason |= RTT_REASON_SSTHRESH;
+		if (!reason)
+			return 0;
+		l->snd_cwnd = cwnd;
+		l->snd_ssthresh = ssthresh;
+	}
+
+	struct rtt_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	e->ts_ns = now;
+	e->addrs = a;
+	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	e->snd_cwnd = cwnd;
+	e->snd_ssthresh = ssthresh;
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	e->rttvar_us = BPF_CORE_READ(tp, mdev_us) >> 2;
+	e->snd_wnd = BPF_CORE_READ(tp, snd_wnd);
+	e->rcv_wnd = BPF_CORE_READ(tp, rcv_wnd);
+	e->packets_out = BPF_CORE_READ(tp, packets_out);
+	e->retrans_out = BPF_CORE_READ(tp, retrans_out);
+	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	e->wmem_queued = BPF_CORE_READ(sk, sk_wmem_queued);
+	e->rmem_alloc = BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter);
+	e->sndbuf = BPF_CORE_READ(sk, sk_sndbuf);
+	e->rcvbuf = BPF_CORE_READ(sk, sk_rcvbuf);
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->reason = reason;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

@@ -1,0 +1,283 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tcplens/tcplens/internal/conn"
+	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/output"
+	"github.com/tcplens/tcplens/internal/probe"
+)
+
+func init() {
+	register("rtt", "congestion window, RTT and socket buffers per connection over time (sampled), or RTT histograms", runRTT)
+}
+
+func runRTT(ctx context.Context, env Env, args []string) error {
+	fs := pflag.NewFlagSet("rtt", pflag.ContinueOnError)
+	var c common
+	c.register(fs, time.Second)
+	var sf sockTraceFlags
+	sf.register(fs)
+	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one sample per connection every `DURATION`, plus one per cwnd or ssthresh change")
+	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
+	histBy := fs.String("histogram-by", "rport", "histogram per `rport` (remote port) or per conn (connection)")
+	if err := parseFlags(fs, env, args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if *sample <= 0 {
+		return usagef("--sample must be positive, not %s", *sample)
+	}
+	var by conn.HistBy
+	switch *histBy {
+	case "rport":
+		by = conn.ByRemotePort
+	case "conn":
+		by = conn.ByConnection
+	default:
+		return usagef("--histogram-by %q: want rport or conn", *histBy)
+	}
+	if fs.Changed("histogram-by") && !*histogram {
+		return usagef("--histogram-by needs --histogram")
+	}
+	opts, err := sf.options()
+	if err != nil {
+		return err
+	}
+	st, err := startSockTrace(&c, "rtt", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
+		return probe.LoadRTT(o, *sample)
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	r := newRTTReport(env.Stdout, c.format, events.NewClock())
+	if *histogram {
+		r.hists = conn.NewRTTHistograms(by)
+	}
+	if c.format == output.Text {
+		what := fmt.Sprintf("sampling connections every %s and on cwnd/ssthresh changes", *sample)
+		if *histogram {
+			what = "collecting srtt histograms per " + *histBy
+		}
+		fmt.Fprintf(env.Stderr, "tcplens rtt: %s; Ctrl-C to stop\n", what)
+	}
+	start := time.Now()
+	loop := streamLoop{c: &c, reader: st.reader, handle: func(raw []byte) (bool, error) {
+		if err := r.record(raw); err != nil {
+			return false, err
+		}
+		if r.format == output.JSON && r.hists == nil {
+			return true, st.flushWhenIdle(r.out)
+		}
+		return r.hists == nil, nil
+	}}
+	reports := 0
+	if r.hists != nil && fs.Changed("interval") {
+		loop.tick = func(now time.Time) error {
+			if err := r.printHistograms(now); err != nil {
+				return err
+			}
+			reports++
+			if c.count > 0 && reports >= c.count {
+				return errCountReached
+			}
+			return nil
+		}
+	}
+	runErr := ignoreCountReached(loop.run(ctx))
+	if r.hists != nil && runErr == nil && (loop.tick == nil || r.hists.Len() > 0) {
+		runErr = r.printHistograms(time.Now())
+	}
+	lost, err := st.reader.Lost()
+	if err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// rttReport prints samples as they come, or collects histograms.
+type rttReport struct {
+	w      io.Writer
+	out    *output.JSONLines
+	format output.Format
+	clock  events.Clock
+	header bool
+	hists  *conn.RTTHistograms // nil: stream samples
+
+	ev      events.RTTSample
+	samples uint64
+	conns   map[connKey]struct{}
+}
+
+func newRTTReport(w io.Writer, f output.Format, clock events.Clock) *rttReport {
+	return &rttReport{w: w, out: output.NewJSONLines(w), format: f, clock: clock, conns: map[connKey]struct{}{}}
+}
+
+func (r *rttReport) record(raw []byte) error {
+	if err := events.DecodeRTTSample(raw, r.clock, &r.ev); err != nil {
+		return err
+	}
+	ev := &r.ev
+	r.samples++
+	if k := (connKey{ev.Local, ev.Remote}); len(r.conns) < 1<<20 {
+		if _, ok := r.conns[k]; !ok {
+			r.conns[k] = struct{}{}
+		}
+	}
+	if r.hists != nil {
+		// Periodic samples only: each connection then weighs by how long
+		// it was watched, not by how often its cwnd moved.
+		if ev.Reason&events.RTTPeriodic != 0 {
+			r.hists.Add(ev.Local, ev.Remote, ev.SrttUS)
+		}
+		return nil
+	}
+	if r.format == output.JSON {
+		return r.out.Emit(rttRecord(ev))
+	}
+	if !r.header {
+		fmt.Fprintf(r.w, "%-8s %-39s %-39s %-11s %6s %8s %9s %9s %9s %9s %7s %7s %12s %12s %8s %8s\n",
+			"TIME", "LADDR:LPORT", "RADDR:RPORT", "STATE", "CWND", "SSTHRESH", "RTT(ms)", "RTTVAR", "SND_WND", "RCV_WND",
+			"UNACKED", "RETRANS", "BYTES_ACKED", "BYTES_RECV", "WMEM", "RMEM")
+		r.header = true
+	}
+	_, err := fmt.Fprintf(r.w, "%-8s %-39s %-39s %-11s %6d %8s %9.3f %9.3f %9d %9d %7d %7d %12d %12d %8d %8d\n",
+		clockTime(ev.Time), ev.Local, ev.Remote, events.TCPStateName(ev.State), ev.Cwnd, ssthreshText(ev.Ssthresh),
+		float64(ev.SrttUS)/1e3, float64(ev.RttvarUS)/1e3, ev.SndWnd, ev.RcvWnd, ev.PacketsOut, ev.TotalRetrans,
+		ev.BytesAcked, ev.BytesReceived, ev.WmemQueued, ev.RmemAlloc)
+	return err
+}
+
+// infiniteSsthresh is TCP_INFINITE_SSTHRESH: no loss seen yet.
+const infiniteSsthresh = 0x7fffffff
+
+func ssthreshText(v uint32) string {
+	if v >= infiniteSsthresh {
+		return "-"
+	}
+	return fmt.Sprint(v)
+}
+
+func rttReason(r uint8) string {
+	var parts []string
+	if r&events.RTTPeriodic != 0 {
+		parts = append(parts, "periodic")
+	}
+	if r&events.RTTCwnd != 0 {
+		parts = append(parts, "cwnd")
+	}
+	if r&events.RTTSsthresh != 0 {
+		parts = append(parts, "ssthresh")
+	}
+	return strings.Join(parts, "+")
+}
+
+// rttReasons are rttReason's results, made once so records do not allocate.
+var rttReasons = func() (names [8]string) {
+	for i := range names {
+		names[i] = rttReason(uint8(i))
+	}
+	return
+}()
+
+func rttRecord(ev *events.RTTSample) output.RTTRecord {
+	return output.RTTRecord{Type: "rtt", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+		State: events.TCPStateName(ev.State), Reason: rttReasons[ev.Reason&7],
+		Cwnd: ev.Cwnd, Ssthresh: ev.Ssthresh, SrttUS: ev.SrttUS, RttvarUS: ev.RttvarUS, SndWnd: ev.SndWnd, RcvWnd: ev.RcvWnd,
+		PacketsOut: ev.PacketsOut, RetransOut: ev.RetransOut, TotalRetrans: ev.TotalRetrans,
+		BytesAcked: ev.BytesAcked, BytesReceived: ev.BytesReceived,
+		WmemQueued: ev.WmemQueued, RmemAlloc: ev.RmemAlloc, SndBuf: ev.SndBuf, RcvBuf: ev.RcvBuf}
+}
+
+func (r *rttReport) histBy() string {
+	if r.hists.By == conn.ByConnection {
+		return "conn"
+	}
+	return "rport"
+}
+
+// printHistograms prints every histogram collected since the start.
+func (r *rttReport) printHistograms(now time.Time) error {
+	for _, k := range r.hists.Keys() {
+		h := r.hists.Get(k)
+		first, last, ok := h.Span()
+		if !ok {
+			continue
+		}
+		if r.format == output.JSON {
+			rec := output.RTTHistogramRecord{Type: "rtt_histogram", Time: timestamp(now), By: r.histBy(), Samples: h.Total}
+			if r.hists.By == conn.ByConnection {
+				rec.Conn = connRecord(k.Local, k.Remote)
+			} else {
+				rec.Conn.RPort = k.RemotePort
+			}
+			for i := first; i <= last; i++ {
+				lo, hi := conn.BucketRange(i)
+				rec.Buckets = append(rec.Buckets, output.RTTBucket{LoUS: lo, HiUS: hi, Count: h.Counts[i]})
+			}
+			if err := r.out.Emit(rec); err != nil {
+				return err
+			}
+			continue
+		}
+		title := fmt.Sprintf("rport = %d", k.RemotePort)
+		if r.hists.By == conn.ByConnection {
+			title = fmt.Sprintf("conn = %s -> %s", k.Local, k.Remote)
+		}
+		fmt.Fprintf(r.w, "\n%s (%d samples, srtt)\n", title, h.Total)
+		writeLog2Hist(r.w, h, first, last)
+	}
+	if r.format == output.JSON {
+		return r.out.Flush()
+	}
+	return nil
+}
+
+// writeLog2Hist draws a histogram as BCC's print_log2_hist does.
+func writeLog2Hist(w io.Writer, h *conn.Log2Hist, first, last int) {
+	const width = 40
+	var max uint64
+	for i := first; i <= last; i++ {
+		if h.Counts[i] > max {
+			max = h.Counts[i]
+		}
+	}
+	fmt.Fprintf(w, "%20s : %-8s %s\n", "usecs", "count", "distribution")
+	for i := first; i <= last; i++ {
+		lo, hi := conn.BucketRange(i)
+		n := h.Counts[i]
+		stars := 0
+		if max > 0 {
+			stars = int(n * width / max)
+		}
+		fmt.Fprintf(w, "%10d -> %-7d : %-8d |%-40s|\n", lo, hi, n, strings.Repeat("*", stars))
+	}
+}
+
+func (r *rttReport) summary(elapsed time.Duration, lost uint64) error {
+	s := output.RTTSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Samples: r.samples,
+		Connections: uint64(len(r.conns)), Lost: lost}
+	if r.format == output.JSON {
+		if err := r.out.Emit(s); err != nil {
+			return err
+		}
+		return r.out.Flush()
+	}
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d samples of %d connections; %d records lost (ring buffer full)\n",
+		s.DurationSeconds, s.Samples, s.Connections, s.Lost)
+	return err
+}

@@ -1,0 +1,56 @@
+package output
+
+// Records of `tcplens rtt`; their JSON names are a contract (README).
+// Field names follow ss -ti and struct tcp_info.
+
+// RTTRecord is one sample of a connection's congestion and RTT state.
+type RTTRecord struct {
+	Type string `json:"type"` // "rtt"
+	Time string `json:"time"`
+	Conn
+	State         string `json:"state"`
+	Reason        string `json:"reason"`   // "periodic", "cwnd", "ssthresh", joined with "+"
+	Cwnd          uint32 `json:"cwnd"`     // segments
+	Ssthresh      uint32 `json:"ssthresh"` // segments; 2147483647 until the first loss
+	SrttUS        uint32 `json:"srtt_us"`
+	RttvarUS      uint32 `json:"rttvar_us"`
+	SndWnd        uint32 `json:"snd_wnd"`
+	RcvWnd        uint32 `json:"rcv_wnd"`
+	PacketsOut    uint32 `json:"packets_out"`
+	RetransOut    uint32 `json:"retrans_out"`
+	TotalRetrans  uint32 `json:"total_retrans"`
+	BytesAcked    uint64 `json:"bytes_acked"`
+	BytesReceived uint64 `json:"bytes_received"`
+	WmemQueued    int32  `json:"wmem_queued"`
+	RmemAlloc     int32  `json:"rmem_alloc"`
+	SndBuf        int32  `json:"sndbuf"`
+	RcvBuf        int32  `json:"rcvbuf"`
+}
+
+// RTTBucket is one bucket of a log2 histogram: count samples with
+// lo_us <= srtt <= hi_us.
+type RTTBucket struct {
+	LoUS  uint64 `json:"lo_us"`
+	HiUS  uint64 `json:"hi_us"`
+	Count uint64 `json:"count"`
+}
+
+// RTTHistogramRecord is the srtt histogram of a remote port (laddr, lport
+// and raddr empty/0) or of a connection.
+type RTTHistogramRecord struct {
+	Type string `json:"type"` // "rtt_histogram"
+	Time string `json:"time"`
+	By   string `json:"by"` // "rport" or "conn"
+	Conn
+	Samples uint64      `json:"samples"`
+	Buckets []RTTBucket `json:"buckets"` // non-empty span only
+}
+
+// RTTSummary holds totals since start.
+type RTTSummary struct {
+	Type            string  `json:"type"` // "summary"
+	DurationSeconds float64 `json:"duration_seconds"`
+	Samples         uint64  `json:"samples"`
+	Connections     uint64  `json:"connections"`
+	Lost            uint64  `json:"lost"`
+}
