@@ -1,6 +1,9 @@
 package events
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // Ends makes the local and the remote end of a connection from the
 // address block every socket-path record carries (struct sock_addrs in
@@ -8,3 +11,7 @@ import "net/netip"
 func Ends(family uint8, local, remote *[16]byte, lport, rport uint16) (l, r netip.AddrPort) {
 	return netip.AddrPortFrom(Addr(family, *local), lport), netip.AddrPortFrom(Addr(family, *remote), rport)
 }
+
+// ClockFrom is a Clock whose monotonic zero was at wallAtZero: for tests
+// and for replaying records.
+func ClockFrom(wallAtZero time.Time) Clock { return Clock{wallAtZero: wallAtZero} }
