@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/tcplens/tcplens/internal/bpfobj"
+	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/output"
+)
+
+func rawRecord[T any](v *T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
+}
+
+type names map[uint64]string
+
+func (n names) Name(v uint64) string { return n[v] }
+
+var goldenZero = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if os.Getenv("UPDATE_GOLDEN") == "1" {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (UPDATE_GOLDEN=1 writes it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\ngot:\n%s\nwant:\n%s", name, got, want)
+	}
+}
+
+// TestSockTraceJSONGolden runs fabricated records of each tracepoint
+// command through its report, JSON and text, and compares with golden files.
+func TestSockTraceJSONGolden(t *testing.T) {
+	var re bpfobj.RetransRetransEvent
+	re.TsNs = 1_000_000_123
+	re.Addrs.Family = 4
+	copy(re.Addrs.Saddr[:], []byte{10, 200, 0, 1})
+	copy(re.Addrs.Daddr[:], []byte{10, 200, 0, 2})
+	re.Addrs.Sport, re.Addrs.Dport = 40000, 5201
+	re.TotalRetrans, re.Segs, re.SkbSegs, re.State = 23, 23, 23, 1
+
+	var rs bpfobj.ResetsResetEvent
+	rs.TsNs = 2_000_000_000
+	rs.Addrs.Family = 6
+	rs.Addrs.Saddr = netip.MustParseAddr("fd00:200::2").As16()
+	rs.Addrs.Daddr = netip.MustParseAddr("fd00:200::1").As16()
+	rs.Addrs.Sport, rs.Addrs.Dport = 80, 50000
+	rs.Reason, rs.Direction = 1, events.ResetSent
+
+	var dr bpfobj.DropsDropEvent
+	dr.TsNs = 3_000_000_000
+	dr.Addrs = rs.Addrs
+	dr.Reason, dr.Direction, dr.TcpFlags, dr.Location = 3, events.DropIn, 0x02, 0xffffffff81000000
+
+	for _, f := range []output.Format{output.JSON, output.Text} {
+		var buf bytes.Buffer
+		clock := events.ClockFrom(goldenZero)
+		r := newRetransReport(&buf, f, clock, false)
+		if err := r.record(rawRecord(&re)); err != nil {
+			t.Fatal(err)
+		}
+		r.out.Flush()
+		r.summary(1500*time.Millisecond, 2)
+		rr := &resetReport{w: &buf, out: output.NewJSONLines(&buf), format: f, clock: clock,
+			reasons: names{1: "NO_SOCKET"}, byReason: map[string]uint64{}}
+		if err := rr.record(rawRecord(&rs)); err != nil {
+			t.Fatal(err)
+		}
+		rr.out.Flush()
+		rr.summary(time.Second, 0)
+		dp := &dropReport{w: &buf, out: output.NewJSONLines(&buf), format: f, clock: clock,
+			reasons: names{3: "NO_SOCKET"}, byReason: map[string]uint64{}}
+		if err := dp.record(rawRecord(&dr)); err != nil {
+			t.Fatal(err)
+		}
+		dp.out.Flush()
+		dp.summary(time.Second, 0)
+
+		// Interval mode: two records of one connection add up.
+		buf2 := &buf
+		ri := newRetransReport(buf2, f, clock, true)
+		ri.record(rawRecord(&re))
+		ri.record(rawRecord(&re))
+		if err := ri.flushInterval(goldenZero.Add(2 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		checkGolden(t, "socktrace."+string(f)+".golden", buf.Bytes())
+	}
+}
+
+func TestRetransDecodeIntoReportDoesNotAllocate(t *testing.T) {
+	var re bpfobj.RetransRetransEvent
+	re.Addrs.Family = 4
+	r := newRetransReport(&bytes.Buffer{}, output.JSON, events.NewClock(), true)
+	r.record(rawRecord(&re)) // the connection's counter is made once
+	if n := testing.AllocsPerRun(100, func() { r.record(rawRecord(&re)) }); n != 0 {
+		t.Errorf("counting a known connection's retransmission allocates %.1f times", n)
+	}
+}
