@@ -15,7 +15,7 @@ import (
 
 // closedPort finds a port nothing listens on in ns: one the kernel just
 // handed out to a listener that is closed again.
-func closedPort(t *testing.T, ns *testnet.NS, f testnet.Family) netip.AddrPort {
+func closedPort(t testing.TB, ns *testnet.NS, f testnet.Family) netip.AddrPort {
 	t.Helper()
 	var addr netip.AddrPort
 	err := ns.Do(func() error {
