@@ -256,7 +256,7 @@ func writeLog2Hist(w io.Writer, h *conn.Log2Hist, first, last int) {
 			max = h.Counts[i]
 		}
 	}
-	fmt.Fprintf(w, "%20s : %-8s %s\n", "usecs", "count", "distribution")
+	fmt.Fprintf(w, "%21s : %-8s %s\n", "usecs", "count", "distribution")
 	for i := first; i <= last; i++ {
 		lo, hi := conn.BucketRange(i)
 		n := h.Counts[i]
