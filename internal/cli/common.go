@@ -73,18 +73,23 @@ func (c *common) validate() error {
 	return nil
 }
 
+// countsEvents says that -c counts events, for commands that stream them.
+func countsEvents(fs *pflag.FlagSet) {
+	fs.Lookup("count").Usage = "exit after `N` events (0: no limit)"
+}
+
 // parseFlags parses args, turning pflag's errors into usage errors.
 func parseFlags(fs *pflag.FlagSet, env Env, args []string) error {
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
 	// pflag prints the error itself unless told not to; we print one line.
+	// pflag calls Usage itself on -h/--help.
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stdout, "Usage: tcplens %s [flags]\n\n%s", fs.Name(), fs.FlagUsages())
+		fmt.Fprintf(env.Stdout, "Usage: tcplens %s [flags]\n\n%s\n\nFlags:\n%s", fs.Name(), commands[fs.Name()].summary, fs.FlagUsages())
 	}
 	fs.SetOutput(discard{})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
 			return errHelp
 		}
 		return usageError{err.Error()}

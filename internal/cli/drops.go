@@ -22,6 +22,7 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 	fs := pflag.NewFlagSet("drops", pflag.ContinueOnError)
 	var c common
 	c.register(fs, time.Second)
+	countsEvents(fs)
 	var sf sockTraceFlags
 	sf.register(fs)
 	var skipNames []string

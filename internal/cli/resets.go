@@ -22,6 +22,7 @@ func runResets(ctx context.Context, env Env, args []string) error {
 	fs := pflag.NewFlagSet("resets", pflag.ContinueOnError)
 	var c common
 	c.register(fs, time.Second)
+	countsEvents(fs)
 	var sf sockTraceFlags
 	sf.register(fs)
 	if err := parseFlags(fs, env, args); err != nil {

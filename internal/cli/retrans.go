@@ -23,6 +23,8 @@ func runRetrans(ctx context.Context, env Env, args []string) error {
 	fs := pflag.NewFlagSet("retrans", pflag.ContinueOnError)
 	var c common
 	c.register(fs, time.Second)
+	fs.Lookup("count").Usage = "exit after `N` events (with --interval: N reports)"
+	fs.Lookup("interval").Usage = "count retransmitted segments per connection and report every `DURATION` instead of streaming events"
 	var sf sockTraceFlags
 	sf.register(fs)
 	if err := parseFlags(fs, env, args); err != nil {

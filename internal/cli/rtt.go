@@ -23,6 +23,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	fs := pflag.NewFlagSet("rtt", pflag.ContinueOnError)
 	var c common
 	c.register(fs, time.Second)
+	fs.Lookup("count").Usage = "exit after `N` samples (with --histogram and --interval: N reports)"
 	var sf sockTraceFlags
 	sf.register(fs)
 	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one sample per connection every `DURATION`, plus one per cwnd or ssthresh change")

@@ -21,6 +21,7 @@ func runStates(ctx context.Context, env Env, args []string) error {
 	fs := pflag.NewFlagSet("states", pflag.ContinueOnError)
 	var c common
 	c.register(fs, time.Second)
+	countsEvents(fs)
 	var sf sockTraceFlags
 	sf.register(fs)
 	if err := parseFlags(fs, env, args); err != nil {
