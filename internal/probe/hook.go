@@ -24,13 +24,16 @@ func ParseHook(s string) (Hook, error) {
 	return "", fmt.Errorf("unknown hook %q: want auto, xdp or tc", s)
 }
 
-// nativeXDPDrivers are drivers whose native XDP runs before the skb is built
-// and keeps GRO/LRO offloads, so XDP is cheaper than TC there. Everything
-// else gets tcx: on veth, native XDP cut bulk TCP throughput to about a
-// quarter in our measurements (it disables veth's GRO path and forces
-// per-page copies), while tcx cost under 10% (BENCHMARKS.md). virtio_net
-// is left out on purpose: native XDP there turns off guest TSO/checksum
-// offload negotiation.
+// nativeXDPDrivers are drivers whose native XDP runs before the skb is
+// built, so XDP is cheaper than TC there. Everything else gets tcx: on veth,
+// native XDP cut bulk TCP throughput to about a fifth of no observer in our
+// measurements, and an empty XDP program cost the same, so the price is the
+// hook, not the program (veth then sends every packet through its XDP NAPI
+// path, copying the skbs its peer hands over); tcx stayed within noise of no
+// observer (BENCHMARKS.md). virtio_net is left out on purpose: native XDP
+// there turns off guest TSO/checksum offload negotiation. The physical
+// drivers are listed from their XDP support, not measured here (no such NIC
+// in our VMs).
 var nativeXDPDrivers = map[string]bool{
 	"mlx5_core": true, "mlx4_en": true, "i40e": true, "ice": true,
 	"ixgbe": true, "ixgbevf": true, "igc": true, "igb": true,
