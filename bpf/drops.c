@@ -141,6 +141,6 @@ int kfree_skb(void *raw_ctx)
 	e->tcp_flags = th.flags;
 	e->direction = in ? DROP_IN : DROP_OUT;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 	return 0;
 }

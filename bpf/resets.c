@@ -68,7 +68,7 @@ static __always_inline void submit(const struct sock_addrs *a, __u32 reason, __u
 	e->direction = direction;
 	e->has_socket = has_socket;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 }
 
 /*

@@ -116,7 +116,7 @@ static __always_inline void submit(const struct sock_addrs *a, int err, __u32 to
 	e->state = state;
 	e->kind = kind;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 }
 
 /*

@@ -150,6 +150,6 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	e->reason = reason;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 	return 0;
 }

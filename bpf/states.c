@@ -169,7 +169,7 @@ int set_state(void *raw_ctx)
 		if (match && (e = new_event(info->syn_ns, &a, info, STATE_KIND_TRANSITION))) {
 			e->old_state = TCP_CLOSE;
 			e->new_state = TCP_SYN_SENT;
-			bpf_ringbuf_submit(e, 0);
+			submit_event(e);
 		}
 	}
 
@@ -185,7 +185,7 @@ int set_state(void *raw_ctx)
 			e->handshake_ns = now - info->syn_ns;
 			e->flags |= STATE_HANDSHAKE;
 		}
-		bpf_ringbuf_submit(e, 0);
+		submit_event(e);
 	}
 
 	if (newstate == TCP_SYN_RECV || newstate == TCP_SYN_SENT)
@@ -210,7 +210,7 @@ int set_state(void *raw_ctx)
 		e->lifetime_ns = now - info->start_ns;
 		if (info->flags & CONN_START_KNOWN)
 			e->flags |= STATE_START_KNOWN;
-		bpf_ringbuf_submit(e, 0);
+		submit_event(e);
 	}
 	bpf_map_delete_elem(&conns, &key);
 	return 0;
