@@ -29,10 +29,18 @@ volatile const __u64 sample_ns = 100000000;
 #define RTT_REASON_CWND 2     /* snd_cwnd changed */
 #define RTT_REASON_SSTHRESH 4 /* snd_ssthresh changed */
 
+/*
+ * Per connection: what its last record said, and its addresses read once.
+ * tcp_probe runs for every segment received, so the common case (no record
+ * due) must cost one map lookup and two reads, not a dozen probe reads.
+ */
 struct rtt_last {
 	__u64 periodic_ns; /* last periodic record */
 	__u32 snd_cwnd;
 	__u32 snd_ssthresh;
+	__u8 excluded;     /* the filter rejected this connection */
+	__u8 pad[7];
+	struct sock_addrs addrs;
 };
 
 /* Keyed by the struct sock pointer: a reused pointer inherits at most a
@@ -95,22 +103,29 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct sock___tl *sk = (const void *)ctx->args[0];
 	const struct tcp_sock___tl *tp = (const void *)ctx->args[0];
-	struct sock_addrs a = {};
-
-	sock_addrs_of(&a, sk);
-	if (!filter_match(&a))
-		return 0;
-
-	__u64 now = bpf_ktime_get_ns();
 	__u64 key = (__u64)sk;
-	__u32 cwnd = BPF_CORE_READ(tp, snd_cwnd);
-	__u32 ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
 	__u8 reason = 0;
 
 	struct rtt_last *l = bpf_map_lookup_elem(&last, &key);
+	if (l && l->excluded)
+		return 0;
+
+	__u64 now = bpf_ktime_get_ns();
+	__u32 cwnd = BPF_CORE_READ(tp, snd_cwnd);
+	__u32 ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
+
 	if (!l) {
+		/* First segment seen: the 4-tuple of an established socket no
+		 * longer changes, so read it and apply the filter once. */
 		struct rtt_last fresh = {.periodic_ns = now, .snd_cwnd = cwnd, .snd_ssthresh = ssthresh};
+		sock_addrs_of(&fresh.addrs, sk);
+		fresh.excluded = !filter_match(&fresh.addrs);
 		bpf_map_update_elem(&last, &key, &fresh, BPF_ANY);
+		if (fresh.excluded)
+			return 0;
+		l = bpf_map_lookup_elem(&last, &key);
+		if (!l)
+			return 0;
 		reason = RTT_REASON_PERIODIC;
 	} else {
 		if (now - l->periodic_ns >= sample_ns) {
@@ -131,7 +146,7 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 	if (!e)
 		return 0;
 	e->ts_ns = now;
-	e->addrs = a;
+	e->addrs = l->addrs;
 	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
 	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	e->snd_cwnd = cwnd;
@@ -151,5 +166,24 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 	e->reason = reason;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	submit_event(e);
+	return 0;
+}
+
+/* tcp:tcp_destroy_sock, from the format file: only skaddr is read. */
+struct tcp_destroy_sock_ctx {
+	__u64 common;
+	const void *skaddr;
+};
+
+/*
+ * A freed socket's memory can come back as a new connection: forget what
+ * the old one cached (addresses, filter verdict) when the kernel frees it.
+ */
+SEC("tracepoint/tcp/tcp_destroy_sock")
+int tcp_destroy_sock(struct tcp_destroy_sock_ctx *ctx)
+{
+	__u64 key = (__u64)ctx->skaddr;
+
+	bpf_map_delete_elem(&last, &key);
 	return 0;
 }

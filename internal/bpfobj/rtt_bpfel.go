@@ -50,6 +50,17 @@ type RttRttLast struct {
 	PeriodicNs  uint64
 	SndCwnd     uint32
 	SndSsthresh uint32
+	Excluded    uint8
+	Pad         [7]uint8
+	Addrs       struct {
+		_      structs.HostLayout
+		Saddr  [16]uint8
+		Daddr  [16]uint8
+		Sport  uint16
+		Dport  uint16
+		Family uint8
+		Pad    [3]uint8
+	}
 }
 
 type RttSockFilterCfg struct {
@@ -65,13 +76,14 @@ type RttSockFilterCfg struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	RttMapEvents         = "events"
-	RttMapLast           = "last"
-	RttMapLost           = "lost"
-	RttProgTcpProbe      = "tcp_probe"
-	RttVarFilter         = "filter"
-	RttVarSampleNs       = "sample_ns"
-	RttVarUnusedRttEvent = "unused_rtt_event"
+	RttMapEvents          = "events"
+	RttMapLast            = "last"
+	RttMapLost            = "lost"
+	RttProgTcpDestroySock = "tcp_destroy_sock"
+	RttProgTcpProbe       = "tcp_probe"
+	RttVarFilter          = "filter"
+	RttVarSampleNs        = "sample_ns"
+	RttVarUnusedRttEvent  = "unused_rtt_event"
 )
 
 // LoadRtt returns the embedded CollectionSpec for Rtt.
@@ -116,7 +128,8 @@ type RttSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type RttProgramSpecs struct {
-	TcpProbe *ebpf.ProgramSpec `ebpf:"tcp_probe"`
+	TcpDestroySock *ebpf.ProgramSpec `ebpf:"tcp_destroy_sock"`
+	TcpProbe       *ebpf.ProgramSpec `ebpf:"tcp_probe"`
 }
 
 // RttMapSpecs contains maps before they are loaded into the kernel.
@@ -183,11 +196,13 @@ type RttVariables struct {
 //
 // It can be passed to LoadRttObjects or ebpf.CollectionSpec.LoadAndAssign.
 type RttPrograms struct {
-	TcpProbe *ebpf.Program `ebpf:"tcp_probe"`
+	TcpDestroySock *ebpf.Program `ebpf:"tcp_destroy_sock"`
+	TcpProbe       *ebpf.Program `ebpf:"tcp_probe"`
 }
 
 func (p *RttPrograms) Close() error {
 	return _RttClose(
+		p.TcpDestroySock,
 		p.TcpProbe,
 	)
 }

@@ -56,9 +56,10 @@ var (
 	TPTCPProbe         = Tracepoint{Group: "tcp", Name: "tcp_probe", Raw: true}
 	TPSockSendLength   = Tracepoint{Group: "sock", Name: "sock_send_length"}
 	TPSockRecvLength   = Tracepoint{Group: "sock", Name: "sock_recv_length"}
+	TPDestroySock      = Tracepoint{Group: "tcp", Name: "tcp_destroy_sock"}
 
 	Tracepoints = []Tracepoint{TPRetransmitSKB, TPRetransmitSynack, TPSendReset, TPReceiveReset, TPSetState, TPKfreeSKB, TPTCPProbe,
-		TPSockSendLength, TPSockRecvLength}
+		TPSockSendLength, TPSockRecvLength, TPDestroySock}
 )
 
 // CommandNeeds says which features each command needs.
@@ -66,7 +67,7 @@ var CommandNeeds = map[string][]Feature{
 	"flags":   {FeatBPF, FeatPacketHook},
 	"syn":     {FeatBPF, FeatPacketHook},
 	"retrans": {FeatBPF, FeatRingbuf, FeatTracefs, TPRetransmitSKB.Feature(), TPRetransmitSynack.Feature()},
-	"rtt":     {FeatBPF, FeatBTF, FeatRingbuf, TPTCPProbe.Feature()},
+	"rtt":     {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPTCPProbe.Feature(), TPDestroySock.Feature()},
 	"states":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSetState.Feature(), TPSockSendLength.Feature(), TPSockRecvLength.Feature()},
 	"resets":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSendReset.Feature(), TPReceiveReset.Feature()},
 	"drops":   {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPKfreeSKB.Feature()},

@@ -17,7 +17,8 @@ const DefaultRTTSample = 100 * time.Millisecond
 
 // LoadRTT loads bpf/rtt.c with at most one periodic record per connection
 // per sample (plus one per cwnd or ssthresh change) and attaches it to the
-// raw tracepoint tcp_probe.
+// raw tracepoint tcp_probe, and tcp:tcp_destroy_sock to forget freed
+// sockets.
 func LoadRTT(opts SockTracerOptions, sample time.Duration) (*SockTracer, error) {
 	if sample <= 0 {
 		return nil, fmt.Errorf("rtt: sample period must be positive, not %s", sample)
@@ -38,5 +39,6 @@ func LoadRTT(opts SockTracerOptions, sample time.Duration) (*SockTracer, error) 
 	}
 	return loadSockTracer("rtt", spec, opts, configure, []tracepointProgram{
 		{bpfobj.RttProgTcpProbe, TPTCPProbe},
+		{bpfobj.RttProgTcpDestroySock, TPDestroySock},
 	})
 }
