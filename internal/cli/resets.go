@@ -51,24 +51,8 @@ func runResets(ctx context.Context, env Env, args []string) error {
 	r := &resetReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
 		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
 	start := time.Now()
-	loop := streamLoop{c: &c, reader: st.reader, handle: func(raw []byte) (bool, error) {
-		if err := r.record(raw); err != nil {
-			return false, err
-		}
-		if r.format == output.JSON {
-			return true, st.flushWhenIdle(r.out)
-		}
-		return true, nil
-	}}
-	runErr := loop.run(ctx)
-	lost, err := st.reader.Lost()
-	if err != nil && runErr == nil {
-		runErr = err
-	}
-	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	loop := streamLoop{c: &c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
+	return st.finish(loop.run(ctx), r, start)
 }
 
 type resetReport struct {

@@ -79,14 +79,7 @@ func runRetrans(ctx context.Context, env Env, args []string) error {
 		// What arrived since the last tick, so the totals add up.
 		runErr = r.flushInterval(time.Now())
 	}
-	lost, err := st.reader.Lost()
-	if err != nil && runErr == nil {
-		runErr = err
-	}
-	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return st.finish(runErr, r, start)
 }
 
 type connKey struct{ local, remote netip.AddrPort }

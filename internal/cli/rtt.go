@@ -100,14 +100,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	if r.hists != nil && runErr == nil && (loop.tick == nil || r.hists.Len() > 0) {
 		runErr = r.printHistograms(time.Now())
 	}
-	lost, err := st.reader.Lost()
-	if err != nil && runErr == nil {
-		runErr = err
-	}
-	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return st.finish(runErr, r, start)
 }
 
 // rttReport prints samples as they come, or collects histograms.

@@ -91,3 +91,46 @@ func ignoreCountReached(err error) error {
 	}
 	return err
 }
+
+// eventReport prints a socket-path command's records as they come and its
+// summary at the end.
+type eventReport interface {
+	record(raw []byte) error
+	summary(elapsed time.Duration, lost uint64) error
+}
+
+// streamed is the streamLoop handler of a command that prints every record
+// as it comes: each counts towards --count, and JSON lines (out, nil for
+// text) are flushed once a burst has been read.
+func (s *sockTrace) streamed(r eventReport, out *output.JSONLines) func(raw []byte) (bool, error) {
+	return func(raw []byte) (bool, error) {
+		if err := r.record(raw); err != nil {
+			return false, err
+		}
+		if out != nil {
+			return true, s.flushWhenIdle(out)
+		}
+		return true, nil
+	}
+}
+
+// finish prints the summary with what the ring buffer lost, even after a
+// runtime error, and returns the first error.
+func (s *sockTrace) finish(runErr error, r eventReport, start time.Time) error {
+	lost, err := s.reader.Lost()
+	if err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// jsonOut is out in JSON mode and nil in text mode.
+func jsonOut(format output.Format, out *output.JSONLines) *output.JSONLines {
+	if format == output.JSON {
+		return out
+	}
+	return nil
+}

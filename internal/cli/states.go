@@ -45,24 +45,8 @@ func runStates(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintln(env.Stderr, "tcplens states: streaming TCP state transitions and lifetimes; Ctrl-C to stop")
 	}
 	start := time.Now()
-	loop := streamLoop{c: &c, reader: st.reader, handle: func(raw []byte) (bool, error) {
-		if err := r.record(raw); err != nil {
-			return false, err
-		}
-		if r.format == output.JSON {
-			return true, st.flushWhenIdle(r.out)
-		}
-		return true, nil
-	}}
-	runErr := loop.run(ctx)
-	lost, err := st.reader.Lost()
-	if err != nil && runErr == nil {
-		runErr = err
-	}
-	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	loop := streamLoop{c: &c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
+	return st.finish(loop.run(ctx), r, start)
 }
 
 // statesReport prints transitions and lifetimes as they come.
