@@ -27,13 +27,7 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 	sf.register(fs)
 	var skipNames []string
 	fs.StringArrayVar(&skipNames, "skip-reason", nil, "do not report drops for `REASON` (as printed, e.g. NOT_SPECIFIED; repeatable)")
-	if err := parseFlags(fs, env, args); err != nil {
-		return err
-	}
-	if err := c.validate(); err != nil {
-		return err
-	}
-	opts, err := sf.options()
+	opts, err := parseSockTrace(fs, env, args, &c, &sf)
 	if err != nil {
 		return err
 	}

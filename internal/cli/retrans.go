@@ -27,13 +27,7 @@ func runRetrans(ctx context.Context, env Env, args []string) error {
 	fs.Lookup("interval").Usage = "count retransmitted segments per connection and report every `DURATION` instead of streaming events"
 	var sf sockTraceFlags
 	sf.register(fs)
-	if err := parseFlags(fs, env, args); err != nil {
-		return err
-	}
-	if err := c.validate(); err != nil {
-		return err
-	}
-	opts, err := sf.options()
+	opts, err := parseSockTrace(fs, env, args, &c, &sf)
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,8 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one sample per connection every `DURATION`, plus one per cwnd or ssthresh change")
 	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
 	histBy := fs.String("histogram-by", "rport", "histogram per `rport` (remote port) or per conn (connection)")
-	if err := parseFlags(fs, env, args); err != nil {
-		return err
-	}
-	if err := c.validate(); err != nil {
+	opts, err := parseSockTrace(fs, env, args, &c, &sf)
+	if err != nil {
 		return err
 	}
 	if *sample <= 0 {
@@ -49,10 +47,6 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	}
 	if fs.Changed("histogram-by") && !*histogram {
 		return usagef("--histogram-by needs --histogram")
-	}
-	opts, err := sf.options()
-	if err != nil {
-		return err
 	}
 	st, err := startSockTrace(&c, "rtt", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
 		return probe.LoadRTT(o, *sample)

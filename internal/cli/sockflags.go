@@ -11,9 +11,12 @@ type sockFlags struct {
 	port       uint
 	host       string
 	ipv4, ipv6 bool
+
+	fs *pflag.FlagSet // to tell an explicit --port 0 from none
 }
 
 func (s *sockFlags) register(fs *pflag.FlagSet) {
+	s.fs = fs
 	fs.UintVar(&s.port, "port", 0, "only connections with `PORT` at either end")
 	fs.StringVar(&s.host, "host", "", "only connections with an end in `IP|CIDR`")
 	fs.BoolVarP(&s.ipv4, "ipv4", "4", false, "only IPv4")
@@ -23,7 +26,7 @@ func (s *sockFlags) register(fs *pflag.FlagSet) {
 // filter checks the flags and turns them into the kernel-side filter.
 func (s *sockFlags) filter() (probe.SockFilter, error) {
 	var f probe.SockFilter
-	if s.port > 65535 {
+	if s.port > 65535 || (s.port == 0 && s.fs != nil && s.fs.Changed("port")) {
 		return f, usagef("--port %d: a port is 1 to 65535", s.port)
 	}
 	f.Port = uint16(s.port)

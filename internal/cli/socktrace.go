@@ -134,3 +134,14 @@ func jsonOut(format output.Format, out *output.JSONLines) *output.JSONLines {
 	}
 	return nil
 }
+
+// parseSockTrace parses and checks a socket-path command's flags.
+func parseSockTrace(fs *pflag.FlagSet, env Env, args []string, c *common, sf *sockTraceFlags) (probe.SockTracerOptions, error) {
+	if err := parseFlags(fs, env, args); err != nil {
+		return probe.SockTracerOptions{}, err
+	}
+	if err := c.validate(); err != nil {
+		return probe.SockTracerOptions{}, err
+	}
+	return sf.options()
+}

@@ -24,13 +24,7 @@ func runStates(ctx context.Context, env Env, args []string) error {
 	countsEvents(fs)
 	var sf sockTraceFlags
 	sf.register(fs)
-	if err := parseFlags(fs, env, args); err != nil {
-		return err
-	}
-	if err := c.validate(); err != nil {
-		return err
-	}
-	opts, err := sf.options()
+	opts, err := parseSockTrace(fs, env, args, &c, &sf)
 	if err != nil {
 		return err
 	}

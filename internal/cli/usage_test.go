@@ -36,6 +36,14 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"syn", "--top", "-1"}, "--top must not be negative"},
 		{[]string{"syn", "-i", "no-such-if0"}, "interface no-such-if0: no such network device"},
 		{[]string{"doctor", "-o", "yaml"}, `unknown output format "yaml"`},
+		{[]string{"retrans", "--port", "0"}, "--port 0: a port is 1 to 65535"},
+		{[]string{"states", "--port", "65536"}, "--port 65536: a port is 1 to 65535"},
+		{[]string{"resets", "-4", "-6"}, "-4 and -6 exclude each other"},
+		{[]string{"drops", "--host", "not-an-ip"}, `--host "not-an-ip": not an IP address or CIDR prefix`},
+		{[]string{"rtt", "-4", "--host", "fd00::1"}, "does not match the address family"},
+		{[]string{"rtt", "--sample", "0s"}, "--sample must be positive"},
+		{[]string{"rtt", "--histogram-by", "rport"}, "--histogram-by needs --histogram"},
+		{[]string{"drops", "--skip-reason", "NO_SUCH_REASON"}, "--skip-reason"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
