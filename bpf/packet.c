@@ -110,7 +110,7 @@ static __always_inline void count_key(void *map, void *key)
 	}
 }
 
-static __always_inline void track_syn(struct packet *pkt)
+static __always_inline void track_syn(void *data, void *data_end, struct packet *pkt)
 {
 	struct syn_tuple tuple = {
 		.sport = pkt->sport,
@@ -118,15 +118,15 @@ static __always_inline void track_syn(struct packet *pkt)
 		.slot = cfg.slot,
 		.family = pkt->family,
 	};
-	__builtin_memcpy(tuple.saddr, pkt->saddr, sizeof(tuple.saddr));
-	__builtin_memcpy(tuple.daddr, pkt->daddr, sizeof(tuple.daddr));
+	if (packet_addrs(data, data_end, pkt, tuple.saddr, tuple.daddr) != 0)
+		return;
 	count_key(&syn_tuples, &tuple);
 
 	struct syn_source src = {
 		.slot = cfg.slot,
 		.family = pkt->family,
 	};
-	__builtin_memcpy(src.addr, pkt->saddr, sizeof(src.addr));
+	__builtin_memcpy(src.addr, tuple.saddr, sizeof(src.addr));
 	count_key(&syn_sources, &src);
 }
 
@@ -181,7 +181,7 @@ static __always_inline int handle(void *data, void *data_end, __u64 segs)
 	}
 	c->syn_no_ack++;
 	if (cfg.track_syn)
-		track_syn(&pkt);
+		track_syn(data, data_end, &pkt);
 	if (cfg.drop_syn_ports && syn_port_dropped(pkt.dport)) {
 		c->dropped++;
 		return 1;

@@ -38,14 +38,18 @@ enum parse_result {
 #define TCPF_ECE 0x40
 #define TCPF_CWR 0x80
 
+/*
+ * What the parser found. Addresses are not copied here: most packets never
+ * need them, and an IPv6 pair is 32 bytes; packet_addrs() reads them for
+ * the few that do.
+ */
 struct packet {
-	__u32 saddr[4]; /* IPv4 in saddr[0], network byte order */
-	__u32 daddr[4];
-	__u16 sport;    /* host byte order */
+	__u16 sport;   /* host byte order */
 	__u16 dport;
-	__u8 family;    /* 4 or 6 */
-	__u8 flags;     /* TCP flags byte */
-	__u16 tcp_off;  /* offset of the TCP header from the frame start */
+	__u16 l3_off;  /* offset of the IP header from the frame start */
+	__u16 tcp_off; /* offset of the TCP header from the frame start */
+	__u8 family;   /* 4 or 6 */
+	__u8 flags;    /* TCP flags byte */
 };
 
 /* The IPv6 extension headers that may sit between the fixed header and TCP. */
@@ -104,8 +108,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, __u64 off,
 		return PARSE_NOT_TCP;
 
 	pkt->family = 4;
-	pkt->saddr[0] = ip->saddr;
-	pkt->daddr[0] = ip->daddr;
+	pkt->l3_off = off;
 	return parse_tcp(data, data_end, off + hdr_len, tot_len - hdr_len, pkt);
 }
 
@@ -120,39 +123,43 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u64 off,
 		return PARSE_MALFORMED;
 
 	__u8 nexthdr = ip6->nexthdr;
+	__u16 l3_off = off;
 	/* Payload length 0 (jumbogram, BIG TCP GRO) leaves the frame as the bound. */
 	__u32 room = bpf_ntohs(ip6->payload_len);
 	if (room == 0)
 		room = 0xffffffff;
 	off += sizeof(*ip6);
 
+	/* Most TCP over IPv6 has no extension header: skip the walk. */
+	if (nexthdr != IPPROTO_TCP) {
 #pragma unroll
-	for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
-		if (!ipv6_is_ext(nexthdr))
-			break;
-		struct ipv6_opt_hdr *ext = data + off;
-		if ((void *)(ext + 1) > data_end)
-			return PARSE_MALFORMED;
-		__u32 ext_len;
-		if (nexthdr == IPPROTO_FRAGMENT) {
-			struct ipv6_frag_hdr *frag = data + off;
-			if ((void *)(frag + 1) > data_end)
+		for (int i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
+			if (!ipv6_is_ext(nexthdr))
+				break;
+			struct ipv6_opt_hdr *ext = data + off;
+			if ((void *)(ext + 1) > data_end)
 				return PARSE_MALFORMED;
-			if (bpf_ntohs(frag->frag_off) & IPV6_FRAG_OFFSET_MASK)
-				return PARSE_NOT_TCP;
-			ext_len = sizeof(*frag);
-		} else if (nexthdr == IPPROTO_AH) {
-			ext_len = ((__u32)ext->hdrlen + 2) * 4;
-		} else {
-			ext_len = ((__u32)ext->hdrlen + 1) * 8;
+			__u32 ext_len;
+			if (nexthdr == IPPROTO_FRAGMENT) {
+				struct ipv6_frag_hdr *frag = data + off;
+				if ((void *)(frag + 1) > data_end)
+					return PARSE_MALFORMED;
+				if (bpf_ntohs(frag->frag_off) & IPV6_FRAG_OFFSET_MASK)
+					return PARSE_NOT_TCP;
+				ext_len = sizeof(*frag);
+			} else if (nexthdr == IPPROTO_AH) {
+				ext_len = ((__u32)ext->hdrlen + 2) * 4;
+			} else {
+				ext_len = ((__u32)ext->hdrlen + 1) * 8;
+			}
+			/* A truncated or oversized extension header is malformed even when
+			 * no TCP header follows, as a truncated IPv4 header is. */
+			if (data + off + ext_len > data_end || ext_len > room)
+				return PARSE_MALFORMED;
+			room -= ext_len;
+			nexthdr = ext->nexthdr;
+			off += ext_len;
 		}
-		/* A truncated or oversized extension header is malformed even when
-		 * no TCP header follows, as a truncated IPv4 header is. */
-		if (data + off + ext_len > data_end || ext_len > room)
-			return PARSE_MALFORMED;
-		room -= ext_len;
-		nexthdr = ext->nexthdr;
-		off += ext_len;
 	}
 	if (nexthdr != IPPROTO_TCP)
 		return PARSE_NOT_TCP;
@@ -161,8 +168,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, __u64 off,
 		return PARSE_MALFORMED;
 
 	pkt->family = 6;
-	__builtin_memcpy(pkt->saddr, &ip6->saddr, 16);
-	__builtin_memcpy(pkt->daddr, &ip6->daddr, 16);
+	pkt->l3_off = l3_off;
 	return parse_tcp(data, data_end, off, room, pkt);
 }
 
@@ -195,4 +201,34 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 	if (proto == bpf_htons(ETH_P_IPV6))
 		return parse_ipv6(data, data_end, off, pkt);
 	return PARSE_NOT_TCP;
+}
+
+/*
+ * packet_addrs copies the source and destination address of a packet that
+ * parse_packet() reported as PARSE_TCP, as four network-order words each
+ * (IPv4 in the first). It returns 0, or -1 if the frame is shorter than the
+ * parser saw (which cannot happen, but the verifier wants the check).
+ */
+static __always_inline int packet_addrs(void *data, void *data_end, const struct packet *pkt,
+					__u32 saddr[4], __u32 daddr[4])
+{
+	__u32 off = pkt->l3_off;
+
+	/* Ethernet plus at most two VLAN tags. */
+	if (off > sizeof(struct eth_hdr) + MAX_VLAN_TAGS * sizeof(struct vlan_hdr))
+		return -1;
+	if (pkt->family == 4) {
+		struct ipv4_hdr *ip = data + off;
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		saddr[0] = ip->saddr;
+		daddr[0] = ip->daddr;
+		return 0;
+	}
+	struct ipv6_hdr *ip6 = data + off;
+	if ((void *)(ip6 + 1) > data_end)
+		return -1;
+	__builtin_memcpy(saddr, &ip6->saddr, 16);
+	__builtin_memcpy(daddr, &ip6->daddr, 16);
+	return 0;
 }
