@@ -18,19 +18,10 @@ func sockpathRaw[T any](v *T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
 }
 
-// fixedClock maps kernel time 0 to a fixed wall time, so output is stable.
+// sockpathClock maps kernel time 0 to a fixed wall time, so output is stable.
 func sockpathClock(t *testing.T) events.Clock {
 	t.Helper()
-	// NewClock measures an offset; shift it so ktime 0 is the fixed time.
-	c := events.NewClock()
-	base := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
-	return shiftClock(c, base.Sub(c.Wall(0)))
-}
-
-func shiftClock(c events.Clock, d time.Duration) events.Clock {
-	p := (*time.Time)(unsafe.Pointer(&c)) // Clock's only field is the wall time at ktime 0
-	*p = p.Add(d).UTC()
-	return c
+	return events.ClockAt(time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC))
 }
 
 func setAddrs4(local, remote string, lport, rport uint16) (fam uint8, l, r [16]byte) {
