@@ -21,7 +21,7 @@ func sockpathRaw[T any](v *T) []byte {
 // sockpathClock maps kernel time 0 to a fixed wall time, so output is stable.
 func sockpathClock(t *testing.T) events.Clock {
 	t.Helper()
-	return events.ClockAt(time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC))
+	return events.ClockFrom(time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC))
 }
 
 func setAddrs4(local, remote string, lport, rport uint16) (fam uint8, l, r [16]byte) {

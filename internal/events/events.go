@@ -104,10 +104,6 @@ func NewClock() Clock {
 	return c
 }
 
-// ClockAt is a Clock on which kernel time 0 is wallAtZero: for tests and
-// for replaying recorded events.
-func ClockAt(wallAtZero time.Time) Clock { return Clock{wallAtZero: wallAtZero} }
-
 // Wall converts a kernel monotonic timestamp.
 func (c Clock) Wall(ktimeNs uint64) time.Time {
 	return c.wallAtZero.Add(time.Duration(ktimeNs))
