@@ -6,6 +6,7 @@
 #   sudo bench/sockpath_throughput.sh              # 5 s per measurement, 7 rounds
 #   DURATION=10 ROUNDS=9 sudo bench/sockpath_throughput.sh
 #   COMMANDS="rtt states" sudo bench/sockpath_throughput.sh
+#   RTT_ARGS="--cwnd-change 25" sudo bench/sockpath_throughput.sh
 #
 # Two network namespaces joined by one veth pair; iperf3 sends from A to B
 # over IPv4. The tracepoints see every namespace, so the tcplens processes
@@ -20,6 +21,7 @@ set -euo pipefail
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-7}
 COMMANDS=${COMMANDS:-"states rtt retrans resets drops"}
+RTT_ARGS=${RTT_ARGS:-} # extra flags for tcplens rtt, e.g. "--cwnd-change 25"
 AFFINITY=${AFFINITY:-0,1} # iperf3 -A: client CPU, server CPU ("" to let them float)
 CONFIGS="none sockpath"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,9 +85,11 @@ OBS=()
 start_observers() { # start_observers CONFIG ROUND
 	OBS=()
 	[[ $1 == sockpath ]] || return 0
-	local cmd pid
+	local cmd pid extra
 	for cmd in $COMMANDS; do
-		ip netns exec "$NSB" timeout $((DURATION + 60)) "$TCPLENS" "$cmd" -o json \
+		extra=()
+		[[ $cmd == rtt ]] && read -r -a extra <<<"$RTT_ARGS"
+		ip netns exec "$NSB" timeout $((DURATION + 60)) "$TCPLENS" "$cmd" -o json "${extra[@]}" \
 			--ready-file "$WORK/ready.$cmd" >"$WORK/$cmd.$2.json" 2>"$WORK/$cmd.$2.err" &
 		pid=$!
 		PIDS+=("$pid")

@@ -25,6 +25,23 @@ DEFINE_EVENT_OUTPUT()
 /* --sample: the least time between two periodic records of a connection. */
 volatile const __u64 sample_ns = 100000000;
 
+/*
+ * --cwnd-change: a cwnd change makes a record only once cwnd has moved by
+ * at least this many percent from the last record's (0: every change, the
+ * default). Slow drifts add up, since the reference is the last record.
+ */
+volatile const __u32 cwnd_change_pct = 0;
+
+static __always_inline int cwnd_moved(__u32 cwnd, __u32 last)
+{
+	if (cwnd == last)
+		return 0;
+	if (cwnd_change_pct == 0)
+		return 1;
+	__u64 delta = cwnd > last ? cwnd - last : last - cwnd;
+	return delta * 100 >= (__u64)last * cwnd_change_pct;
+}
+
 #define RTT_REASON_PERIODIC 1 /* sample_ns passed since the last one (or first) */
 #define RTT_REASON_CWND 2     /* snd_cwnd changed */
 #define RTT_REASON_SSTHRESH 4 /* snd_ssthresh changed */
@@ -132,12 +149,13 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 			reason |= RTT_REASON_PERIODIC;
 			l->periodic_ns = now;
 		}
-		if (cwnd != l->snd_cwnd)
+		if (cwnd_moved(cwnd, l->snd_cwnd))
 			reason |= RTT_REASON_CWND;
 		if (ssthresh != l->snd_ssthresh)
 			reason |= RTT_REASON_SSTHRESH;
 		if (!reason)
 			return 0;
+		/* Only a record moves the reference, so small steps add up. */
 		l->snd_cwnd = cwnd;
 		l->snd_ssthresh = ssthresh;
 	}

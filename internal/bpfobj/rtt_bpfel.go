@@ -81,6 +81,7 @@ const (
 	RttMapLost            = "lost"
 	RttProgTcpDestroySock = "tcp_destroy_sock"
 	RttProgTcpProbe       = "tcp_probe"
+	RttVarCwndChangePct   = "cwnd_change_pct"
 	RttVarFilter          = "filter"
 	RttVarSampleNs        = "sample_ns"
 	RttVarUnusedRttEvent  = "unused_rtt_event"
@@ -145,6 +146,7 @@ type RttMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type RttVariableSpecs struct {
+	CwndChangePct  *ebpf.VariableSpec `ebpf:"cwnd_change_pct"`
 	Filter         *ebpf.VariableSpec `ebpf:"filter"`
 	SampleNs       *ebpf.VariableSpec `ebpf:"sample_ns"`
 	UnusedRttEvent *ebpf.VariableSpec `ebpf:"unused_rtt_event"`
@@ -187,6 +189,7 @@ func (m *RttMaps) Close() error {
 //
 // It can be passed to LoadRttObjects or ebpf.CollectionSpec.LoadAndAssign.
 type RttVariables struct {
+	CwndChangePct  *ebpf.Variable `ebpf:"cwnd_change_pct"`
 	Filter         *ebpf.Variable `ebpf:"filter"`
 	SampleNs       *ebpf.Variable `ebpf:"sample_ns"`
 	UnusedRttEvent *ebpf.Variable `ebpf:"unused_rtt_event"`

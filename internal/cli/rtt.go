@@ -27,6 +27,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	var sf sockTraceFlags
 	sf.register(fs)
 	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one sample per connection every `DURATION`, plus one per cwnd or ssthresh change")
+	cwndChange := fs.Uint32("cwnd-change", 0, "record a cwnd change only once cwnd moved by `PCT` percent since the connection's last record (0: every change; bulk transfers change it on nearly every ACK)")
 	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
 	histBy := fs.String("histogram-by", "rport", "histogram per `rport` (remote port) or per conn (connection)")
 	opts, err := parseSockTrace(fs, env, args, &c, &sf)
@@ -35,6 +36,9 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	}
 	if *sample <= 0 {
 		return usagef("--sample must be positive, not %s", *sample)
+	}
+	if *cwndChange > 100 {
+		return usagef("--cwnd-change %d: a percentage is 0 to 100", *cwndChange)
 	}
 	var by conn.HistBy
 	switch *histBy {
@@ -49,7 +53,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 		return usagef("--histogram-by needs --histogram")
 	}
 	st, err := startSockTrace(&c, "rtt", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
-		return probe.LoadRTT(o, *sample)
+		return probe.LoadRTT(o, probe.RTTConfig{Sample: *sample, CwndChangePct: *cwndChange})
 	})
 	if err != nil {
 		return err

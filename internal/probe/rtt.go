@@ -15,13 +15,26 @@ type RTTEvent = bpfobj.RttRttEvent
 // DefaultRTTSample is --sample's default.
 const DefaultRTTSample = 100 * time.Millisecond
 
+// RTTConfig is what bpf/rtt.c is told before it is loaded.
+type RTTConfig struct {
+	// Sample is the least time between two periodic records of a connection.
+	Sample time.Duration
+	// CwndChangePct: a cwnd change makes a record once cwnd moved by at
+	// least this many percent since the last record; 0 records every change.
+	CwndChangePct uint32
+}
+
 // LoadRTT loads bpf/rtt.c with at most one periodic record per connection
 // per sample (plus one per cwnd or ssthresh change) and attaches it to the
 // raw tracepoint tcp_probe, and tcp:tcp_destroy_sock to forget freed
 // sockets.
-func LoadRTT(opts SockTracerOptions, sample time.Duration) (*SockTracer, error) {
+func LoadRTT(opts SockTracerOptions, cfg RTTConfig) (*SockTracer, error) {
+	sample := cfg.Sample
 	if sample <= 0 {
 		return nil, fmt.Errorf("rtt: sample period must be positive, not %s", sample)
+	}
+	if cfg.CwndChangePct > 100 {
+		return nil, fmt.Errorf("rtt: cwnd change threshold is 0 to 100 percent, not %d", cfg.CwndChangePct)
 	}
 	spec, err := bpfobj.LoadRtt()
 	if err != nil {
@@ -34,6 +47,13 @@ func LoadRTT(opts SockTracerOptions, sample time.Duration) (*SockTracer, error) 
 		}
 		if err := v.Set(uint64(sample.Nanoseconds())); err != nil {
 			return fmt.Errorf("set sample period: %w", err)
+		}
+		v, ok = spec.Variables["cwnd_change_pct"]
+		if !ok {
+			return fmt.Errorf("object has no cwnd_change_pct constant")
+		}
+		if err := v.Set(cfg.CwndChangePct); err != nil {
+			return fmt.Errorf("set cwnd change threshold: %w", err)
 		}
 		return nil
 	}

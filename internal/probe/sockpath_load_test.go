@@ -48,7 +48,7 @@ func TestStatesRTTLoadAndAttach(t *testing.T) {
 			t.Fatalf("states with %+v: %v", f, err)
 		}
 		st.Close()
-		rt, err := LoadRTT(SockTracerOptions{Filter: f}, 10*time.Millisecond)
+		rt, err := LoadRTT(SockTracerOptions{Filter: f}, RTTConfig{Sample: 10 * time.Millisecond, CwndChangePct: 10})
 		if err != nil {
 			t.Fatalf("rtt with %+v: %v", f, err)
 		}

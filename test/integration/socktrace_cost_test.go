@@ -52,7 +52,7 @@ func startSockPathCost(b *testing.B, port uint16, objects ...string) *sockPathCo
 		case "states":
 			t, err = probe.LoadStates(opts)
 		case "rtt":
-			t, err = probe.LoadRTT(opts, probe.DefaultRTTSample)
+			t, err = probe.LoadRTT(opts, probe.RTTConfig{Sample: probe.DefaultRTTSample})
 		case "retrans":
 			t, err = probe.LoadRetrans(opts)
 		case "resets":
