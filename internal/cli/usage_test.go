@@ -42,6 +42,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"drops", "--host", "not-an-ip"}, `--host "not-an-ip": not an IP address or CIDR prefix`},
 		{[]string{"rtt", "-4", "--host", "fd00::1"}, "does not match the address family"},
 		{[]string{"rtt", "--sample", "0s"}, "--sample must be positive"},
+		{[]string{"rtt", "--cwnd-change", "101"}, "--cwnd-change 101: a percentage is 0 to 100"},
 		{[]string{"rtt", "--histogram-by", "rport"}, "--histogram-by needs --histogram"},
 		{[]string{"drops", "--skip-reason", "NO_SUCH_REASON"}, "--skip-reason"},
 	}
