@@ -47,9 +47,11 @@ struct flag_counters {
 	__u64 syn_ack;
 };
 
+/* Addresses as 16 bytes in wire order, IPv4 in the first 4, as the
+ * socket path stores them (struct sock_addrs). */
 struct syn_tuple {
-	__u32 saddr[4];
-	__u32 daddr[4];
+	__u8 saddr[16];
+	__u8 daddr[16];
 	__u16 sport;
 	__u16 dport;
 	__u16 slot;
@@ -58,7 +60,7 @@ struct syn_tuple {
 };
 
 struct syn_source {
-	__u32 addr[4];
+	__u8 addr[16];
 	__u16 slot;
 	__u8 family;
 	__u8 pad;

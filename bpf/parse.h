@@ -205,12 +205,12 @@ static __always_inline int parse_packet(void *data, void *data_end, struct packe
 
 /*
  * packet_addrs copies the source and destination address of a packet that
- * parse_packet() reported as PARSE_TCP, as four network-order words each
- * (IPv4 in the first). It returns 0, or -1 if the frame is shorter than the
+ * parse_packet() reported as PARSE_TCP, as 16 bytes in wire order each
+ * (IPv4 in the first 4). It returns 0, or -1 if the frame is shorter than the
  * parser saw (which cannot happen, but the verifier wants the check).
  */
 static __always_inline int packet_addrs(void *data, void *data_end, const struct packet *pkt,
-					__u32 saddr[4], __u32 daddr[4])
+					__u8 saddr[16], __u8 daddr[16])
 {
 	__u32 off = pkt->l3_off;
 
@@ -221,8 +221,8 @@ static __always_inline int packet_addrs(void *data, void *data_end, const struct
 		struct ipv4_hdr *ip = data + off;
 		if ((void *)(ip + 1) > data_end)
 			return -1;
-		saddr[0] = ip->saddr;
-		daddr[0] = ip->daddr;
+		__builtin_memcpy(saddr, &ip->saddr, 4);
+		__builtin_memcpy(daddr, &ip->daddr, 4);
 		return 0;
 	}
 	struct ipv6_hdr *ip6 = data + off;

@@ -45,7 +45,7 @@ type PacketPacketConfig struct {
 
 type PacketSynSource struct {
 	_      structs.HostLayout
-	Addr   [4]uint32
+	Addr   [16]uint8
 	Slot   uint16
 	Family uint8
 	Pad    uint8
@@ -53,8 +53,8 @@ type PacketSynSource struct {
 
 type PacketSynTuple struct {
 	_      structs.HostLayout
-	Saddr  [4]uint32
-	Daddr  [4]uint32
+	Saddr  [16]uint8
+	Daddr  [16]uint8
 	Sport  uint16
 	Dport  uint16
 	Slot   uint16

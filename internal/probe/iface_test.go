@@ -77,20 +77,3 @@ func TestParseHost(t *testing.T) {
 		}
 	}
 }
-
-func TestKernelAddr(t *testing.T) {
-	// 10.0.0.1 as the BPF side stores it: wire bytes in a little-endian word.
-	v4 := [4]uint32{0x0100000a}
-	if got := kernelAddr(4, v4); got != netip.MustParseAddr("10.0.0.1") {
-		t.Errorf("IPv4: %v", got)
-	}
-	want6 := netip.MustParseAddr("fd00:200::1")
-	b := want6.As16()
-	var w [4]uint32
-	for i := range w {
-		w[i] = uint32(b[i*4]) | uint32(b[i*4+1])<<8 | uint32(b[i*4+2])<<16 | uint32(b[i*4+3])<<24
-	}
-	if got := kernelAddr(6, w); got != want6 {
-		t.Errorf("IPv6: %v, want %v", got, want6)
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
+	"github.com/tcplens/tcplens/internal/events"
 )
 
 // MaxInterfaces is how many interfaces one packet path can watch: the size
@@ -245,8 +246,8 @@ func (p *PacketPath) SYNTuples() (map[SYNTuple]uint64, error) {
 	for it.Next(&key, &count) {
 		out[SYNTuple{
 			Slot:  uint32(key.Slot),
-			Src:   kernelAddr(key.Family, key.Saddr),
-			Dst:   kernelAddr(key.Family, key.Daddr),
+			Src:   events.Addr(key.Family, key.Saddr),
+			Dst:   events.Addr(key.Family, key.Daddr),
 			Sport: key.Sport,
 			Dport: key.Dport,
 		}] = count
@@ -270,28 +271,10 @@ func (p *PacketPath) SYNSources() (map[SYNSource]uint64, error) {
 	var count uint64
 	it := p.Maps.SynSources.Iterate()
 	for it.Next(&key, &count) {
-		out[SYNSource{Slot: uint32(key.Slot), Addr: kernelAddr(key.Family, key.Addr)}] = count
+		out[SYNSource{Slot: uint32(key.Slot), Addr: events.Addr(key.Family, key.Addr)}] = count
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read SYN sources: %w", err)
 	}
 	return out, nil
-}
-
-// kernelAddr turns an address stored as four network-order words into a
-// netip.Addr. The words were copied from the packet byte for byte, so their
-// in-memory bytes are already the wire order.
-func kernelAddr(family uint8, words [4]uint32) netip.Addr {
-	var b [16]byte
-	for i, w := range words {
-		// Little-endian host: the first wire byte is the low byte.
-		b[i*4+0] = byte(w)
-		b[i*4+1] = byte(w >> 8)
-		b[i*4+2] = byte(w >> 16)
-		b[i*4+3] = byte(w >> 24)
-	}
-	if family == 4 {
-		return netip.AddrFrom4([4]byte(b[:4]))
-	}
-	return netip.AddrFrom16(b)
 }
