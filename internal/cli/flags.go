@@ -52,7 +52,7 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 		}
 		deltas := make([]probe.FlagCounters, len(cur))
 		for i := range cur {
-			deltas[i] = subCounters(cur[i], prev[i])
+			deltas[i] = probe.SubCounters(cur[i], prev[i])
 		}
 		prev = cur
 		return rep.report("interval", now, deltas)
@@ -80,18 +80,6 @@ func readAllCounters(pp *probe.PacketPath) ([]probe.FlagCounters, error) {
 		out[i] = c
 	}
 	return out, nil
-}
-
-func subCounters(a, b probe.FlagCounters) probe.FlagCounters {
-	return probe.FlagCounters{
-		Packets: a.Packets - b.Packets, TcpPackets: a.TcpPackets - b.TcpPackets,
-		Fin: a.Fin - b.Fin, Syn: a.Syn - b.Syn, Rst: a.Rst - b.Rst, Psh: a.Psh - b.Psh,
-		Ack: a.Ack - b.Ack, Urg: a.Urg - b.Urg, Ece: a.Ece - b.Ece, Cwr: a.Cwr - b.Cwr,
-		SynFin: a.SynFin - b.SynFin, SynRst: a.SynRst - b.SynRst,
-		NullFlags: a.NullFlags - b.NullFlags, Xmas: a.Xmas - b.Xmas,
-		Malformed: a.Malformed - b.Malformed, Dropped: a.Dropped - b.Dropped,
-		SynNoAck: a.SynNoAck - b.SynNoAck, SynAck: a.SynAck - b.SynAck,
-	}
 }
 
 // flagsReporter prints flag counts as text tables or JSON lines.

@@ -173,7 +173,7 @@ func growth(cur, prev uint64, had bool) uint64 {
 func (t *synTracker) interval(s synSnapshot) synReport {
 	rep := make(synReport, len(t.attached))
 	for i, a := range t.attached {
-		d := subCounters(s.counters[i], t.prevCounts[i])
+		d := probe.SubCounters(s.counters[i], t.prevCounts[i])
 		rep[i] = synIfaceReport{name: a.Interface.Name, syn: d.SynNoAck, synAck: d.SynAck, dropped: d.Dropped}
 	}
 	for k, v := range s.tuples {

@@ -410,14 +410,3 @@ func expectCounters(p parsed, dropPorts map[uint16]bool) (FlagCounters, bool) {
 func (p parsed) isConnAttempt() bool {
 	return p.verdict == verdictTCP && p.flags&flagSYN != 0 && p.flags&flagACK == 0
 }
-
-func subCounters(a, b FlagCounters) FlagCounters {
-	return FlagCounters{
-		Packets: a.Packets - b.Packets, TcpPackets: a.TcpPackets - b.TcpPackets,
-		Fin: a.Fin - b.Fin, Syn: a.Syn - b.Syn, Rst: a.Rst - b.Rst, Psh: a.Psh - b.Psh,
-		Ack: a.Ack - b.Ack, Urg: a.Urg - b.Urg, Ece: a.Ece - b.Ece, Cwr: a.Cwr - b.Cwr,
-		SynFin: a.SynFin - b.SynFin, SynRst: a.SynRst - b.SynRst, NullFlags: a.NullFlags - b.NullFlags,
-		Xmas: a.Xmas - b.Xmas, Malformed: a.Malformed - b.Malformed, Dropped: a.Dropped - b.Dropped,
-		SynNoAck: a.SynNoAck - b.SynNoAck, SynAck: a.SynAck - b.SynAck,
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -207,27 +208,30 @@ func (p *PacketPath) Counters(slot uint32) (FlagCounters, error) {
 		return FlagCounters{}, fmt.Errorf("read counters: %w", err)
 	}
 	var sum FlagCounters
-	for _, c := range perCPU {
-		sum.Packets += c.Packets
-		sum.TcpPackets += c.TcpPackets
-		sum.Fin += c.Fin
-		sum.Syn += c.Syn
-		sum.Rst += c.Rst
-		sum.Psh += c.Psh
-		sum.Ack += c.Ack
-		sum.Urg += c.Urg
-		sum.Ece += c.Ece
-		sum.Cwr += c.Cwr
-		sum.SynFin += c.SynFin
-		sum.SynRst += c.SynRst
-		sum.NullFlags += c.NullFlags
-		sum.Xmas += c.Xmas
-		sum.Malformed += c.Malformed
-		sum.Dropped += c.Dropped
-		sum.SynNoAck += c.SynNoAck
-		sum.SynAck += c.SynAck
+	for i := range perCPU {
+		s, c := counterWords(&sum), counterWords(&perCPU[i])
+		for j := range s {
+			s[j] += c[j]
+		}
 	}
 	return sum, nil
+}
+
+// SubCounters is a - b, counter by counter: what an interval added.
+func SubCounters(a, b FlagCounters) FlagCounters {
+	var d FlagCounters
+	dw, aw, bw := counterWords(&d), counterWords(&a), counterWords(&b)
+	for j := range dw {
+		dw[j] = aw[j] - bw[j]
+	}
+	return d
+}
+
+// counterWords views the counters as the array of __u64 that struct
+// flag_counters is (TestPacketStructLayouts checks it against BTF), so
+// summing and subtracting need no list of fields to keep in step.
+func counterWords(c *FlagCounters) *[unsafe.Sizeof(FlagCounters{}) / 8]uint64 {
+	return (*[unsafe.Sizeof(FlagCounters{}) / 8]uint64)(unsafe.Pointer(c))
 }
 
 // SYNTuple is one connection attempt's 4-tuple as the packet path saw it.

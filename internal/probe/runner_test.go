@@ -94,7 +94,7 @@ func (tp *testPath) runFrame(t testing.TB, slot int, hook Hook, frame []byte) (u
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ret, subCounters(after, before), nil
+	return ret, SubCounters(after, before), nil
 }
 
 // errNotRunnable: the kernel refuses to test-run the frame (see
