@@ -27,65 +27,10 @@ set -euo pipefail
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
 CONFIGS=${CONFIGS:-"none tcplens-tc tcplens-xdp tcplens-syn empty-xdp tcpdump"}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
+bench_init throughput 10.199.0 tcpdump
 EMPTY_OBJ=${EMPTY_OBJ:-$REPO/internal/bpfobj/bench_bpfel.o}
 EMPTY_SEC=${EMPTY_SEC:-xdp}
-
-[[ $(id -u) == 0 ]] || { echo "throughput.sh: needs root (network namespaces, BPF)" >&2; exit 2; }
-for tool in ip iperf3 tcpdump jq; do
-	command -v "$tool" >/dev/null || { echo "throughput.sh: $tool not found" >&2; exit 2; }
-done
-
-WORK=$(mktemp -d /tmp/tcplens-throughput.XXXXXX)
-NSA=tlbenchA$$
-NSB=tlbenchB$$
-PIDS=()
-
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-TCPLENS=${TCPLENS:-}
-if [[ -z $TCPLENS ]]; then
-	TCPLENS=$WORK/tcplens
-	(cd "$REPO" && go build -o "$TCPLENS" ./cmd/tcplens)
-fi
-
-ip netns add "$NSA"
-ip netns add "$NSB"
-ip link add vethA netns "$NSA" type veth peer name vethB netns "$NSB"
-ip -n "$NSA" addr add 10.199.0.1/24 dev vethA
-ip -n "$NSB" addr add 10.199.0.2/24 dev vethB
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
-ip -n "$NSA" link set vethA up
-ip -n "$NSB" link set vethB up
-
-stop() { # stop PID: end one process we started, and reap it
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-
-wait_for() { # wait_for PID TEST...: until TEST holds, or fail if PID died
-	local pid=$1
-	shift
-	for _ in $(seq 100); do
-		"$@" && return 0
-		kill -0 "$pid" 2>/dev/null || { echo "observer exited early" >&2; return 1; }
-		sleep 0.1
-	done
-	echo "observer not ready after 10 s" >&2
-	return 1
-}
 
 # start_observer CONFIG LOG: attach CONFIG's observer; OBS_PID is its
 # process, if it has one. Runs in this shell (not $(...)) so that the
@@ -125,17 +70,6 @@ stop_observer() { # stop_observer CONFIG
 	esac
 }
 
-ip netns exec "$NSB" iperf3 -s -B 10.199.0.2 >"$WORK/iperf3-server.log" 2>&1 &
-PIDS+=($!)
-wait_for $! sh -c "ip netns exec $NSB ss -Hltn 'sport = :5201' | grep -q ."
-
-measure() { # measure: one iperf3 run A -> B, prints receiver bits/s
-	ip netns exec "$NSA" iperf3 -c 10.199.0.2 -t "$DURATION" -J >"$WORK/iperf3.json"
-	jq -r '.end.sum_received.bits_per_second' "$WORK/iperf3.json"
-}
-
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-
 echo "# $(uname -r), $(nproc) CPUs, ${DURATION}s x ${ROUNDS} rounds, configs: $CONFIGS"
 RESULTS=$WORK/results # round config bits/s
 for round in $(seq "$ROUNDS"); do
@@ -150,12 +84,4 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 
-echo
-echo "# median Gbit/s; ratio = median over rounds of (config / none in the same round)"
-printf '%-12s %8s %8s %s\n' config Gbit/s ratio per-round
-for cfg in $CONFIGS; do
-	med=$(awk -v c="$cfg" '$2==c {print $3}' "$RESULTS" | median)
-	ratios=$(awk -v c="$cfg" '$2=="none" {n[$1]=$3} $2==c {v[$1]=$3} END {for (r in v) if (n[r]) printf "%.3f\n", v[r]/n[r]}' "$RESULTS" | sort -g)
-	printf '%-12s %8.2f %8s %s\n' "$cfg" "$(awk -v m="$med" 'BEGIN {print m / 1e9}')" \
-		"$(echo "$ratios" | median | xargs printf '%.3f')" "$(echo $ratios)"
-done
+report "$RESULTS" $CONFIGS
