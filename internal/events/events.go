@@ -104,6 +104,10 @@ func NewClock() Clock {
 	return c
 }
 
+// ClockFrom is a Clock whose monotonic zero was at wallAtZero: for tests
+// and for replaying records.
+func ClockFrom(wallAtZero time.Time) Clock { return Clock{wallAtZero: wallAtZero} }
+
 // Wall converts a kernel monotonic timestamp.
 func (c Clock) Wall(ktimeNs uint64) time.Time {
 	return c.wallAtZero.Add(time.Duration(ktimeNs))

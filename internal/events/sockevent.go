@@ -1,9 +1,6 @@
 package events
 
-import (
-	"net/netip"
-	"time"
-)
+import "net/netip"
 
 // Ends makes the local and the remote end of a connection from the
 // address block every socket-path record carries (struct sock_addrs in
@@ -11,7 +8,3 @@ import (
 func Ends(family uint8, local, remote *[16]byte, lport, rport uint16) (l, r netip.AddrPort) {
 	return netip.AddrPortFrom(Addr(family, *local), lport), netip.AddrPortFrom(Addr(family, *remote), rport)
 }
-
-// ClockFrom is a Clock whose monotonic zero was at wallAtZero: for tests
-// and for replaying records.
-func ClockFrom(wallAtZero time.Time) Clock { return Clock{wallAtZero: wallAtZero} }

@@ -34,7 +34,7 @@ type RetransmitsRecord struct {
 	Count       uint64 `json:"count"`       // segments
 	Retransmits uint64 `json:"retransmits"` // retransmission events
 	SynAcks     uint64 `json:"synacks"`     // of which SYN-ACKs
-	Failed      uint64 `json:"failed"`      // attempts with err != 0, not in count
+	Failed      uint64 `json:"failed"`      // attempts with err != 0; in count only as far as the kernel counted them
 }
 
 // RetransSummary holds totals since start.
