@@ -53,22 +53,12 @@ func runRetrans(ctx context.Context, env Env, args []string) error {
 		if r.format == output.JSON && !r.intervals {
 			return true, st.flushWhenIdle(r.out)
 		}
-		return !r.intervals, nil
+		return true, nil
 	}}
-	reports := 0
 	if r.intervals {
-		loop.tick = func(now time.Time) error {
-			if err := r.flushInterval(now); err != nil {
-				return err
-			}
-			reports++
-			if c.count > 0 && reports >= c.count {
-				return errCountReached
-			}
-			return nil
-		}
+		loop.tick = func(now time.Time) error { return r.flushInterval(now) }
 	}
-	runErr := ignoreCountReached(loop.run(ctx))
+	runErr := loop.run(ctx)
 	if r.intervals && runErr == nil && len(r.conns) > 0 {
 		// What arrived since the last tick, so the totals add up.
 		runErr = r.flushInterval(time.Now())

@@ -79,22 +79,12 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 		if r.format == output.JSON && r.hists == nil {
 			return true, st.flushWhenIdle(r.out)
 		}
-		return r.hists == nil, nil
+		return true, nil
 	}}
-	reports := 0
 	if r.hists != nil && fs.Changed("interval") {
-		loop.tick = func(now time.Time) error {
-			if err := r.printHistograms(now); err != nil {
-				return err
-			}
-			reports++
-			if c.count > 0 && reports >= c.count {
-				return errCountReached
-			}
-			return nil
-		}
+		loop.tick = func(now time.Time) error { return r.printHistograms(now) }
 	}
-	runErr := ignoreCountReached(loop.run(ctx))
+	runErr := loop.run(ctx)
 	if r.hists != nil && runErr == nil && (loop.tick == nil || r.hists.Len() > 0) {
 		runErr = r.printHistograms(time.Now())
 	}

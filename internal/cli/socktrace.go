@@ -78,19 +78,8 @@ func (s *sockTrace) flushWhenIdle(out *output.JSONLines) error {
 	return out.Flush()
 }
 
-// errCountReached stops a loop whose --count counts reports, not records.
-var errCountReached = errors.New("count reached")
-
 // clockTime formats a time for text streams, as BCC's tools do.
 func clockTime(t time.Time) string { return t.Format("15:04:05") }
-
-// ignoreCountReached turns the count sentinel into a clean stop.
-func ignoreCountReached(err error) error {
-	if errors.Is(err, errCountReached) {
-		return nil
-	}
-	return err
-}
 
 // eventReport prints a socket-path command's records as they come and its
 // summary at the end.

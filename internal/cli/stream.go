@@ -11,8 +11,8 @@ import (
 
 // streamLoop drives a socket-path command: it hands every ring buffer
 // record to handle, calls tick every interval (when tick is set), and stops
-// on a signal, after --duration, or once handle has counted --count
-// records. On stop it drains what is already in the ring buffer, so
+// on a signal, after --duration, or after --count: records that handle
+// counted, or, for a command that reports per tick, ticks. On stop it drains what is already in the ring buffer, so
 // records that arrived before the stop are not lost.
 type streamLoop struct {
 	c      *common
@@ -20,7 +20,7 @@ type streamLoop struct {
 	// handle decodes and prints one record; it returns whether the record
 	// counts towards --count (filtered-out records do not).
 	handle func(raw []byte) (counted bool, err error)
-	tick   func(now time.Time) error // optional periodic report
+	tick   func(now time.Time) error // optional periodic report; then --count counts ticks
 }
 
 // pollEvery bounds how long a stop request waits for a blocked read.
@@ -32,7 +32,7 @@ func (l *streamLoop) run(ctx context.Context) error {
 		deadline = time.Now().Add(l.c.duration)
 	}
 	nextTick := time.Now().Add(l.c.interval)
-	counted := 0
+	counted, ticks := 0, 0
 	for {
 		now := time.Now()
 		if ctx.Err() != nil || (!deadline.IsZero() && !now.Before(deadline)) {
@@ -43,6 +43,9 @@ func (l *streamLoop) run(ctx context.Context) error {
 				return err
 			}
 			nextTick = nextTick.Add(l.c.interval)
+			if ticks++; l.c.count > 0 && ticks >= l.c.count {
+				return nil
+			}
 		}
 		wake := now.Add(pollEvery)
 		if l.tick != nil && nextTick.Before(wake) {
@@ -63,7 +66,7 @@ func (l *streamLoop) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if ok {
+		if ok && l.tick == nil {
 			counted++
 			if l.c.count > 0 && counted >= l.c.count {
 				return nil
