@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
@@ -19,15 +17,11 @@ func init() {
 }
 
 func runDrops(ctx context.Context, env Env, args []string) error {
-	fs := pflag.NewFlagSet("drops", pflag.ContinueOnError)
-	var c common
-	c.register(fs, time.Second)
+	fs, c, sf := sockCommandFlags("drops")
 	countsEvents(fs)
-	var sf sockTraceFlags
-	sf.register(fs)
 	var skipNames []string
 	fs.StringArrayVar(&skipNames, "skip-reason", nil, "do not report drops for `REASON` (as printed, e.g. NOT_SPECIFIED; repeatable)")
-	opts, err := parseSockTrace(fs, env, args, &c, &sf)
+	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
 	}
@@ -43,7 +37,7 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 		}
 		cfg.SkipReasons = append(cfg.SkipReasons, v)
 	}
-	st, err := startSockTrace(&c, "drops", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
+	st, err := startSockTrace(c, "drops", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
 		return probe.LoadDrops(o, cfg, reasons)
 	})
 	if err != nil {
@@ -57,7 +51,7 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 	r := &dropReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
 		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
 	start := time.Now()
-	loop := streamLoop{c: &c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
+	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
 	return st.finish(loop.run(ctx), r, start)
 }
 

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
@@ -19,13 +17,9 @@ func init() {
 }
 
 func runResets(ctx context.Context, env Env, args []string) error {
-	fs := pflag.NewFlagSet("resets", pflag.ContinueOnError)
-	var c common
-	c.register(fs, time.Second)
+	fs, c, sf := sockCommandFlags("resets")
 	countsEvents(fs)
-	var sf sockTraceFlags
-	sf.register(fs)
-	opts, err := parseSockTrace(fs, env, args, &c, &sf)
+	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
 	}
@@ -33,7 +27,7 @@ func runResets(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := startSockTrace(&c, "resets", opts, probe.LoadResets)
+	st, err := startSockTrace(c, "resets", opts, probe.LoadResets)
 	if err != nil {
 		return err
 	}
@@ -45,7 +39,7 @@ func runResets(ctx context.Context, env Env, args []string) error {
 	r := &resetReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
 		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
 	start := time.Now()
-	loop := streamLoop{c: &c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
+	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
 	return st.finish(loop.run(ctx), r, start)
 }
 

@@ -8,8 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
@@ -20,18 +18,14 @@ func init() {
 }
 
 func runRetrans(ctx context.Context, env Env, args []string) error {
-	fs := pflag.NewFlagSet("retrans", pflag.ContinueOnError)
-	var c common
-	c.register(fs, time.Second)
+	fs, c, sf := sockCommandFlags("retrans")
 	fs.Lookup("count").Usage = "exit after `N` events (with --interval: N reports)"
 	fs.Lookup("interval").Usage = "count retransmitted segments per connection and report every `DURATION` instead of streaming events"
-	var sf sockTraceFlags
-	sf.register(fs)
-	opts, err := parseSockTrace(fs, env, args, &c, &sf)
+	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
 	}
-	st, err := startSockTrace(&c, "retrans", opts, probe.LoadRetrans)
+	st, err := startSockTrace(c, "retrans", opts, probe.LoadRetrans)
 	if err != nil {
 		return err
 	}
@@ -46,7 +40,7 @@ func runRetrans(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stderr, "tcplens retrans: %s; Ctrl-C to stop\n", what)
 	}
 	start := time.Now()
-	loop := streamLoop{c: &c, reader: st.reader, handle: func(raw []byte) (bool, error) {
+	loop := streamLoop{c: c, reader: st.reader, handle: func(raw []byte) (bool, error) {
 		if err := r.record(raw); err != nil {
 			return false, err
 		}

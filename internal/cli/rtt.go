@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/tcplens/tcplens/internal/conn"
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
@@ -20,17 +18,13 @@ func init() {
 }
 
 func runRTT(ctx context.Context, env Env, args []string) error {
-	fs := pflag.NewFlagSet("rtt", pflag.ContinueOnError)
-	var c common
-	c.register(fs, time.Second)
+	fs, c, sf := sockCommandFlags("rtt")
 	fs.Lookup("count").Usage = "exit after `N` samples (with --histogram and --interval: N reports)"
-	var sf sockTraceFlags
-	sf.register(fs)
 	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one sample per connection every `DURATION`, plus one per cwnd or ssthresh change")
 	cwndChange := fs.Uint32("cwnd-change", 0, "record a cwnd change only once cwnd moved by `PCT` percent since the connection's last record (0: every change; bulk transfers change it on nearly every ACK)")
 	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
 	histBy := fs.String("histogram-by", "rport", "histogram per `rport` (remote port) or per conn (connection)")
-	opts, err := parseSockTrace(fs, env, args, &c, &sf)
+	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
 	}
@@ -52,7 +46,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	if fs.Changed("histogram-by") && !*histogram {
 		return usagef("--histogram-by needs --histogram")
 	}
-	st, err := startSockTrace(&c, "rtt", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
+	st, err := startSockTrace(c, "rtt", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
 		return probe.LoadRTT(o, probe.RTTConfig{Sample: *sample, CwndChangePct: *cwndChange})
 	})
 	if err != nil {
@@ -72,7 +66,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintf(env.Stderr, "tcplens rtt: %s; Ctrl-C to stop\n", what)
 	}
 	start := time.Now()
-	loop := streamLoop{c: &c, reader: st.reader, handle: func(raw []byte) (bool, error) {
+	loop := streamLoop{c: c, reader: st.reader, handle: func(raw []byte) (bool, error) {
 		if err := r.record(raw); err != nil {
 			return false, err
 		}

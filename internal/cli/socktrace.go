@@ -124,6 +124,16 @@ func jsonOut(format output.Format, out *output.JSONLines) *output.JSONLines {
 	return nil
 }
 
+// sockCommandFlags is the flag set every socket-path command starts from:
+// the shared flags and the socket filters.
+func sockCommandFlags(name string) (*pflag.FlagSet, *common, *sockTraceFlags) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	c, sf := &common{}, &sockTraceFlags{}
+	c.register(fs, time.Second)
+	sf.register(fs)
+	return fs, c, sf
+}
+
 // parseSockTrace parses and checks a socket-path command's flags.
 func parseSockTrace(fs *pflag.FlagSet, env Env, args []string, c *common, sf *sockTraceFlags) (probe.SockTracerOptions, error) {
 	if err := parseFlags(fs, env, args); err != nil {

@@ -6,8 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
@@ -18,17 +16,13 @@ func init() {
 }
 
 func runStates(ctx context.Context, env Env, args []string) error {
-	fs := pflag.NewFlagSet("states", pflag.ContinueOnError)
-	var c common
-	c.register(fs, time.Second)
+	fs, c, sf := sockCommandFlags("states")
 	countsEvents(fs)
-	var sf sockTraceFlags
-	sf.register(fs)
-	opts, err := parseSockTrace(fs, env, args, &c, &sf)
+	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
 	}
-	st, err := startSockTrace(&c, "states", opts, probe.LoadStates)
+	st, err := startSockTrace(c, "states", opts, probe.LoadStates)
 	if err != nil {
 		return err
 	}
@@ -39,7 +33,7 @@ func runStates(ctx context.Context, env Env, args []string) error {
 		fmt.Fprintln(env.Stderr, "tcplens states: streaming TCP state transitions and lifetimes; Ctrl-C to stop")
 	}
 	start := time.Now()
-	loop := streamLoop{c: &c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
+	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
 	return st.finish(loop.run(ctx), r, start)
 }
 
