@@ -29,7 +29,7 @@ var (
 	errNotReady = errors.New("not ready")
 )
 
-// common holds the flags shared by the commands (DESIGN.md, CLI contract).
+// common holds the flags shared by the commands (README, "Commands").
 type common struct {
 	interfaces []string
 	output     string

@@ -1,5 +1,5 @@
 // Package testnet builds small, throwaway networks for tcplens's privileged
-// tests (DESIGN.md, test layer 4) and runs real TCP traffic and the tcplens
+// tests (docs/ARCHITECTURE.md, test layer 4) and runs real TCP traffic and the tcplens
 // binary in them.
 //
 // A Pair is two network namespaces, A and B, joined by one veth pair:

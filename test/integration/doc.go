@@ -1,4 +1,4 @@
-// Package integration holds tcplens's integration tests (DESIGN.md, test
+// Package integration holds tcplens's integration tests (docs/ARCHITECTURE.md, test
 // layer 4): the built tcplens binary runs in a network namespace made by
 // internal/testnet, real TCP connections cross a veth pair, and the JSON it
 // prints is checked against what the test caused and the kernel's own
