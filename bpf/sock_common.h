@@ -19,21 +19,42 @@
 #define AF_INET6 10
 #endif
 
-/* Set by user space before load (--port, --host, -4, -6). */
+/*
+ * Set by user space before load (--port, --lport, --rport, --host, -4, -6).
+ * Flags of one kind match if any of their values does; kinds combine with
+ * AND. A fixed handful of entries in the constant, not a map: the verifier
+ * sees the counts as constants and drops the loops of unused kinds, and a
+ * used kind costs a few compares per entry, less than one map lookup.
+ */
+#define FILTER_MAX_PORTS 8
+#define FILTER_MAX_PREFIXES 8
+
+struct filter_prefix {
+	__u32 addr[4]; /* wire order, masked; IPv4 in addr[0] */
+	__u32 mask[4]; /* wire order: the prefix's bits */
+	__u8 family;   /* 4 or 6 */
+	__u8 pad[3];
+};
+
 struct sock_filter_cfg {
-	__u16 port;        /* 0: any; else either end's port (host order) */
-	__u8 family;       /* 0: any, 4 or 6 */
-	__u8 host_family;  /* 0: no --host; else 4 or 6 */
-	__u32 host_prefix; /* prefix length in bits of host_addr */
-	union {
-		__u8 host_addr[16];
-		__u32 host_addr_words[4]; /* wire order, compared a word at a time */
-	};
+	__u16 ports[FILTER_MAX_PORTS];  /* --port: either end (host order) */
+	__u16 lports[FILTER_MAX_PORTS]; /* --lport: this host's end */
+	__u16 rports[FILTER_MAX_PORTS]; /* --rport: the remote end */
+	__u8 n_ports;
+	__u8 n_lports;
+	__u8 n_rports;
+	__u8 n_prefixes;
+	__u8 family; /* 0: any, 4 or 6 */
+	__u8 pad[3];
+	struct filter_prefix prefixes[FILTER_MAX_PREFIXES]; /* --host: either end */
 };
 
 volatile const struct sock_filter_cfg filter = {};
 
-/* Addresses as 16 bytes in wire order; IPv4 in the first 4. */
+/*
+ * Addresses as 16 bytes in wire order; IPv4 in the first 4. saddr/sport
+ * are this host's end in every program.
+ */
 struct sock_addrs {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -43,40 +64,107 @@ struct sock_addrs {
 	__u8 pad[3];
 };
 
-static __always_inline int prefix_match(const __u8 *addr)
+static __always_inline int port_listed(const volatile __u16 *list, __u8 n, __u16 port)
 {
-	int prefix = filter.host_prefix;
+#pragma unroll
+	for (int i = 0; i < FILTER_MAX_PORTS; i++)
+		if (i < n && list[i] == port)
+			return 1;
+	return 0;
+}
+
+static __always_inline int prefix_match(const volatile struct filter_prefix *p, __u8 family, const __u8 *addr)
+{
 	__u32 diff = 0;
 
-	/*
-	 * Word by word, with a fixed trip count and no early exit, so clang
-	 * unrolls it into short straight code: word i is compared under the
-	 * mask of the prefix bits that fall into it.
-	 */
+	if (p->family != family)
+		return 0;
+	/* Fixed trip count, no early exit: short straight code. */
 #pragma unroll
 	for (int i = 0; i < 4; i++) {
-		int bits = prefix - 32 * i;
-		__u32 mask = bits >= 32 ? 0xffffffff : bits <= 0 ? 0 : bpf_htonl(0xffffffff << (32 - bits));
-		__u32 a, h = filter.host_addr_words[i];
+		__u32 a;
 		__builtin_memcpy(&a, addr + 4 * i, 4);
-		diff |= (a ^ h) & mask;
+		diff |= (a ^ p->addr[i]) & p->mask[i];
 	}
 	return diff == 0;
 }
 
-/* filter_match applies --port/--host/-4/-6; both ends are considered. */
-static __always_inline int filter_match(const struct sock_addrs *a)
+static __always_inline int host_listed(const struct sock_addrs *a)
 {
+#pragma unroll
+	for (int i = 0; i < FILTER_MAX_PREFIXES; i++) {
+		if (i >= filter.n_prefixes)
+			break;
+		if (prefix_match(&filter.prefixes[i], a->family, a->saddr) ||
+		    prefix_match(&filter.prefixes[i], a->family, a->daddr))
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int v4_mapped(const __u8 *b)
+{
+	__u64 lo;
+	__u32 mid;
+
+	__builtin_memcpy(&lo, b, 8);
+	__builtin_memcpy(&mid, b + 8, 4);
+	return lo == 0 && mid == bpf_htonl(0xffff);
+}
+
+static __always_inline int all_zero(const __u8 *b)
+{
+	__u64 lo, hi;
+
+	__builtin_memcpy(&lo, b, 8);
+	__builtin_memcpy(&hi, b + 8, 8);
+	return (lo | hi) == 0;
+}
+
+/*
+ * An IPv4 peer of a dual-stack (AF_INET6) socket has ::ffff:a.b.c.d
+ * addresses: make it family 4 with the 4 bytes first, so -4, --host
+ * a.b.c.d and the output treat it as the IPv4 connection it is. An end
+ * that is :: (not bound yet) becomes 0.0.0.0 with it.
+ */
+static __always_inline void unmap_v4(struct sock_addrs *a)
+{
+	if (a->family != 6)
+		return;
+	int s = v4_mapped(a->saddr), d = v4_mapped(a->daddr);
+	if (!(s || d) || !(s || all_zero(a->saddr)) || !(d || all_zero(a->daddr)))
+		return;
+	__u32 s4, d4;
+	__builtin_memcpy(&s4, a->saddr + 12, 4);
+	__builtin_memcpy(&d4, a->daddr + 12, 4);
+	__builtin_memset(a->saddr, 0, 16);
+	__builtin_memset(a->daddr, 0, 16);
+	__builtin_memcpy(a->saddr, &s4, 4);
+	__builtin_memcpy(a->daddr, &d4, 4);
+	a->family = 4;
+}
+
+/*
+ * filter_match applies --port/--lport/--rport/--host/-4/-6 to a's
+ * connection. It first turns v4-mapped addresses into IPv4 (unmap_v4), in
+ * place: every program passes the addresses it is about to report through
+ * here, so this is the one place that does it for all of them, whichever
+ * way they filled a.
+ */
+static __always_inline int filter_match(struct sock_addrs *a)
+{
+	unmap_v4(a);
 	if (filter.family && filter.family != a->family)
 		return 0;
-	if (filter.port && filter.port != a->sport && filter.port != a->dport)
+	if (filter.n_ports && !port_listed(filter.ports, filter.n_ports, a->sport) &&
+	    !port_listed(filter.ports, filter.n_ports, a->dport))
 		return 0;
-	if (filter.host_family) {
-		if (filter.host_family != a->family)
-			return 0;
-		if (!prefix_match(a->saddr) && !prefix_match(a->daddr))
-			return 0;
-	}
+	if (filter.n_lports && !port_listed(filter.lports, filter.n_lports, a->sport))
+		return 0;
+	if (filter.n_rports && !port_listed(filter.rports, filter.n_rports, a->dport))
+		return 0;
+	if (filter.n_prefixes && !host_listed(a))
+		return 0;
 	return 1;
 }
 

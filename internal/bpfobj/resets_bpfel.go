@@ -35,11 +35,22 @@ type ResetsResetEvent struct {
 
 type ResetsSockFilterCfg struct {
 	_          structs.HostLayout
-	Port       uint16
+	Ports      [8]uint16
+	Lports     [8]uint16
+	Rports     [8]uint16
+	N_ports    uint8
+	N_lports   uint8
+	N_rports   uint8
+	N_prefixes uint8
 	Family     uint8
-	HostFamily uint8
-	HostPrefix uint32
-	HostAddr   [16]uint8
+	Pad        [3]uint8
+	Prefixes   [8]struct {
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Mask   [4]uint32
+		Family uint8
+		Pad    [3]uint8
+	}
 }
 
 // Names of all BPF objects in the ELF.

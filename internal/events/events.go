@@ -114,10 +114,12 @@ func (c Clock) Wall(ktimeNs uint64) time.Time {
 }
 
 // Addr makes an address from the 16 wire-order bytes the BPF side fills
-// (IPv4 in the first 4) and its family (4 or 6).
+// (IPv4 in the first 4) and its family (4 or 6). A v4-mapped IPv6 address
+// (an IPv4 peer of a dual-stack socket) comes out as IPv4: the BPF side
+// already converts those, and this keeps output right whatever fills b.
 func Addr(family uint8, b [16]byte) netip.Addr {
 	if family == 4 {
 		return netip.AddrFrom4([4]byte(b[:4]))
 	}
-	return netip.AddrFrom16(b)
+	return netip.AddrFrom16(b).Unmap()
 }

@@ -63,6 +63,10 @@ func TestAddr(t *testing.T) {
 	if got := Addr(6, want.As16()); got != want {
 		t.Errorf("IPv6 %v", got)
 	}
+	// An IPv4 peer of a dual-stack socket is IPv4 in every output.
+	if got := Addr(6, netip.MustParseAddr("::ffff:192.0.2.7").As16()); got != netip.MustParseAddr("192.0.2.7") {
+		t.Errorf("v4-mapped %v, want 192.0.2.7", got)
+	}
 }
 
 func BenchmarkCast(b *testing.B) {

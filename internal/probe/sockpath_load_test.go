@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"net/netip"
 	"testing"
 	"time"
 	"unsafe"
@@ -42,7 +41,7 @@ func TestStatesRTTRecordLayouts(t *testing.T) {
 // verifier accepts every configuration, and attaches them.
 func TestStatesRTTLoadAndAttach(t *testing.T) {
 	testutil.RequirePrivileged(t)
-	for _, f := range []SockFilter{{}, {Port: 443, Family: 6, Host: netip.MustParsePrefix("fd00::/8")}, {Family: 4, Host: netip.MustParsePrefix("10.0.0.0/8")}} {
+	for _, f := range sockFilterShapes() {
 		st, err := LoadStates(SockTracerOptions{Filter: f})
 		if err != nil {
 			t.Fatalf("states with %+v: %v", f, err)
