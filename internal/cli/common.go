@@ -40,9 +40,19 @@ type common struct {
 	hook       string
 
 	format output.Format
+	fs     *pflag.FlagSet
+	// noInterval, when set, says why the command refuses --interval.
+	noInterval string
 }
 
+// minInterval is the shortest --interval: below it a report costs more
+// than the interval it covers, and timers no longer keep the pace.
+const minInterval = 10 * time.Millisecond
+
+// register adds the shared flags; a defaultInterval of 0 means no
+// periodic report unless --interval is given.
 func (c *common) register(fs *pflag.FlagSet, defaultInterval time.Duration) {
+	c.fs = fs
 	fs.StringVarP(&c.output, "output", "o", "text", "output format: text or json (one object per line)")
 	fs.DurationVar(&c.interval, "interval", defaultInterval, "report every `DURATION`")
 	fs.DurationVar(&c.duration, "duration", 0, "exit cleanly after `DURATION` (0: run until interrupted)")
@@ -61,8 +71,13 @@ func (c *common) validate() error {
 		return usageError{err.Error()}
 	}
 	c.format = f
-	if c.interval <= 0 {
-		return usagef("--interval must be positive, not %s", c.interval)
+	if c.fs.Changed("interval") {
+		if c.noInterval != "" {
+			return usagef("--interval: %s", c.noInterval)
+		}
+		if c.interval < minInterval {
+			return usagef("--interval %s: the shortest is %s", c.interval, minInterval)
+		}
 	}
 	if c.duration < 0 {
 		return usagef("--duration must not be negative, not %s", c.duration)
@@ -71,6 +86,13 @@ func (c *common) validate() error {
 		return usagef("--count must not be negative, not %d", c.count)
 	}
 	return nil
+}
+
+// withoutInterval is for a command with no periodic report: --interval is
+// refused there, saying why, and its help does not list it.
+func (c *common) withoutInterval(why string) {
+	c.noInterval = why
+	c.fs.MarkHidden("interval")
 }
 
 // countsEvents says that -c counts events, for commands that stream them.

@@ -19,6 +19,7 @@ func init() {
 func runDrops(ctx context.Context, env Env, args []string) error {
 	fs, c, sf := sockCommandFlags("drops")
 	countsEvents(fs)
+	c.withoutInterval("drops prints each drop as it comes and has no periodic report")
 	var skipNames []string
 	fs.StringArrayVar(&skipNames, "skip-reason", nil, "do not report drops for `REASON` (as printed, e.g. NOT_SPECIFIED; repeatable)")
 	opts, err := parseSockTrace(fs, env, args, c, sf)

@@ -19,6 +19,7 @@ func init() {
 func runResets(ctx context.Context, env Env, args []string) error {
 	fs, c, sf := sockCommandFlags("resets")
 	countsEvents(fs)
+	c.withoutInterval("resets prints each reset as it comes and has no periodic report")
 	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err

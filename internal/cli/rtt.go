@@ -23,6 +23,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one sample per connection every `DURATION`, plus one per cwnd or ssthresh change")
 	cwndChange := fs.Uint32("cwnd-change", 0, "record a cwnd change only once cwnd moved by `PCT` percent since the connection's last record (0: every change; bulk transfers change it on nearly every ACK)")
 	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
+	fs.Lookup("interval").Usage = "with --histogram: also print the histograms every `DURATION` (else only on exit)"
 	histBy := fs.String("histogram-by", "rport", "histogram per `rport` (remote port) or per conn (connection)")
 	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
@@ -45,6 +46,9 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	}
 	if fs.Changed("histogram-by") && !*histogram {
 		return usagef("--histogram-by needs --histogram")
+	}
+	if fs.Changed("interval") && !*histogram {
+		return usagef("--interval needs --histogram: without it rtt prints samples as they come (see --sample)")
 	}
 	st, err := startSockTrace(c, "rtt", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
 		return probe.LoadRTT(o, probe.RTTConfig{Sample: *sample, CwndChangePct: *cwndChange})

@@ -125,11 +125,13 @@ func jsonOut(format output.Format, out *output.JSONLines) *output.JSONLines {
 }
 
 // sockCommandFlags is the flag set every socket-path command starts from:
-// the shared flags and the socket filters.
+// the shared flags and the socket filters. They stream by default: a
+// command with a periodic report says what --interval does there, one
+// without calls withoutInterval.
 func sockCommandFlags(name string) (*pflag.FlagSet, *common, *sockTraceFlags) {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	c, sf := &common{}, &sockTraceFlags{}
-	c.register(fs, time.Second)
+	c.register(fs, 0)
 	sf.register(fs)
 	return fs, c, sf
 }

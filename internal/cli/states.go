@@ -18,6 +18,7 @@ func init() {
 func runStates(ctx context.Context, env Env, args []string) error {
 	fs, c, sf := sockCommandFlags("states")
 	countsEvents(fs)
+	c.withoutInterval("states prints each transition and lifetime as it comes and has no periodic report")
 	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err

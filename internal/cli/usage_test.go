@@ -2,8 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -23,7 +26,15 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"flags", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"flags", "extra"}, `unexpected argument "extra"`},
 		{[]string{"flags", "--interval", "soon"}, `invalid argument "soon"`},
-		{[]string{"flags", "--interval", "0s"}, "--interval must be positive"},
+		{[]string{"flags", "--interval", "0s"}, "--interval 0s: the shortest is 10ms"},
+		{[]string{"flags", "--interval", "9ms"}, "--interval 9ms: the shortest is 10ms"},
+		{[]string{"syn", "--interval", "-1s"}, "--interval -1s: the shortest is 10ms"},
+		{[]string{"retrans", "--interval", "5ms"}, "--interval 5ms: the shortest is 10ms"},
+		{[]string{"rtt", "--histogram", "--interval", "1ms"}, "--interval 1ms: the shortest is 10ms"},
+		{[]string{"rtt", "--interval", "1s"}, "--interval needs --histogram"},
+		{[]string{"states", "--interval", "1s"}, "--interval: states prints each transition and lifetime as it comes and has no periodic report"},
+		{[]string{"resets", "--interval", "1s"}, "--interval: resets prints each reset as it comes"},
+		{[]string{"drops", "--interval", "1s"}, "--interval: drops prints each drop as it comes"},
 		{[]string{"flags", "--duration", "-1s"}, "--duration must not be negative"},
 		{[]string{"flags", "-c", "-3"}, "--count must not be negative"},
 		{[]string{"flags", "-o", "xml"}, `unknown output format "xml"`},
@@ -38,6 +49,16 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"doctor", "-o", "yaml"}, `unknown output format "yaml"`},
 		{[]string{"retrans", "--port", "0"}, "--port 0: a port is 1 to 65535"},
 		{[]string{"states", "--port", "65536"}, "--port 65536: a port is 1 to 65535"},
+		{[]string{"states", "--port", "80", "--port", "0"}, "--port 0: a port is 1 to 65535"},
+		{[]string{"rtt", "--lport", "0"}, "--lport 0: a port is 1 to 65535"},
+		{[]string{"retrans", "--rport", "70000"}, "--rport 70000: a port is 1 to 65535"},
+		{[]string{"states", "--port", "1,2,3,4,5,6,7,8,9"}, "--port: at most 8 ports, got 9"},
+		{[]string{"resets", "--lport", "1", "--lport", "2", "--lport", "3", "--lport", "4", "--lport", "5",
+			"--lport", "6", "--lport", "7", "--lport", "8", "--lport", "9"}, "--lport: at most 8 ports, got 9"},
+		{[]string{"drops", "--host", "10.0.0.1", "--host", "10.0.0.2", "--host", "10.0.0.3", "--host", "10.0.0.4", "--host", "10.0.0.5",
+			"--host", "10.0.0.6", "--host", "10.0.0.7", "--host", "10.0.0.8", "--host", "10.0.0.9"}, "--host: at most 8 addresses or prefixes, got 9"},
+		{[]string{"states", "--host", "10.0.0.0/8", "--host", "bogus"}, `--host "bogus": not an IP address or CIDR prefix`},
+		{[]string{"states", "-6", "--host", "fd00::/8", "--host", "10.0.0.0/8"}, "--host 10.0.0.0/8 does not match the address family"},
 		{[]string{"resets", "-4", "-6"}, "-4 and -6 exclude each other"},
 		{[]string{"drops", "--host", "not-an-ip"}, `--host "not-an-ip": not an IP address or CIDR prefix`},
 		{[]string{"rtt", "-4", "--host", "fd00::1"}, "does not match the address family"},
@@ -80,6 +101,62 @@ func TestHelpExitsZero(t *testing.T) {
 		if !strings.Contains(stdout, flag) {
 			t.Errorf("flags --help does not list %s", flag)
 		}
+	}
+}
+
+// Help shows what each socket-path command really does with --interval,
+// and its defaults are the true ones.
+func TestSocketPathHelp(t *testing.T) {
+	for _, cmd := range []string{"states", "resets", "drops", "rtt", "retrans"} {
+		code, stdout, _ := runCLI(cmd, "--help")
+		if code != ExitOK {
+			t.Fatalf("%s --help: exit %d", cmd, code)
+		}
+		for _, flag := range []string{"--port", "--lport", "--rport", "--host", "--ipv4", "--ipv6"} {
+			if !strings.Contains(stdout, flag) {
+				t.Errorf("%s --help does not list %s", cmd, flag)
+			}
+		}
+		hasInterval := strings.Contains(stdout, "--interval")
+		if wantInterval := cmd == "rtt" || cmd == "retrans"; hasInterval != wantInterval {
+			t.Errorf("%s --help lists --interval: %v, want %v", cmd, hasInterval, wantInterval)
+		}
+		for _, line := range strings.Split(stdout, "\n") {
+			if strings.Contains(line, "--interval") && strings.Contains(line, "(default") {
+				t.Errorf("%s --help shows a default interval, but it streams by default: %q", cmd, line)
+			}
+			if strings.Contains(line, "(default [])") {
+				t.Errorf("%s --help shows an empty list as a default: %q", cmd, line)
+			}
+		}
+	}
+	// The packet-path commands do report every second by default.
+	_, stdout, _ := runCLI("flags", "--help")
+	if !strings.Contains(stdout, "(default 1s)") {
+		t.Errorf("flags --help does not show the 1s interval default")
+	}
+}
+
+// Every filter kind is repeatable and accepts lists; a valid set gets past
+// the flags (and then fails on privileges or loads, never as bad usage).
+func TestSockFiltersRepeatable(t *testing.T) {
+	var sf sockFlags
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	sf.register(fs)
+	err := fs.Parse([]string{"--port", "80", "--port", "443,8080", "--port", "80", "--lport", "22", "--rport", "53", "--rport", "853",
+		"--host", "10.0.0.0/8", "--host", "::ffff:192.0.2.1", "--host", "fd00::/8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := sf.filter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(f.Ports, f.LPorts, f.RPorts) != "[80 443 8080] [22] [53 853]" {
+		t.Errorf("ports %v lports %v rports %v", f.Ports, f.LPorts, f.RPorts)
+	}
+	if fmt.Sprint(f.Hosts) != "[10.0.0.0/8 192.0.2.1/32 fd00::/8]" {
+		t.Errorf("hosts %v", f.Hosts)
 	}
 }
 
