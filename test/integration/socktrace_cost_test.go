@@ -44,7 +44,10 @@ func startSockPathCost(b *testing.B, port uint16, objects ...string) *sockPathCo
 		b.Skipf("BPF run-time statistics: %v", err)
 	}
 	b.Cleanup(func() { stats.Close() })
-	opts := probe.SockTracerOptions{Filter: probe.SockFilter{Ports: []uint16{port}}}
+	var opts probe.SockTracerOptions
+	if port != 0 {
+		opts.Filter.Ports = []uint16{port}
+	}
 	c := &sockPathCost{progs: map[string]*ebpf.Program{}, events: map[string]*atomic.Int64{}}
 	for _, obj := range objects {
 		var t *probe.SockTracer
