@@ -133,7 +133,9 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!l) {
 		/* First segment seen: the 4-tuple of an established socket no
-		 * longer changes, so read it and apply the filter once. */
+		 * longer changes, so read it and apply the filter once. The
+		 * filter also makes an IPv4 peer of a dual-stack socket
+		 * (::ffff:a.b.c.d) IPv4, before the addresses are cached. */
 		struct rtt_last fresh = {.periodic_ns = now, .snd_cwnd = cwnd, .snd_ssthresh = ssthresh};
 		sock_addrs_of(&fresh.addrs, sk);
 		fresh.excluded = !filter_match(&fresh.addrs);
