@@ -41,20 +41,23 @@ func register(name, summary string, run func(context.Context, Env, []string) err
 // Main runs tcplens with args (without the program name) and returns the
 // process exit code.
 func Main(args []string, env Env) int {
-	name := "top"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		name, args = args[0], args[1:]
-	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+	if len(args) == 0 {
+		// The default command, top, is not built yet: say what is.
 		printUsage(env.Stdout)
 		return ExitOK
 	}
-	if name == "help" {
+	name := args[0]
+	switch name {
+	case "-h", "--help", "help":
 		printUsage(env.Stdout)
 		return ExitOK
+	case "--version", "-V":
+		name = "version"
 	}
-	if _, ok := commands[name]; !ok && len(args) == 0 && name == "top" {
-		// The default command is not built yet: say what is.
-		printUsage(env.Stderr)
+	args = args[1:]
+	if name != "" && name[0] == '-' {
+		// Flags without a command would be top's, and top is not built yet.
+		fmt.Fprintf(env.Stderr, "tcplens: %s given without a command; the default command, top, does not exist yet (run 'tcplens help' for the list)\n", name)
 		return ExitUsage
 	}
 	cmd, ok := commands[name]
@@ -88,7 +91,7 @@ func exitCode(err error) int {
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "tcplens inspects TCP traffic with eBPF.")
-	fmt.Fprintln(w, "\nUsage: tcplens <command> [flags]   (no command: top)\n\nCommands:")
+	fmt.Fprintln(w, "\nUsage: tcplens <command> [flags]\n\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)

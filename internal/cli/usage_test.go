@@ -23,6 +23,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		want string
 	}{
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"-o", "json"}, "-o given without a command"},
 		{[]string{"flags", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"flags", "extra"}, `unexpected argument "extra"`},
 		{[]string{"flags", "--interval", "soon"}, `invalid argument "soon"`},
@@ -157,6 +158,31 @@ func TestSockFiltersRepeatable(t *testing.T) {
 	}
 	if fmt.Sprint(f.Hosts) != "[10.0.0.0/8 192.0.2.1/32 fd00::/8]" {
 		t.Errorf("hosts %v", f.Hosts)
+	}
+}
+
+// No command shows the usage and exits 0 while top, the default command,
+// does not exist; --version is version.
+func TestNoCommandAndVersionFlag(t *testing.T) {
+	code, stdout, stderr := runCLI()
+	if code != ExitOK || !strings.Contains(stdout, "Commands:") || stderr != "" {
+		t.Errorf("no command: exit %d, stdout %q, stderr %q; want usage on stdout and 0", code, stdout, stderr)
+	}
+	_, want, _ := runCLI("version")
+	code, stdout, _ = runCLI("--version")
+	if code != ExitOK || stdout != want {
+		t.Errorf("--version: exit %d, output %q; want %q like version", code, stdout, want)
+	}
+}
+
+// version names the version and commit set with -ldflags (the Makefile),
+// not only what Go's VCS stamping found.
+func TestVersionFromLdflags(t *testing.T) {
+	defer func(v, c string) { Version, Commit = v, c }(Version, Commit)
+	Version, Commit = "v1.2.3", "0123456789abcdef0123456789abcdef01234567"
+	code, stdout, _ := runCLI("version")
+	if code != 0 || !strings.HasPrefix(stdout, "tcplens v1.2.3 (commit 0123456789abcdef0123456789abcdef01234567, go") {
+		t.Errorf("version: exit %d, output %q", code, stdout)
 	}
 }
 
