@@ -60,6 +60,9 @@ struct retrans_event {
 	__u16 skb_segs; /* tcp_skb_pcount(skb): segments the skb carried; 1 for a SYN-ACK */
 	__u8 state;    /* TCP state (include/net/tcp_states.h) */
 	__u8 kind;     /* RETRANS_KIND_* */
+	/* on-CPU task: for a timer-driven retransmit that is whoever ran the
+	 * timer (ksoftirqd/N, swapper/N), not the socket's owner */
+	char comm[16];
 	__u8 pad[6];
 };
 
@@ -110,6 +113,7 @@ static __always_inline void submit(const struct sock_addrs *a, int err, __u32 to
 	e->addrs = *a;
 	e->err = err;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->total_retrans = total;
 	e->segs = segs;
 	e->skb_segs = skb_segs;

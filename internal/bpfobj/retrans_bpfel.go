@@ -32,6 +32,7 @@ type RetransRetransEvent struct {
 	SkbSegs      uint16
 	State        uint8
 	Kind         uint8
+	Comm         [16]int8
 	Pad          [6]uint8
 }
 

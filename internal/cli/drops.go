@@ -51,6 +51,9 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 
 	r := &dropReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
 		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
+	if r.style, err = sf.textStyle(); err != nil {
+		return err
+	}
 	start := time.Now()
 	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
 	return st.finish(loop.run(ctx), r, start)
@@ -62,7 +65,8 @@ type dropReport struct {
 	format  output.Format
 	clock   events.Clock
 	reasons events.EnumNamer
-	header  bool
+	style   textStyle
+	table   *output.ConnTable
 
 	ev       events.Drop
 	flagBuf  [8]byte
@@ -87,17 +91,22 @@ func (r *dropReport) record(raw []byte) error {
 			Direction: ev.DirectionName(), Reason: reason, Flags: flags,
 			Location: "0x" + strconv.FormatUint(ev.Location, 16), PID: ev.PID})
 	}
-	if !r.header {
-		fmt.Fprintf(r.w, "%-8s %-7s %-39s %-2s %-39s %-6s %s\n", "TIME", "PID", "LADDR:LPORT", "D>", "RADDR:RPORT", "FLAGS", "REASON")
-		r.header = true
+	if r.table == nil {
+		r.table = r.style.table(r.w,
+			output.Column{Name: "PID", Width: 7, Right: true},
+			r.style.addrCol("LADDR:LPORT"),
+			output.Column{Name: "D>"},
+			r.style.addrCol("RADDR:RPORT"),
+			output.Column{Name: "FLAGS", Width: 6},
+			output.Column{Name: "LOCATION", Wide: true},
+			output.Column{Name: "REASON"})
 	}
 	dir := "<-" // arrived from the remote end
 	if ev.Direction == events.DropOut {
 		dir = "->"
 	}
-	_, err := fmt.Fprintf(r.w, "%-8s %-7d %-39s %-2s %-39s %-6s %s\n", clockTime(ev.Time), ev.PID,
-		ev.Local, dir, ev.Remote, flags, reason)
-	return err
+	return r.table.Row(ev.Time, strconv.FormatUint(uint64(ev.PID), 10), ev.Local.String(), dir, ev.Remote.String(),
+		flags, "0x"+strconv.FormatUint(ev.Location, 16), reason)
 }
 
 func (r *dropReport) summary(elapsed time.Duration, lost uint64) error {
@@ -108,7 +117,7 @@ func (r *dropReport) summary(elapsed time.Duration, lost uint64) error {
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d TCP packets dropped; %d records lost (ring buffer full)\n",
-		s.DurationSeconds, s.Drops, s.Lost)
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s dropped; %s lost\n",
+		s.DurationSeconds, output.Plural(s.Drops, "TCP packet"), output.Plural(s.Lost, "record"))
 	return err
 }

@@ -44,6 +44,7 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 
 	start := time.Now()
 	rep := newFlagsReporter(env, c.format, pp.Attached)
+	rep.since = start
 	prev := make([]probe.FlagCounters, len(pp.Attached))
 	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
 		cur, err := readAllCounters(pp)
@@ -88,16 +89,20 @@ type flagsReporter struct {
 	format   output.Format
 	attached []probe.Attachment
 	json     *output.JSONLines
+	// since is when the current interval began; elapsed is the run's
+	// length, for the summary. Both give records their duration_seconds.
+	since   time.Time
+	elapsed time.Duration
 }
 
 func newFlagsReporter(env Env, format output.Format, attached []probe.Attachment) *flagsReporter {
-	return &flagsReporter{env: env, format: format, attached: attached, json: output.NewJSONLines(env.Stdout)}
+	return &flagsReporter{env: env, format: format, attached: attached, json: output.NewJSONLines(env.Stdout), since: time.Now()}
 }
 
 // FlagsRecord builds the JSON record for one interface's counts.
-func FlagsRecord(kind string, now time.Time, iface, hook string, c probe.FlagCounters) output.FlagsRecord {
+func FlagsRecord(kind string, now time.Time, d time.Duration, iface, hook string, c probe.FlagCounters) output.FlagsRecord {
 	return output.FlagsRecord{
-		Type: kind, Time: timestamp(now), Interface: iface, Hook: hook,
+		Type: kind, Time: timestamp(now), DurationSeconds: d.Seconds(), Interface: iface, Hook: hook,
 		Packets: c.Packets, TCPPackets: c.TcpPackets,
 		Flags:     output.FlagCounts{FIN: c.Fin, SYN: c.Syn, RST: c.Rst, PSH: c.Psh, ACK: c.Ack, URG: c.Urg, ECE: c.Ece, CWR: c.Cwr},
 		Anomalies: output.Anomalies{SynFin: c.SynFin, SynRst: c.SynRst, Null: c.NullFlags, Xmas: c.Xmas, Malformed: c.Malformed},
@@ -109,21 +114,28 @@ var flagsHeader = []string{"IFACE", "PACKETS", "TCP", "FIN", "SYN", "RST", "PSH"
 	"SYN+FIN", "SYN+RST", "NULL", "XMAS", "MALFORMED", "DROPPED"}
 
 func (r *flagsReporter) report(kind string, now time.Time, counts []probe.FlagCounters) error {
+	d := now.Sub(r.since) // an interval: since the previous report
+	if kind == "summary" {
+		d = r.elapsed
+	} else {
+		r.since = now
+	}
 	if r.format == output.JSON {
 		for i, a := range r.attached {
-			if err := r.json.Emit(FlagsRecord(kind, now, a.Interface.Name, hookLabel(a), counts[i])); err != nil {
+			if err := r.json.Emit(FlagsRecord(kind, now, d, a.Interface.Name, hookLabel(a), counts[i])); err != nil {
 				return err
 			}
 		}
 		return r.json.Flush()
 	}
-	fmt.Fprintf(r.env.Stdout, "%s\n", now.Format("15:04:05"))
+	fmt.Fprintf(r.env.Stdout, "%s\n", now.Format("15:04:05.000"))
 	writeFlagsTable(r.env.Stdout, r.attached, counts)
 	return nil
 }
 
 func (r *flagsReporter) summary(now time.Time, elapsed time.Duration, totals []probe.FlagCounters) error {
 	if r.format == output.JSON {
+		r.elapsed = elapsed
 		return r.report("summary", now, totals)
 	}
 	fmt.Fprintf(r.env.Stdout, "\nSummary: %s since start; malformed frames and dropped SYNs are included in PACKETS\n", elapsed.Round(time.Millisecond))

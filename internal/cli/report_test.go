@@ -49,6 +49,7 @@ func TestFlagsOutputGolden(t *testing.T) {
 	for _, format := range []output.Format{output.Text, output.JSON} {
 		var out bytes.Buffer
 		r := newFlagsReporter(Env{Stdout: &out, Stderr: &out}, format, twoIfaces)
+		r.since = fixedTime.Add(-time.Second)
 		if err := r.report("interval", fixedTime, someCounts); err != nil {
 			t.Fatal(err)
 		}

@@ -39,6 +39,9 @@ func runResets(ctx context.Context, env Env, args []string) error {
 
 	r := &resetReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
 		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
+	if r.style, err = sf.textStyle(); err != nil {
+		return err
+	}
 	start := time.Now()
 	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
 	return st.finish(loop.run(ctx), r, start)
@@ -50,7 +53,8 @@ type resetReport struct {
 	format  output.Format
 	clock   events.Clock
 	reasons events.EnumNamer
-	header  bool
+	style   textStyle
+	table   *output.ConnTable
 
 	ev             events.Reset
 	sent, received uint64
@@ -84,18 +88,22 @@ func (r *resetReport) record(raw []byte) error {
 		return r.out.Emit(output.ResetRecord{Type: "reset", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
 			Direction: ev.DirectionName(), State: events.TCPStateName(ev.State), Reason: reason, PID: ev.PID})
 	}
-	if !r.header {
-		fmt.Fprintf(r.w, "%-8s %-7s %-39s %-2s %-39s %-12s %s\n", "TIME", "PID", "LADDR:LPORT", "D>", "RADDR:RPORT", "STATE", "REASON")
-		r.header = true
+	if r.table == nil {
+		r.table = r.style.table(r.w,
+			output.Column{Name: "PID", Width: 7, Right: true},
+			r.style.addrCol("LADDR:LPORT"),
+			output.Column{Name: "D>"},
+			r.style.addrCol("RADDR:RPORT"),
+			output.Column{Name: "STATE", Width: 11},
+			output.Column{Name: "REASON"})
 	}
 	dir := "->" // sent to the remote end
 	if ev.Direction == events.ResetReceived {
 		dir = "<-"
 		reason = "-"
 	}
-	_, err := fmt.Fprintf(r.w, "%-8s %-7d %-39s %-2s %-39s %-12s %s\n", clockTime(ev.Time), ev.PID,
-		ev.Local, dir, ev.Remote, events.TCPStateName(ev.State), reason)
-	return err
+	return r.table.Row(ev.Time, strconv.FormatUint(uint64(ev.PID), 10), ev.Local.String(), dir, ev.Remote.String(),
+		events.TCPStateName(ev.State), reason)
 }
 
 func (r *resetReport) summary(elapsed time.Duration, lost uint64) error {
@@ -107,7 +115,7 @@ func (r *resetReport) summary(elapsed time.Duration, lost uint64) error {
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d resets sent, %d received; %d records lost (ring buffer full)\n",
-		s.DurationSeconds, s.Sent, s.Received, s.Lost)
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s sent, %d received; %s lost\n",
+		s.DurationSeconds, output.Plural(s.Sent, "reset"), s.Received, output.Plural(s.Lost, "record"))
 	return err
 }

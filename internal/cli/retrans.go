@@ -6,7 +6,11 @@ import (
 	"io"
 	"net/netip"
 	"sort"
+	"strconv"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
@@ -32,6 +36,9 @@ func runRetrans(ctx context.Context, env Env, args []string) error {
 	defer st.Close()
 
 	r := newRetransReport(env.Stdout, c.format, events.NewClock(), fs.Changed("interval"))
+	if r.style, err = sf.textStyle(); err != nil {
+		return err
+	}
 	if c.format == output.Text {
 		what := "streaming retransmissions"
 		if r.intervals {
@@ -74,7 +81,8 @@ type retransReport struct {
 	format    output.Format
 	clock     events.Clock
 	intervals bool
-	header    bool
+	style     textStyle
+	table     *output.ConnTable
 
 	ev     events.Retransmit
 	conns  map[connKey]*retransCounts
@@ -105,21 +113,48 @@ func (r *retransReport) record(raw []byte) error {
 	if r.format == output.JSON {
 		return r.out.Emit(retransmitRecord(ev))
 	}
-	if !r.header {
-		fmt.Fprintf(r.w, "%-8s %-7s %-39s %-2s %-39s %-12s %s\n", "TIME", "PID", "LADDR:LPORT", "T>", "RADDR:RPORT", "STATE", "SEGS")
-		r.header = true
+	if r.table == nil {
+		r.table = r.style.table(r.w,
+			output.Column{Name: "PID", Width: 7, Right: true},
+			output.Column{Name: "COMM", Width: 15},
+			r.style.addrCol("LADDR:LPORT"),
+			output.Column{Name: "T>"},
+			r.style.addrCol("RADDR:RPORT"),
+			output.Column{Name: "STATE", Width: 11},
+			output.Column{Name: "SEGS", Width: 4, Right: true},
+			output.Column{Name: "SKB_SEGS", Right: true, Wide: true},
+			output.Column{Name: "TOTAL_RETRANS", Right: true, Wide: true},
+			output.Column{Name: "ERR"})
 	}
 	t := "R>"
 	if ev.Kind == events.RetransSynAck {
 		t = "S>"
 	}
-	segs := fmt.Sprint(ev.Segments)
+	errName := "-"
 	if ev.Err != 0 {
-		segs = fmt.Sprintf("%d (err %d)", ev.Segments, ev.Err)
+		errName = sendErrName(ev.Err)
 	}
-	_, err := fmt.Fprintf(r.w, "%-8s %-7d %-39s %-2s %-39s %-12s %s\n", clockTime(ev.Time), ev.PID,
-		ev.Local, t, ev.Remote, events.TCPStateName(ev.State), segs)
-	return err
+	return r.table.Row(ev.Time, strconv.FormatUint(uint64(ev.PID), 10), ev.CommString(),
+		ev.Local.String(), t, ev.Remote.String(), events.TCPStateName(ev.State),
+		strconv.FormatUint(uint64(ev.Segments), 10), strconv.FormatUint(uint64(ev.SKBSegments), 10),
+		strconv.FormatUint(uint64(ev.TotalRetrans), 10), errName)
+}
+
+// sendErrName names what a retransmission's send failed with: a negative
+// errno by its name (EBUSY), a positive qdisc verdict by its NET_XMIT_
+// name; a number the kernel may add later stays a number.
+func sendErrName(err int32) string {
+	switch {
+	case err < 0:
+		if name := unix.ErrnoName(syscall.Errno(-err)); name != "" {
+			return name
+		}
+	case err == 1:
+		return "NET_XMIT_DROP"
+	case err == 2:
+		return "NET_XMIT_CN"
+	}
+	return strconv.FormatInt(int64(err), 10)
 }
 
 func (c *retransCounts) add(ev *events.Retransmit) {
@@ -135,8 +170,11 @@ func (c *retransCounts) add(ev *events.Retransmit) {
 
 func retransmitRecord(ev *events.Retransmit) output.RetransmitRecord {
 	rec := output.RetransmitRecord{Type: "retransmit", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
-		PID: ev.PID, State: events.TCPStateName(ev.State), Kind: ev.KindName(),
+		PID: ev.PID, Comm: ev.CommString(), State: events.TCPStateName(ev.State), Kind: ev.KindName(),
 		Segments: ev.Segments, SKBSegments: ev.SKBSegments, TotalRetrans: ev.TotalRetrans, Err: ev.Err}
+	if ev.Err != 0 {
+		rec.ErrName = sendErrName(ev.Err)
+	}
 	return rec
 }
 
@@ -166,14 +204,14 @@ func (r *retransReport) flushInterval(now time.Time) error {
 		for _, k := range keys {
 			c := r.conns[k]
 			if err := r.out.Emit(output.RetransmitsRecord{Type: "retransmits", Time: ts, Conn: connRecord(k.local, k.remote),
-				Count: c.segments, Retransmits: c.events, SynAcks: c.synacks, Failed: c.failed}); err != nil {
+				Segments: c.segments, Retransmits: c.events, SynAcks: c.synacks, Failed: c.failed}); err != nil {
 				return err
 			}
 		}
 		clear(r.conns)
 		return r.out.Flush()
 	}
-	fmt.Fprintf(r.w, "%s: %d connections retransmitted\n", clockTime(now), len(keys))
+	fmt.Fprintf(r.w, "%s%s retransmitted\n", r.style.prefix(now), output.Plural(uint64(len(keys)), "connection"))
 	if len(keys) > 0 {
 		t := output.NewTextTable(r.w, "LADDR:LPORT", "RADDR:RPORT", "SEGMENTS", "RETRANSMITS", "FAILED")
 		for _, k := range keys {
@@ -197,7 +235,8 @@ func (r *retransReport) summary(elapsed time.Duration, lost uint64) error {
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d retransmissions (%d SYN-ACK), %d segments; %d failed to send; %d records lost (ring buffer full)\n",
-		s.DurationSeconds, s.Retransmits, s.SynAcks, s.Segments, s.Failed, s.Lost)
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%d SYN-ACK), %s; %d failed to send; %s lost\n",
+		s.DurationSeconds, output.Plural(s.Retransmits, "retransmission"), s.SynAcks, output.Plural(s.Segments, "segment"),
+		s.Failed, output.Plural(s.Lost, "record"))
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +60,9 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	defer st.Close()
 
 	r := newRTTReport(env.Stdout, c.format, events.NewClock())
+	if r.style, err = sf.textStyle(); err != nil {
+		return err
+	}
 	if *histogram {
 		r.hists = conn.NewRTTHistograms(by)
 	}
@@ -95,7 +99,8 @@ type rttReport struct {
 	out    *output.JSONLines
 	format output.Format
 	clock  events.Clock
-	header bool
+	style  textStyle
+	table  *output.ConnTable
 	hists  *conn.RTTHistograms // nil: stream samples
 
 	ev      events.RTTSample
@@ -129,17 +134,30 @@ func (r *rttReport) record(raw []byte) error {
 	if r.format == output.JSON {
 		return r.out.Emit(rttRecord(ev))
 	}
-	if !r.header {
-		fmt.Fprintf(r.w, "%-8s %-39s %-39s %-11s %6s %8s %9s %9s %9s %9s %7s %7s %12s %12s %8s %8s\n",
-			"TIME", "LADDR:LPORT", "RADDR:RPORT", "STATE", "CWND", "SSTHRESH", "RTT(ms)", "RTTVAR", "SND_WND", "RCV_WND",
-			"UNACKED", "RETRANS", "BYTES_ACKED", "BYTES_RECV", "WMEM", "RMEM")
-		r.header = true
+	if r.table == nil {
+		num := func(name string, width int, wide bool) output.Column {
+			return output.Column{Name: name, Width: width, Right: true, Wide: wide}
+		}
+		r.table = r.style.table(r.w,
+			r.style.addrCol("LADDR:LPORT"),
+			r.style.addrCol("RADDR:RPORT"),
+			output.Column{Name: "STATE", Width: 11, Wide: true},
+			num("CWND", 6, false), num("SSTHRESH", 8, false),
+			num("SRTT(ms)", 8, false), num("RTTVAR", 7, false),
+			num("SND_WND", 9, true), num("RCV_WND", 9, true),
+			num("UNACKED", 7, false), num("RETRANS_OUT", 0, true), num("RETRANS", 7, false),
+			num("ACKED", 10, false), num("BYTES_ACKED", 12, true), num("BYTES_RECV", 12, true),
+			num("WMEM", 8, true), num("RMEM", 8, true), num("SNDBUF", 8, true), num("RCVBUF", 8, true),
+			output.Column{Name: "REASON", Wide: true})
 	}
-	_, err := fmt.Fprintf(r.w, "%-8s %-39s %-39s %-11s %6d %8s %9.3f %9.3f %9d %9d %7d %7d %12d %12d %8d %8d\n",
-		clockTime(ev.Time), ev.Local, ev.Remote, events.TCPStateName(ev.State), ev.Cwnd, ssthreshText(ev.Ssthresh),
-		float64(ev.SrttUS)/1e3, float64(ev.RttvarUS)/1e3, ev.SndWnd, ev.RcvWnd, ev.PacketsOut, ev.TotalRetrans,
-		ev.BytesAcked, ev.BytesReceived, ev.WmemQueued, ev.RmemAlloc)
-	return err
+	u := func(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
+	i := func(v int32) string { return strconv.FormatInt(int64(v), 10) }
+	return r.table.Row(ev.Time, ev.Local.String(), ev.Remote.String(), events.TCPStateName(ev.State),
+		u(ev.Cwnd), ssthreshText(ev.Ssthresh),
+		strconv.FormatFloat(float64(ev.SrttUS)/1e3, 'f', 3, 64), strconv.FormatFloat(float64(ev.RttvarUS)/1e3, 'f', 3, 64),
+		u(ev.SndWnd), u(ev.RcvWnd), u(ev.PacketsOut), u(ev.RetransOut), u(ev.TotalRetrans),
+		output.Bytes(ev.BytesAcked), strconv.FormatUint(ev.BytesAcked, 10), strconv.FormatUint(ev.BytesReceived, 10),
+		i(ev.WmemQueued), i(ev.RmemAlloc), i(ev.SndBuf), i(ev.RcvBuf), rttReasons[ev.Reason&rttReasonMask])
 }
 
 // infiniteSsthresh is TCP_INFINITE_SSTHRESH: no loss seen yet.
@@ -166,8 +184,11 @@ func rttReason(r uint8) string {
 	return strings.Join(parts, "+")
 }
 
+// rttReasonMask covers every reason bit bpf/rtt.c sets.
+const rttReasonMask = 7
+
 // rttReasons are rttReason's results, made once so records do not allocate.
-var rttReasons = func() (names [8]string) {
+var rttReasons = func() (names [rttReasonMask + 1]string) {
 	for i := range names {
 		names[i] = rttReason(uint8(i))
 	}
@@ -176,7 +197,7 @@ var rttReasons = func() (names [8]string) {
 
 func rttRecord(ev *events.RTTSample) output.RTTRecord {
 	return output.RTTRecord{Type: "rtt", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
-		State: events.TCPStateName(ev.State), Reason: rttReasons[ev.Reason&7],
+		State: events.TCPStateName(ev.State), Reason: rttReasons[ev.Reason&rttReasonMask],
 		Cwnd: ev.Cwnd, Ssthresh: ev.Ssthresh, SrttUS: ev.SrttUS, RttvarUS: ev.RttvarUS, SndWnd: ev.SndWnd, RcvWnd: ev.RcvWnd,
 		PacketsOut: ev.PacketsOut, RetransOut: ev.RetransOut, TotalRetrans: ev.TotalRetrans,
 		BytesAcked: ev.BytesAcked, BytesReceived: ev.BytesReceived,
@@ -257,7 +278,7 @@ func (r *rttReport) summary(elapsed time.Duration, lost uint64) error {
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d samples of %d connections; %d records lost (ring buffer full)\n",
-		s.DurationSeconds, s.Samples, s.Connections, s.Lost)
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s of %s; %s lost\n",
+		s.DurationSeconds, output.Plural(s.Samples, "sample"), output.Plural(s.Connections, "connection"), output.Plural(s.Lost, "record"))
 	return err
 }

@@ -16,11 +16,13 @@ import (
 // drops): the socket filters and a hidden ring buffer size for tests.
 type sockTraceFlags struct {
 	sockFlags
+	text            textFlags
 	ringBufferBytes uint32
 }
 
 func (s *sockTraceFlags) register(fs *pflag.FlagSet) {
 	s.sockFlags.register(fs)
+	s.text.register(fs)
 	fs.Uint32Var(&s.ringBufferBytes, "ring-buffer-bytes", 0, "size the event ring buffer to `BYTES` (a power of two, at least a page)")
 	fs.MarkHidden("ring-buffer-bytes") // for tests that provoke loss
 }
@@ -31,7 +33,22 @@ func (s *sockTraceFlags) options() (probe.SockTracerOptions, error) {
 	if err != nil {
 		return probe.SockTracerOptions{}, err
 	}
+	if _, err := s.textStyle(); err != nil {
+		return probe.SockTracerOptions{}, err
+	}
 	return probe.SockTracerOptions{Filter: f, RingBufferBytes: s.ringBufferBytes}, nil
+}
+
+// textStyle is the text layout the flags ask for; relative times count
+// from now.
+func (s *sockTraceFlags) textStyle() (textStyle, error) {
+	family := 0
+	if s.ipv4 {
+		family = 4
+	} else if s.ipv6 {
+		family = 6
+	}
+	return s.text.style(time.Now(), family)
 }
 
 // sockTrace is a loaded, attached socket-path object and its reader.
@@ -77,9 +94,6 @@ func (s *sockTrace) flushWhenIdle(out *output.JSONLines) error {
 	}
 	return out.Flush()
 }
-
-// clockTime formats a time for text streams, as BCC's tools do.
-func clockTime(t time.Time) string { return t.Format("15:04:05") }
 
 // eventReport prints a socket-path command's records as they come and its
 // summary at the end.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/tcplens/tcplens/internal/events"
@@ -19,6 +20,7 @@ func runStates(ctx context.Context, env Env, args []string) error {
 	fs, c, sf := sockCommandFlags("states")
 	countsEvents(fs)
 	c.withoutInterval("states prints each transition and lifetime as it comes and has no periodic report")
+	lifetimes := fs.Bool("lifetimes", false, "print only connection lifetimes (one line per closed connection, like tcplife); -c counts them")
 	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
@@ -30,11 +32,28 @@ func runStates(ctx context.Context, env Env, args []string) error {
 	defer st.Close()
 
 	r := newStatesReport(env.Stdout, c.format, events.NewClock())
+	if r.style, err = sf.textStyle(); err != nil {
+		return err
+	}
+	r.lifetimesOnly = *lifetimes
 	if c.format == output.Text {
-		fmt.Fprintln(env.Stderr, "tcplens states: streaming TCP state transitions and lifetimes; Ctrl-C to stop")
+		what := "TCP state transitions and lifetimes"
+		if r.lifetimesOnly {
+			what = "connection lifetimes"
+		}
+		fmt.Fprintf(env.Stderr, "tcplens states: streaming %s; Ctrl-C to stop\n", what)
 	}
 	start := time.Now()
-	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
+	handle := st.streamed(r, jsonOut(c.format, r.out))
+	if r.lifetimesOnly {
+		// Only what is printed counts towards --count.
+		all := handle
+		handle = func(raw []byte) (bool, error) {
+			counted, err := all(raw)
+			return counted && r.ev.Kind == events.StateKindLifetime, err
+		}
+	}
+	loop := streamLoop{c: c, reader: st.reader, handle: handle}
 	return st.finish(loop.run(ctx), r, start)
 }
 
@@ -44,7 +63,11 @@ type statesReport struct {
 	out    *output.JSONLines
 	format output.Format
 	clock  events.Clock
-	header bool
+	style  textStyle
+	table  *output.ConnTable
+	// lifetimesOnly (--lifetimes) prints lifetimes alone, like tcplife;
+	// the summary still counts transitions.
+	lifetimesOnly bool
 
 	ev     events.StateChange
 	totals output.StatesSummary
@@ -70,6 +93,9 @@ func (r *statesReport) record(raw []byte) error {
 		if ev.HandshakeKnown {
 			r.totals.Handshakes++
 		}
+	}
+	if r.lifetimesOnly && ev.Kind != events.StateKindLifetime {
+		return nil
 	}
 	if r.format == output.JSON {
 		if ev.Kind == events.StateKindLifetime {
@@ -113,39 +139,75 @@ func (r *statesReport) lifetimeRecord(ev *events.StateChange) output.LifetimeRec
 	return rec
 }
 
-// millis formats a duration as BCC's tools do (milliseconds, 3 decimals).
-func millis(d time.Duration) string { return fmt.Sprintf("%.3f", float64(d.Nanoseconds())/1e6) }
-
 func (r *statesReport) text(ev *events.StateChange) error {
-	if !r.header {
-		fmt.Fprintf(r.w, "%-8s %-7s %-15s %-39s %-39s %s\n", "TIME", "PID", "COMM", "LADDR:LPORT", "RADDR:RPORT", "EVENT")
-		r.header = true
-	}
 	pid, comm := "-", "-"
 	if ev.PID != 0 {
-		pid, comm = fmt.Sprint(ev.PID), ev.CommString()
+		pid, comm = strconv.FormatUint(uint64(ev.PID), 10), ev.CommString()
 	}
-	prefix := fmt.Sprintf("%-8s %-7s %-15s %-39s %-39s ", clockTime(ev.Time), pid, comm, ev.Local, ev.Remote)
-	var what string
+	if r.lifetimesOnly {
+		return r.lifetimeText(ev, pid, comm)
+	}
+	if r.table == nil {
+		r.table = r.style.table(r.w,
+			output.Column{Name: "PID", Width: 7, Right: true},
+			output.Column{Name: "COMM", Width: 8},
+			r.style.addrCol("LADDR:LPORT"),
+			r.style.addrCol("RADDR:RPORT"),
+			output.Column{Name: "EVENT", Width: 23},
+			output.Column{Name: "IN", Width: 8, Right: true},
+			output.Column{Name: "DETAIL"})
+	}
+	var event, in, detail string
 	if ev.Kind == events.StateKindLifetime {
-		life := millis(ev.Lifetime) + "ms"
-		if !ev.FromStart {
-			life = ">" + life // began before tcplens saw it
-		}
-		what = fmt.Sprintf("LIFETIME %s from %s tx=%dB rx=%dB retrans=%d", life,
-			events.TCPStateName(ev.OldState), ev.BytesAcked, ev.BytesReceived, ev.TotalRetrans)
+		event, in = "LIFETIME", lifetimeText(ev)
+		detail = fmt.Sprintf("tx %s, rx %s, %s, from %s", output.Bytes(ev.BytesAcked), output.Bytes(ev.BytesReceived),
+			output.Plural(uint64(ev.TotalRetrans), "retransmit"), events.TCPStateName(ev.OldState))
 	} else {
-		in := "?"
+		// IN is the time spent in the old state.
+		event, in = events.TCPStateName(ev.OldState)+"->"+events.TCPStateName(ev.NewState), "?"
 		if ev.DurationKnown {
-			in = millis(ev.Duration) + "ms"
+			in = output.Duration(ev.Duration)
 		}
-		what = fmt.Sprintf("%s -> %s after %s", events.TCPStateName(ev.OldState), events.TCPStateName(ev.NewState), in)
-		if ev.HandshakeKnown {
-			what += " handshake=" + millis(ev.Handshake) + "ms"
+		// For SYN_SENT/SYN_RECV -> ESTABLISHED, IN is the handshake
+		// latency (both count from the SYN state's start); --wide and
+		// JSON give it separately, so the default row fits 120 columns.
+		if ev.HandshakeKnown && r.style.wide {
+			detail = "handshake " + output.Duration(ev.Handshake)
 		}
 	}
-	_, err := fmt.Fprintln(r.w, prefix+what)
-	return err
+	return r.table.Row(ev.Time, pid, comm, ev.Local.String(), ev.Remote.String(), event, in, detail)
+}
+
+// lifetimeText is a connection's lifetime for a person; ">" marks one
+// that began before tcplens saw it, so it lived at least that long.
+func lifetimeText(ev *events.StateChange) string {
+	life := output.Duration(ev.Lifetime)
+	if !ev.FromStart {
+		life = ">" + life
+	}
+	return life
+}
+
+// lifetimeText prints --lifetimes rows, as BCC's tcplife does.
+func (r *statesReport) lifetimeText(ev *events.StateChange, pid, comm string) error {
+	if r.table == nil {
+		r.table = r.style.table(r.w,
+			output.Column{Name: "PID", Width: 7, Right: true},
+			output.Column{Name: "COMM", Width: 8},
+			r.style.addrCol("LADDR:LPORT"),
+			r.style.addrCol("RADDR:RPORT"),
+			output.Column{Name: "TX", Width: 10, Right: true},
+			output.Column{Name: "RX", Width: 10, Right: true},
+			output.Column{Name: "TX_BYTES", Width: 12, Right: true, Wide: true},
+			output.Column{Name: "RX_BYTES", Width: 12, Right: true, Wide: true},
+			output.Column{Name: "RETRANS", Right: true},
+			output.Column{Name: "LAST_STATE", Width: 11, Wide: true},
+			output.Column{Name: "LIFETIME", Width: 9, Right: true})
+	}
+	return r.table.Row(ev.Time, pid, comm, ev.Local.String(), ev.Remote.String(),
+		output.Bytes(ev.BytesAcked), output.Bytes(ev.BytesReceived),
+		strconv.FormatUint(ev.BytesAcked, 10), strconv.FormatUint(ev.BytesReceived, 10),
+		strconv.FormatUint(uint64(ev.TotalRetrans), 10), events.TCPStateName(ev.OldState), lifetimeText(ev))
 }
 
 func (r *statesReport) summary(elapsed time.Duration, lost uint64) error {
@@ -157,7 +219,8 @@ func (r *statesReport) summary(elapsed time.Duration, lost uint64) error {
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %d transitions (%d handshakes), %d lifetimes; %d records lost (ring buffer full)\n",
-		s.DurationSeconds, s.Transitions, s.Handshakes, s.Lifetimes, s.Lost)
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%s), %s; %s lost\n",
+		s.DurationSeconds, output.Plural(s.Transitions, "transition"), output.Plural(s.Handshakes, "handshake"),
+		output.Plural(s.Lifetimes, "lifetime"), output.Plural(s.Lost, "record"))
 	return err
 }

@@ -298,7 +298,7 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time.Time) {
 	for _, ifr := range r {
 		fmt.Fprintf(w, "%s %s: %d SYN, %d SYN-ACK, %d dropped, %d untracked\n",
-			now.Format("15:04:05"), ifr.name, ifr.syn, ifr.synAck, ifr.dropped, ifr.untracked)
+			now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck, ifr.dropped, ifr.untracked)
 		if len(ifr.tuples) > 0 {
 			t := output.NewTable(w, "SRC", "SPORT", "DST", "DPORT", "SYNS")
 			for _, tp := range ifr.tuples {

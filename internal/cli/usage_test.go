@@ -24,6 +24,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 	}{
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"-o", "json"}, "-o given without a command"},
+		{[]string{"states", "--timestamp", "utc"}, `--timestamp: unknown timestamp "utc": want wall, relative or none`},
 		{[]string{"flags", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"flags", "extra"}, `unexpected argument "extra"`},
 		{[]string{"flags", "--interval", "soon"}, `invalid argument "soon"`},

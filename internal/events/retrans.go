@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"time"
@@ -29,6 +30,16 @@ type Retransmit struct {
 	TotalRetrans uint32 // the socket's total_retrans after it; 0 for SYN-ACKs
 	Err          int32  // 0: sent; else what the send failed with (-errno or NET_XMIT_*)
 	PID          uint32
+	Comm         [16]byte // the on-CPU task's name, not necessarily the socket's owner
+}
+
+// CommString is the on-CPU task's name.
+func (r *Retransmit) CommString() string {
+	n := bytes.IndexByte(r.Comm[:], 0)
+	if n < 0 {
+		n = len(r.Comm)
+	}
+	return string(r.Comm[:n])
 }
 
 // KindName is "data" or "synack".
@@ -54,5 +65,8 @@ func DecodeRetransmit(raw []byte, clock Clock, r *Retransmit) error {
 	r.TotalRetrans = e.TotalRetrans
 	r.Err = e.Err
 	r.PID = e.Pid
+	for i, c := range e.Comm {
+		r.Comm[i] = byte(c)
+	}
 	return nil
 }

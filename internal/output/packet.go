@@ -26,15 +26,17 @@ type Anomalies struct {
 
 // FlagsRecord is one interface's counts for an interval or since start.
 type FlagsRecord struct {
-	Type       string     `json:"type"` // "interval" or "summary"
-	Time       string     `json:"time"`
-	Interface  string     `json:"interface"`
-	Hook       string     `json:"hook"`
-	Packets    uint64     `json:"packets"`
-	TCPPackets uint64     `json:"tcp_packets"`
-	Flags      FlagCounts `json:"flags"`
-	Anomalies  Anomalies  `json:"anomalies"`
-	Dropped    uint64     `json:"dropped"`
+	Type string `json:"type"` // "interval" or "summary"
+	Time string `json:"time"`
+	// The interval's length, or for the summary the run's.
+	DurationSeconds float64    `json:"duration_seconds"`
+	Interface       string     `json:"interface"`
+	Hook            string     `json:"hook"`
+	Packets         uint64     `json:"packets"`
+	TCPPackets      uint64     `json:"tcp_packets"`
+	Flags           FlagCounts `json:"flags"`
+	Anomalies       Anomalies  `json:"anomalies"`
+	Dropped         uint64     `json:"dropped"`
 }
 
 // SYNRecord is one 4-tuple's connection attempts in an interval.

@@ -145,7 +145,7 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 
 			var counted uint64
 			for _, r := range connRecords(t, countRes.Records(t), "retransmits", c) {
-				counted += r.Uint(t, "count")
+				counted += r.Uint(t, "segments")
 			}
 			if counted != want {
 				t.Errorf("--interval: counts add up to %d, tcpi_total_retrans is %d", counted, want)
