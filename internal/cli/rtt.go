@@ -25,7 +25,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	cwndChange := fs.Uint32("cwnd-change", 0, "record a cwnd change only once cwnd moved by `PCT` percent since the connection's last record (0: every change; bulk transfers change it on nearly every ACK)")
 	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
 	fs.Lookup("interval").Usage = "with --histogram: also print the histograms every `DURATION` (else only on exit)"
-	histBy := fs.String("histogram-by", "rport", "histogram per `rport` (remote port) or per conn (connection)")
+	histBy := fs.String("histogram-by", "rport", "histogram per `KEY`: rport, lport, raddr, laddr (remote/local port or address) or conn (connection)")
 	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
@@ -36,14 +36,9 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	if *cwndChange > 100 {
 		return usagef("--cwnd-change %d: a percentage is 0 to 100", *cwndChange)
 	}
-	var by conn.HistBy
-	switch *histBy {
-	case "rport":
-		by = conn.ByRemotePort
-	case "conn":
-		by = conn.ByConnection
-	default:
-		return usagef("--histogram-by %q: want rport or conn", *histBy)
+	by, ok := conn.ParseHistBy(*histBy)
+	if !ok {
+		return usagef("--histogram-by %q: want rport, lport, raddr, laddr or conn", *histBy)
 	}
 	if fs.Changed("histogram-by") && !*histogram {
 		return usagef("--histogram-by needs --histogram")
@@ -69,7 +64,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 	if c.format == output.Text {
 		what := fmt.Sprintf("sampling connections every %s and on cwnd/ssthresh changes", *sample)
 		if *histogram {
-			what = "collecting srtt histograms per " + *histBy
+			what = "collecting srtt histograms per " + by.String() + " from periodic samples"
 		}
 		fmt.Fprintf(env.Stderr, "tcplens rtt: %s; Ctrl-C to stop\n", what)
 	}
@@ -204,13 +199,6 @@ func rttRecord(ev *events.RTTSample) output.RTTRecord {
 		WmemQueued: ev.WmemQueued, RmemAlloc: ev.RmemAlloc, SndBuf: ev.SndBuf, RcvBuf: ev.RcvBuf}
 }
 
-func (r *rttReport) histBy() string {
-	if r.hists.By == conn.ByConnection {
-		return "conn"
-	}
-	return "rport"
-}
-
 // printHistograms prints every histogram collected since the start.
 func (r *rttReport) printHistograms(now time.Time) error {
 	for _, k := range r.hists.Keys() {
@@ -220,12 +208,8 @@ func (r *rttReport) printHistograms(now time.Time) error {
 			continue
 		}
 		if r.format == output.JSON {
-			rec := output.RTTHistogramRecord{Type: "rtt_histogram", Time: timestamp(now), By: r.histBy(), Samples: h.Total}
-			if r.hists.By == conn.ByConnection {
-				rec.Conn = connRecord(k.Local, k.Remote)
-			} else {
-				rec.Conn.RPort = k.RemotePort
-			}
+			rec := output.RTTHistogramRecord{Type: "rtt_histogram", Time: timestamp(now), By: r.hists.By.String(), Samples: h.Total,
+				Conn: histConn(k)}
 			for i := first; i <= last; i++ {
 				lo, hi := conn.BucketRange(i)
 				rec.Buckets = append(rec.Buckets, output.RTTBucket{LoUS: lo, HiUS: hi, Count: h.Counts[i]})
@@ -235,17 +219,42 @@ func (r *rttReport) printHistograms(now time.Time) error {
 			}
 			continue
 		}
-		title := fmt.Sprintf("rport = %d", k.RemotePort)
-		if r.hists.By == conn.ByConnection {
-			title = fmt.Sprintf("conn = %s -> %s", k.Local, k.Remote)
-		}
-		fmt.Fprintf(r.w, "\n%s (%d samples, srtt)\n", title, h.Total)
+		fmt.Fprintf(r.w, "\n%s = %s (%s, srtt)\n", r.hists.By, histTitle(r.hists.By, k), output.Plural(h.Total, "sample"))
 		writeLog2Hist(r.w, h, first, last)
 	}
 	if r.format == output.JSON {
 		return r.out.Flush()
 	}
 	return nil
+}
+
+// histConn is the JSON 4-tuple of a histogram key: what the key does not
+// keep is empty ("") or 0.
+func histConn(k conn.HistKey) output.Conn {
+	var c output.Conn
+	if k.Local.Addr().IsValid() {
+		c.LAddr = k.Local.Addr().String()
+	}
+	if k.Remote.Addr().IsValid() {
+		c.RAddr = k.Remote.Addr().String()
+	}
+	c.LPort, c.RPort = k.Local.Port(), k.Remote.Port()
+	return c
+}
+
+// histTitle names a histogram's key for people.
+func histTitle(by conn.HistBy, k conn.HistKey) string {
+	switch by {
+	case conn.ByLocalPort:
+		return strconv.Itoa(int(k.Local.Port()))
+	case conn.ByRemoteAddr:
+		return k.Remote.Addr().String()
+	case conn.ByLocalAddr:
+		return k.Local.Addr().String()
+	case conn.ByConnection:
+		return k.Local.String() + " -> " + k.Remote.String()
+	}
+	return strconv.Itoa(int(k.Remote.Port()))
 }
 
 // writeLog2Hist draws a histogram as BCC's print_log2_hist does.
@@ -272,13 +281,24 @@ func writeLog2Hist(w io.Writer, h *conn.Log2Hist, first, last int) {
 func (r *rttReport) summary(elapsed time.Duration, lost uint64) error {
 	s := output.RTTSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Samples: r.samples,
 		Connections: uint64(len(r.conns)), Lost: lost}
+	if r.hists != nil {
+		n := r.hists.Samples()
+		s.HistogramSamples = &n
+	}
 	if r.format == output.JSON {
 		if err := r.out.Emit(s); err != nil {
 			return err
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s of %s; %s lost\n",
-		s.DurationSeconds, output.Plural(s.Samples, "sample"), output.Plural(s.Connections, "connection"), output.Plural(s.Lost, "record"))
+	inHists := ""
+	if s.HistogramSamples != nil {
+		// The histograms take periodic samples only (record); say so, or
+		// the totals look as if samples went missing.
+		inHists = fmt.Sprintf(", %d of them periodic and in the histograms (records made for a cwnd or ssthresh change are not)", *s.HistogramSamples)
+	}
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s of %s%s; %s lost\n",
+		s.DurationSeconds, output.Plural(s.Samples, "sample"), output.Plural(s.Connections, "connection"), inHists,
+		output.Plural(s.Lost, "record"))
 	return err
 }

@@ -107,15 +107,13 @@ func TestRTTOutputGolden(t *testing.T) {
 	}
 }
 
-func newHists(by string) *conn.RTTHistograms {
-	if by == "conn" {
-		return conn.NewRTTHistograms(conn.ByConnection)
-	}
-	return conn.NewRTTHistograms(conn.ByRemotePort)
+func newHists(name string) *conn.RTTHistograms {
+	by, _ := conn.ParseHistBy(name)
+	return conn.NewRTTHistograms(by)
 }
 
 func TestRTTHistogramGolden(t *testing.T) {
-	for _, by := range []string{"rport", "conn"} {
+	for _, by := range []string{"rport", "conn", "lport", "laddr", "raddr"} {
 		for _, f := range []output.Format{output.JSON, output.Text} {
 			var out bytes.Buffer
 			r := newRTTReport(&out, f, sockpathClock(t))
@@ -132,6 +130,10 @@ func TestRTTHistogramGolden(t *testing.T) {
 			e := evs[1] // cwnd change only: not counted
 			r.record(sockpathRaw(&e))
 			if err := r.printHistograms(time.Date(2024, 5, 6, 7, 8, 10, 0, time.UTC)); err != nil {
+				t.Fatal(err)
+			}
+			// The summary says how many of the samples the histograms hold.
+			if err := r.summary(time.Second, 0); err != nil {
 				t.Fatal(err)
 			}
 			r.out.Flush()

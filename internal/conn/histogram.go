@@ -57,11 +57,10 @@ func (h *Log2Hist) Span() (first, last int, ok bool) {
 	return first, last, first >= 0
 }
 
-// HistKey is what a histogram is kept per: a remote port (Local and
-// Remote's address zero), or a connection.
+// HistKey is what a histogram is kept per: the parts of a connection's
+// two ends that its HistBy keeps, the rest zero (an invalid address, port 0).
 type HistKey struct {
 	Local, Remote netip.AddrPort
-	RemotePort    uint16
 }
 
 // HistBy selects the key.
@@ -69,13 +68,47 @@ type HistBy int
 
 const (
 	ByRemotePort HistBy = iota
+	ByLocalPort
+	ByRemoteAddr
+	ByLocalAddr
 	ByConnection
 )
+
+var histByNames = [...]string{ByRemotePort: "rport", ByLocalPort: "lport", ByRemoteAddr: "raddr", ByLocalAddr: "laddr", ByConnection: "conn"}
+
+// String is the --histogram-by name.
+func (b HistBy) String() string { return histByNames[b] }
+
+// ParseHistBy reads a --histogram-by name; ok is false for an unknown one.
+func ParseHistBy(s string) (by HistBy, ok bool) {
+	for i, n := range histByNames {
+		if n == s {
+			return HistBy(i), true
+		}
+	}
+	return 0, false
+}
+
+// Key is the histogram key of the connection local -> remote.
+func (b HistBy) Key(local, remote netip.AddrPort) HistKey {
+	switch b {
+	case ByLocalPort:
+		return HistKey{Local: netip.AddrPortFrom(netip.Addr{}, local.Port())}
+	case ByRemoteAddr:
+		return HistKey{Remote: netip.AddrPortFrom(remote.Addr(), 0)}
+	case ByLocalAddr:
+		return HistKey{Local: netip.AddrPortFrom(local.Addr(), 0)}
+	case ByConnection:
+		return HistKey{Local: local, Remote: remote}
+	}
+	return HistKey{Remote: netip.AddrPortFrom(netip.Addr{}, remote.Port())}
+}
 
 // RTTHistograms keeps one Log2Hist per key.
 type RTTHistograms struct {
 	By    HistBy
 	hists map[HistKey]*Log2Hist
+	total uint64
 }
 
 // NewRTTHistograms makes an empty set.
@@ -85,19 +118,20 @@ func NewRTTHistograms(by HistBy) *RTTHistograms {
 
 // Add counts one RTT sample of the connection local -> remote.
 func (r *RTTHistograms) Add(local, remote netip.AddrPort, rttUS uint32) {
-	k := HistKey{RemotePort: remote.Port()}
-	if r.By == ByConnection {
-		k.Local, k.Remote = local, remote
-	}
+	k := r.By.Key(local, remote)
 	h := r.hists[k]
 	if h == nil {
 		h = &Log2Hist{}
 		r.hists[k] = h
 	}
 	h.Add(rttUS)
+	r.total++
 }
 
-// Keys lists the keys in a stable order: by remote port, then connection.
+// Samples is how many samples all histograms hold together.
+func (r *RTTHistograms) Samples() uint64 { return r.total }
+
+// Keys lists the keys in a stable order: by remote end, then local end.
 func (r *RTTHistograms) Keys() []HistKey {
 	keys := make([]HistKey, 0, len(r.hists))
 	for k := range r.hists {
@@ -105,13 +139,10 @@ func (r *RTTHistograms) Keys() []HistKey {
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		a, b := keys[i], keys[j]
-		if a.RemotePort != b.RemotePort {
-			return a.RemotePort < b.RemotePort
-		}
-		if c := a.Local.Compare(b.Local); c != 0 {
+		if c := a.Remote.Compare(b.Remote); c != 0 {
 			return c < 0
 		}
-		return a.Remote.Compare(b.Remote) < 0
+		return a.Local.Compare(b.Local) < 0
 	})
 	return keys
 }

@@ -29,15 +29,18 @@ func TestLog2Bucket(t *testing.T) {
 
 func TestRTTHistogramsKeys(t *testing.T) {
 	l1, l2 := netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.1:40001")
+	l3 := netip.MustParseAddrPort("10.0.0.9:40000")
 	r80, r443 := netip.MustParseAddrPort("10.0.0.2:80"), netip.MustParseAddrPort("10.0.0.2:443")
+	r80b := netip.MustParseAddrPort("10.0.0.3:80")
 	for _, c := range []struct {
 		by   HistBy
 		keys int
-	}{{ByRemotePort, 2}, {ByConnection, 3}} {
+	}{{ByRemotePort, 2}, {ByLocalPort, 2}, {ByRemoteAddr, 2}, {ByLocalAddr, 2}, {ByConnection, 4}} {
 		h := NewRTTHistograms(c.by)
 		h.Add(l1, r80, 100)
 		h.Add(l2, r80, 3000)
 		h.Add(l1, r443, 5)
+		h.Add(l3, r80b, 7)
 		keys := h.Keys()
 		if len(keys) != c.keys {
 			t.Fatalf("by %d: %d keys, want %d", c.by, len(keys), c.keys)
@@ -46,17 +49,28 @@ func TestRTTHistogramsKeys(t *testing.T) {
 		for _, k := range keys {
 			total += h.Get(k).Total
 		}
-		if total != 3 {
-			t.Errorf("by %d: %d samples counted, want 3", c.by, total)
+		if total != 4 || h.Samples() != 4 {
+			t.Errorf("by %s: %d samples counted (Samples %d), want 4", c.by, total, h.Samples())
 		}
-		if keys[0].RemotePort != 80 || keys[len(keys)-1].RemotePort != 443 {
-			t.Errorf("keys out of order: %v", keys)
+		if name := c.by.String(); name == "" {
+			t.Errorf("HistBy %d has no name", c.by)
+		} else if by, ok := ParseHistBy(name); !ok || by != c.by {
+			t.Errorf("ParseHistBy(%q) = %v, %v", name, by, ok)
 		}
+	}
+	if keys := NewRTTHistograms(ByRemotePort).Keys(); len(keys) != 0 {
+		t.Errorf("empty set has keys %v", keys)
+	}
+	h0 := NewRTTHistograms(ByRemotePort)
+	h0.Add(l1, r443, 1)
+	h0.Add(l1, r80, 1)
+	if keys := h0.Keys(); keys[0].Remote.Port() != 80 || keys[1].Remote.Port() != 443 {
+		t.Errorf("keys out of order: %v", keys)
 	}
 	h := NewRTTHistograms(ByRemotePort)
 	h.Add(l1, r80, 100)
 	h.Add(l2, r80, 3000)
-	first, last, ok := h.Get(HistKey{RemotePort: 80}).Span()
+	first, last, ok := h.Get(ByRemotePort.Key(l1, r80)).Span()
 	if !ok || first != 6 || last != 11 {
 		t.Errorf("span %d..%d %v, want 6..11", first, last, ok)
 	}

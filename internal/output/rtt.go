@@ -35,12 +35,12 @@ type RTTBucket struct {
 	Count uint64 `json:"count"`
 }
 
-// RTTHistogramRecord is the srtt histogram of a remote port (laddr, lport
-// and raddr empty/0) or of a connection.
+// RTTHistogramRecord is the srtt histogram of one key of --histogram-by:
+// the 4-tuple fields the key does not keep are "" or 0.
 type RTTHistogramRecord struct {
 	Type string `json:"type"` // "rtt_histogram"
 	Time string `json:"time"`
-	By   string `json:"by"` // "rport" or "conn"
+	By   string `json:"by"` // --histogram-by: "rport", "lport", "raddr", "laddr" or "conn"
 	Conn
 	Samples uint64      `json:"samples"`
 	Buckets []RTTBucket `json:"buckets"` // non-empty span only
@@ -50,7 +50,11 @@ type RTTHistogramRecord struct {
 type RTTSummary struct {
 	Type            string  `json:"type"` // "summary"
 	DurationSeconds float64 `json:"duration_seconds"`
-	Samples         uint64  `json:"samples"`
-	Connections     uint64  `json:"connections"`
-	Lost            uint64  `json:"lost"`
+	Samples         uint64  `json:"samples"` // records received, whatever made them
+	// With --histogram only: the samples the histograms hold, the
+	// periodic ones (a cwnd or ssthresh change is not an RTT sample of
+	// its own: counting them would weigh busy connections more).
+	HistogramSamples *uint64 `json:"histogram_samples,omitempty"`
+	Connections      uint64  `json:"connections"`
+	Lost             uint64  `json:"lost"`
 }
