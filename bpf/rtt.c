@@ -5,8 +5,12 @@
  * the raw tracepoint tcp_probe (args: struct sock *sk, struct sk_buff *skb),
  * which the kernel hits for every segment a connection receives: far too
  * often to stream. So it samples here: at most one record per connection
- * every sample_ns, plus one whenever cwnd or ssthresh changed since the
- * connection's last record.
+ * every sample_ns, plus one for each loss event (the connection entered
+ * fast recovery or RTO recovery), each ssthresh change, and each cwnd
+ * move of cwnd_change_pct percent (25 by default) since the connection's
+ * last record. A bulk transfer then makes a few records per sample
+ * period, not one per ACK (cwnd changes on nearly every ACK in slow start
+ * and under cubic, which made 8,000 records/s of one connection).
  *
  * tcp_probe fires as the segment arrives, before TCP processes it (start
  * of tcp_rcv_established), so a record shows the state just before that
@@ -27,10 +31,10 @@ volatile const __u64 sample_ns = 100000000;
 
 /*
  * --cwnd-change: a cwnd change makes a record only once cwnd has moved by
- * at least this many percent from the last record's (0: every change, the
- * default). Slow drifts add up, since the reference is the last record.
+ * at least this many percent from the last record's (0: every change).
+ * Slow drifts add up, since the reference is the last record.
  */
-volatile const __u32 cwnd_change_pct = 0;
+volatile const __u32 cwnd_change_pct = 25;
 
 static __always_inline int cwnd_moved(__u32 cwnd, __u32 last)
 {
@@ -45,6 +49,15 @@ static __always_inline int cwnd_moved(__u32 cwnd, __u32 last)
 #define RTT_REASON_PERIODIC 1 /* sample_ns passed since the last one (or first) */
 #define RTT_REASON_CWND 2     /* snd_cwnd changed */
 #define RTT_REASON_SSTHRESH 4 /* snd_ssthresh changed */
+#define RTT_REASON_LOSS 8     /* entered TCP_CA_Recovery or TCP_CA_Loss */
+
+#define TCP_CA_RECOVERY 3
+/* A loss event: the congestion state went from Open/Disorder/CWR to
+ * Recovery or Loss since the previous segment. */
+static __always_inline int entered_loss(__u8 ca_state, __u8 prev)
+{
+	return ca_state >= TCP_CA_RECOVERY && prev < TCP_CA_RECOVERY;
+}
 
 /*
  * Per connection: what its last record said, and its addresses read once.
@@ -56,7 +69,8 @@ struct rtt_last {
 	__u32 snd_cwnd;
 	__u32 snd_ssthresh;
 	__u8 excluded;     /* the filter rejected this connection */
-	__u8 pad[7];
+	__u8 ca_state;     /* icsk_ca_state at the previous segment, record or not */
+	__u8 pad[6];
 	struct sock_addrs addrs;
 };
 
@@ -130,13 +144,15 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 	__u64 now = bpf_ktime_get_ns();
 	__u32 cwnd = BPF_CORE_READ(tp, snd_cwnd);
 	__u32 ssthresh = BPF_CORE_READ(tp, snd_ssthresh);
+	__u8 ca_state = BPF_CORE_READ_BITFIELD_PROBED(&tp->inet_conn, icsk_ca_state);
 
 	if (!l) {
 		/* First segment seen: the 4-tuple of an established socket no
 		 * longer changes, so read it and apply the filter once. The
 		 * filter also makes an IPv4 peer of a dual-stack socket
 		 * (::ffff:a.b.c.d) IPv4, before the addresses are cached. */
-		struct rtt_last fresh = {.periodic_ns = now, .snd_cwnd = cwnd, .snd_ssthresh = ssthresh};
+		struct rtt_last fresh = {.periodic_ns = now, .snd_cwnd = cwnd, .snd_ssthresh = ssthresh,
+					 .ca_state = ca_state};
 		sock_addrs_of(&fresh.addrs, sk);
 		fresh.excluded = !filter_match(&fresh.addrs);
 		bpf_map_update_elem(&last, &key, &fresh, BPF_ANY);
@@ -155,6 +171,9 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 			reason |= RTT_REASON_CWND;
 		if (ssthresh != l->snd_ssthresh)
 			reason |= RTT_REASON_SSTHRESH;
+		if (entered_loss(ca_state, l->ca_state))
+			reason |= RTT_REASON_LOSS;
+		l->ca_state = ca_state;
 		if (!reason)
 			return 0;
 		/* Only a record moves the reference, so small steps add up. */

@@ -48,7 +48,14 @@ struct sock___tl {
 	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
+/* inet_connection_sock, first member of tcp_sock: only the congestion
+ * avoidance state (TCP_CA_Open .. TCP_CA_Loss), a 5-bit field. */
+struct inet_connection_sock___tl {
+	__u8 icsk_ca_state:5;
+} __attribute__((preserve_access_index));
+
 struct tcp_sock___tl {
+	struct inet_connection_sock___tl inet_conn;
 	__u32 snd_wnd;
 	__u32 snd_cwnd;
 	__u32 snd_ssthresh;

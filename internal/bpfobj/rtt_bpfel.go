@@ -51,7 +51,8 @@ type RttRttLast struct {
 	SndCwnd     uint32
 	SndSsthresh uint32
 	Excluded    uint8
-	Pad         [7]uint8
+	CaState     uint8
+	Pad         [6]uint8
 	Addrs       struct {
 		_      structs.HostLayout
 		Saddr  [16]uint8

@@ -21,8 +21,8 @@ func init() {
 func runRTT(ctx context.Context, env Env, args []string) error {
 	fs, c, sf := sockCommandFlags("rtt")
 	fs.Lookup("count").Usage = "exit after `N` samples (with --histogram and --interval: N reports)"
-	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one sample per connection every `DURATION`, plus one per cwnd or ssthresh change")
-	cwndChange := fs.Uint32("cwnd-change", 0, "record a cwnd change only once cwnd moved by `PCT` percent since the connection's last record (0: every change; bulk transfers change it on nearly every ACK)")
+	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one periodic sample per connection every `DURATION`, plus one per loss event, ssthresh change or --cwnd-change move")
+	cwndChange := fs.Uint32("cwnd-change", probe.DefaultRTTCwndChangePct, "record a cwnd change once cwnd moved by `PCT` percent since the connection's last record (0: every change, which bulk transfers make on nearly every ACK)")
 	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
 	fs.Lookup("interval").Usage = "with --histogram: also print the histograms every `DURATION` (else only on exit)"
 	histBy := fs.String("histogram-by", "rport", "histogram per `KEY`: rport, lport, raddr, laddr (remote/local port or address) or conn (connection)")
@@ -62,7 +62,7 @@ func runRTT(ctx context.Context, env Env, args []string) error {
 		r.hists = conn.NewRTTHistograms(by)
 	}
 	if c.format == output.Text {
-		what := fmt.Sprintf("sampling connections every %s and on cwnd/ssthresh changes", *sample)
+		what := fmt.Sprintf("sampling connections every %s and on loss events, ssthresh changes and cwnd moves of %d%%", *sample, *cwndChange)
 		if *histogram {
 			what = "collecting srtt histograms per " + by.String() + " from periodic samples"
 		}
@@ -176,11 +176,14 @@ func rttReason(r uint8) string {
 	if r&events.RTTSsthresh != 0 {
 		parts = append(parts, "ssthresh")
 	}
+	if r&events.RTTLoss != 0 {
+		parts = append(parts, "loss")
+	}
 	return strings.Join(parts, "+")
 }
 
 // rttReasonMask covers every reason bit bpf/rtt.c sets.
-const rttReasonMask = 7
+const rttReasonMask = 15
 
 // rttReasons are rttReason's results, made once so records do not allocate.
 var rttReasons = func() (names [rttReasonMask + 1]string) {

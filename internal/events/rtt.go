@@ -13,6 +13,7 @@ const (
 	RTTPeriodic = 1 // the sample period passed (or first sight of the connection)
 	RTTCwnd     = 2 // snd_cwnd changed
 	RTTSsthresh = 4 // snd_ssthresh changed
+	RTTLoss     = 8 // a loss event: the connection entered fast recovery or RTO recovery
 )
 
 // RTTSample is one decoded record of bpf/rtt.c: a connection's congestion

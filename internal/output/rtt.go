@@ -9,7 +9,7 @@ type RTTRecord struct {
 	Time string `json:"time"`
 	Conn
 	State         string `json:"state"`
-	Reason        string `json:"reason"`   // "periodic", "cwnd", "ssthresh", joined with "+"
+	Reason        string `json:"reason"`   // "periodic", "cwnd", "ssthresh", "loss", joined with "+"
 	Cwnd          uint32 `json:"cwnd"`     // segments
 	Ssthresh      uint32 `json:"ssthresh"` // segments; 2147483647 until the first loss
 	SrttUS        uint32 `json:"srtt_us"`

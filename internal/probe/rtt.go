@@ -15,6 +15,10 @@ type RTTEvent = bpfobj.RttRttEvent
 // DefaultRTTSample is --sample's default.
 const DefaultRTTSample = 100 * time.Millisecond
 
+// DefaultRTTCwndChangePct is --cwnd-change's default: a cwnd move of 25%
+// makes a record, smaller ones wait for the next periodic one.
+const DefaultRTTCwndChangePct = 25
+
 // RTTConfig is what bpf/rtt.c is told before it is loaded.
 type RTTConfig struct {
 	// Sample is the least time between two periodic records of a connection.

@@ -14,7 +14,7 @@ import (
 	"github.com/tcplens/tcplens/internal/testutil"
 )
 
-// TestRTTCwndChangeThreshold: with --cwnd-change 25, a record made for a
+// TestRTTCwndChangeThreshold: with the default --cwnd-change (25), a record made for a
 // cwnd change (and nothing else) shows cwnd at least 25% away from the
 // connection's previous record, and records made for no reason at all do
 // not exist. The sender's own TCP_INFO must show cwnd moving, or the test
@@ -22,12 +22,11 @@ import (
 func TestRTTCwndChangeThreshold(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
-	const pct = 25
+	const pct = 25 // the default, so the flag is not given
 	p := testnet.NewPair(t)
 	ln := ownListener(t, p.B, testnet.IPv4)
 	dst := netip.MustParseAddrPort(ln.Addr().String())
-	proc := p.A.StartTcplens(t, "rtt", "-o", "json", "--sample", "1s", "--cwnd-change", strconv.Itoa(pct),
-		"--port", strconv.Itoa(int(dst.Port())))
+	proc := p.A.StartTcplens(t, "rtt", "-o", "json", "--sample", "1s", "--port", strconv.Itoa(int(dst.Port())))
 
 	cli, err := p.A.Dial(dst, 5*time.Second)
 	if err != nil {
