@@ -128,6 +128,9 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 					t.Logf("failed retransmission: %v", r)
 				}
 				checkRecordTime(t, r, start, end)
+				if r.String(t, "comm") == "" {
+					t.Errorf("no comm: %v", r) // the on-CPU task always has a name
+				}
 				if k := r.String(t, "kind"); k != "data" {
 					t.Errorf("kind %q, want data: %v", k, r)
 				}
