@@ -317,6 +317,7 @@ func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time
 }
 
 func writeSynSummary(w interface{ Write([]byte) (int, error) }, s output.SYNSummary) {
-	fmt.Fprintf(w, "\nSummary: %.1fs since start: %d SYN, %d SYN-ACK, %d dropped; %d tuples and %d sources tracked at exit; %d SYNs untracked (tuple evicted from a full map), %d by source\n",
-		s.DurationSeconds, s.SYN, s.SYNAck, s.Dropped, s.Tuples, s.Sources, s.Untracked, s.UntrackedSources)
+	fmt.Fprintf(w, "\nSummary: %.1fs since start: %d SYN, %d SYN-ACK, %d dropped; %s and %s tracked at exit; %s untracked (tuple evicted from a full map), %d by source\n",
+		s.DurationSeconds, s.SYN, s.SYNAck, s.Dropped, output.Plural(uint64(s.Tuples), "tuple"), output.Plural(uint64(s.Sources), "source"),
+		output.Plural(s.Untracked, "SYN"), s.UntrackedSources)
 }
