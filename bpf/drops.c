@@ -15,15 +15,21 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 
 DEFINE_EVENT_OUTPUT()
 
-/* Context layout from /sys/kernel/tracing/events/skb/kfree_skb/format. */
-struct tp_kfree_skb {
-	__u64 common;
+/*
+ * The skb:kfree_skb record, as the kernel's own type names it, relocated
+ * with CO-RE: only the fields read here. The layout differs between
+ * kernels (6.1 has no rx_sk, so protocol and reason sit 8 bytes earlier
+ * than on 6.12; before 5.17 there is no reason at all), which is why no
+ * offset is written down anywhere in this file.
+ */
+enum skb_drop_reason { __TCPLENS_SKB_DROP_REASON_UNUSED };
+
+struct trace_event_raw_kfree_skb {
 	void *skbaddr;
 	void *location;
-	void *rx_sk;
-	__u16 protocol; /* skb->protocol in host order */
-	__u32 reason;   /* enum skb_drop_reason */
-};
+	unsigned short protocol; /* skb->protocol in host order */
+	enum skb_drop_reason reason;
+} __attribute__((preserve_access_index));
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -35,6 +41,7 @@ struct tp_kfree_skb {
  */
 struct drops_cfg {
 	__u64 skip_reasons[4];
+	__u8 stack; /* --stack: record the kernel stack of each drop */
 };
 
 volatile const struct drops_cfg drop_filter = {};
@@ -49,10 +56,36 @@ struct drop_event {
 	__u32 reason; /* enum skb_drop_reason */
 	__u32 pid;
 	__u64 location; /* kernel address that dropped it */
+	__s32 stack_id; /* in `stacks`; -1 without --stack or when it failed */
 	__u8 tcp_flags;
-	__u8 direction; /* DROP_* */
-	__u8 pad[6];
+	__u8 direction;  /* DROP_* */
+	__u8 has_reason; /* 0 on kernels whose record has no reason (< 5.17) */
+	__u8 pad[1];
 };
+
+/*
+ * Kernel stacks for --stack, by id. Identical stacks share one id and
+ * entries are never deleted, so user space may cache an id's symbols.
+ * Flags 0 (a full compare) rather than BPF_F_FAST_STACK_CMP: a hash
+ * collision then fails with -EEXIST, which is counted, instead of handing
+ * out another stack's id. 64 frames reach well past the socket layer and
+ * stay under any kernel.perf_event_max_stack setting in use.
+ */
+#define STACK_DEPTH 64
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 1024); /* user space shrinks it to 1 without --stack */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, STACK_DEPTH * sizeof(__u64));
+} stacks SEC(".maps");
+
+/* Drops whose stack could not be recorded (map full, collision). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} stack_lost SEC(".maps");
 
 const struct drop_event *unused_drop_event __attribute__((unused));
 
@@ -64,17 +97,20 @@ static __always_inline int skipped(__u32 reason)
 }
 
 SEC("tracepoint/skb/kfree_skb")
-int kfree_skb(void *raw_ctx)
+int kfree_skb(struct trace_event_raw_kfree_skb *ctx)
 {
-	struct tp_kfree_skb tp;
-	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+	__u16 protocol = ctx->protocol;
+	if (protocol != ETH_P_IP && protocol != ETH_P_IPV6)
 		return 0;
-	if (tp.protocol != ETH_P_IP && tp.protocol != ETH_P_IPV6)
-		return 0;
-	if (skipped(tp.reason))
-		return 0;
+	__u32 reason = 0;
+	int has_reason = bpf_core_field_exists(ctx->reason);
+	if (has_reason) {
+		reason = ctx->reason;
+		if (skipped(reason))
+			return 0;
+	}
 
-	const struct sk_buff *skb = tp.skbaddr;
+	const struct sk_buff *skb = ctx->skbaddr;
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	if (!head || nh == 0xffff)
@@ -82,7 +118,7 @@ int kfree_skb(void *raw_ctx)
 
 	struct sock_addrs pkt = {};
 	__u32 th_off;
-	if (tp.protocol == ETH_P_IP) {
+	if (protocol == ETH_P_IP) {
 		struct ipv4_hdr ip;
 		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
 			return 0;
@@ -130,14 +166,30 @@ int kfree_skb(void *raw_ctx)
 	if (!filter_match(&a))
 		return 0;
 
+	/* Before the reservation: a stack that cannot be recorded is counted
+	 * even when the record is lost too. */
+	__s32 stack_id = -1;
+	if (drop_filter.stack) {
+		long id = bpf_get_stackid(ctx, &stacks, 0);
+		if (id >= 0) {
+			stack_id = id;
+		} else {
+			__u32 zero = 0;
+			__u64 *n = bpf_map_lookup_elem(&stack_lost, &zero);
+			if (n)
+				(*n)++;
+		}
+	}
 	struct drop_event *e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->addrs = a;
-	e->reason = tp.reason;
+	e->reason = reason;
+	e->has_reason = has_reason;
+	e->stack_id = stack_id;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->location = (__u64)tp.location;
+	e->location = (__u64)ctx->location;
 	e->tcp_flags = th.flags;
 	e->direction = in ? DROP_IN : DROP_OUT;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));

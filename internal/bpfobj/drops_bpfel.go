@@ -28,14 +28,18 @@ type DropsDropEvent struct {
 	Reason    uint32
 	Pid       uint32
 	Location  uint64
+	StackId   int32
 	TcpFlags  uint8
 	Direction uint8
-	Pad       [6]uint8
+	HasReason uint8
+	Pad       [1]uint8
 }
 
 type DropsDropsCfg struct {
 	_           structs.HostLayout
 	SkipReasons [4]uint64
+	Stack       uint8
+	_           [7]byte
 }
 
 type DropsSockFilterCfg struct {
@@ -64,6 +68,8 @@ type DropsSockFilterCfg struct {
 const (
 	DropsMapEvents          = "events"
 	DropsMapLost            = "lost"
+	DropsMapStackLost       = "stack_lost"
+	DropsMapStacks          = "stacks"
 	DropsProgKfreeSkb       = "kfree_skb"
 	DropsVarDropFilter      = "drop_filter"
 	DropsVarFilter          = "filter"
@@ -119,8 +125,10 @@ type DropsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type DropsMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	StackLost *ebpf.MapSpec `ebpf:"stack_lost"`
+	Stacks    *ebpf.MapSpec `ebpf:"stacks"`
 }
 
 // DropsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -152,14 +160,18 @@ func (o *DropsObjects) Close() error {
 //
 // It can be passed to LoadDropsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type DropsMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Lost   *ebpf.Map `ebpf:"lost"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	StackLost *ebpf.Map `ebpf:"stack_lost"`
+	Stacks    *ebpf.Map `ebpf:"stacks"`
 }
 
 func (m *DropsMaps) Close() error {
 	return _DropsClose(
 		m.Events,
 		m.Lost,
+		m.StackLost,
+		m.Stacks,
 	)
 }
 

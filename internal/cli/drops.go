@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/ksym"
+	"github.com/tcplens/tcplens/internal/netstat"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 )
@@ -22,6 +24,8 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 	c.withoutInterval("drops prints each drop as it comes and has no periodic report")
 	var skipNames []string
 	fs.StringArrayVar(&skipNames, "skip-reason", nil, "do not report drops for `REASON` (as printed, e.g. NOT_SPECIFIED; repeatable)")
+	var withStack bool
+	fs.BoolVar(&withStack, "stack", false, "show the kernel stack of each drop")
 	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err
@@ -30,7 +34,7 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var cfg probe.DropsConfig
+	cfg := probe.DropsConfig{Stack: withStack}
 	for _, name := range skipNames {
 		v, err := probe.LookupDropReason(reasons, name)
 		if err != nil {
@@ -38,19 +42,50 @@ func runDrops(ctx context.Context, env Env, args []string) error {
 		}
 		cfg.SkipReasons = append(cfg.SkipReasons, v)
 	}
+	// Symbols are read once, while the kernel's BTF is read and the
+	// programs load (reading /proc/kallsyms is slow on slow machines);
+	// records wait in the ring buffer until they are there.
+	type loaded struct {
+		syms *ksym.Table
+		err  error
+	}
+	symsc := make(chan loaded, 1)
+	go func() {
+		t, err := ksym.Load()
+		symsc <- loaded{t, err}
+	}()
+	listenStart, err := netstat.ReadListen()
+	if err != nil {
+		return err
+	}
+	var drops *probe.Drops
 	st, err := startSockTrace(c, "drops", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
-		return probe.LoadDrops(o, cfg, reasons)
+		d, err := probe.LoadDrops(o, cfg, reasons)
+		if err != nil {
+			return nil, err
+		}
+		drops = d
+		return d.SockTracer, nil
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	ls := <-symsc
+	if ls.err != nil { // kptr_restrict: locations stay addresses
+		fmt.Fprintf(env.Stderr, "tcplens drops: locations are shown as addresses: %v\n", ls.err)
+	}
 	if c.format == output.Text {
 		fmt.Fprintln(env.Stderr, "tcplens drops: streaming dropped TCP packets; Ctrl-C to stop")
 	}
 
 	r := &dropReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
-		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
+		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}, syms: ls.syms,
+		listenStart: listenStart, readListen: netstat.ReadListen}
+	if withStack {
+		r.stack = drops.Stack
+		r.stacksLost = drops.StacksLost
+	}
 	if r.style, err = sf.textStyle(); err != nil {
 		return err
 	}
@@ -67,11 +102,52 @@ type dropReport struct {
 	reasons events.EnumNamer
 	style   textStyle
 	table   *output.ConnTable
+	syms    *ksym.Table // nil: addresses only
+
+	// stack reads a stack id's frames and stacksLost the drops whose stack
+	// was not stored; both nil without --stack.
+	stack      func(id int32, buf []uint64) ([]uint64, error)
+	stacksLost func() (uint64, error)
+	// symbolized stacks by id: the kernel never gives an id to another
+	// stack (bpf/drops.c), so each is read and named once.
+	stackNames map[int32][]string
+	frames     []uint64
+
+	// The namespace's listen-queue counters at start, and how to read them
+	// at the end.
+	listenStart netstat.Listen
+	readListen  func() (netstat.Listen, error)
 
 	ev       events.Drop
 	flagBuf  [8]byte
+	nameBuf  []byte
 	drops    uint64
 	byReason map[string]uint64
+}
+
+// stackOf names the frames of the record's stack; nil without --stack or
+// when the kernel could not store it (counted in stacks_lost).
+func (r *dropReport) stackOf(id int32) ([]string, error) {
+	if r.stack == nil || id < 0 {
+		return nil, nil
+	}
+	if names, ok := r.stackNames[id]; ok {
+		return names, nil
+	}
+	var err error
+	r.frames, err = r.stack(id, r.frames[:0])
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(r.frames))
+	for i, pc := range r.frames {
+		names[i] = r.syms.Name(pc)
+	}
+	if r.stackNames == nil {
+		r.stackNames = map[int32][]string{}
+	}
+	r.stackNames[id] = names
+	return names, nil
 }
 
 func (r *dropReport) record(raw []byte) error {
@@ -80,16 +156,24 @@ func (r *dropReport) record(raw []byte) error {
 	}
 	ev := &r.ev
 	reason := ev.ReasonName
-	if reason == "" {
+	if reason == "" && ev.HasReason {
 		reason = strconv.FormatUint(uint64(ev.Reason), 10)
 	}
 	r.drops++
-	r.byReason[reason]++
+	if reason != "" {
+		r.byReason[reason]++
+	}
 	flags := string(events.TCPFlagString(ev.TCPFlags, r.flagBuf[:]))
+	r.nameBuf = r.syms.AppendName(r.nameBuf[:0], ev.Location)
+	location := string(r.nameBuf)
+	stack, err := r.stackOf(ev.StackID)
+	if err != nil {
+		return err
+	}
 	if r.format == output.JSON {
 		return r.out.Emit(output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
 			Direction: ev.DirectionName(), Reason: reason, Flags: flags,
-			Location: "0x" + strconv.FormatUint(ev.Location, 16), PID: ev.PID})
+			Location: location, LocationAddr: string(ksym.AppendHex(r.nameBuf[:0], ev.Location)), Stack: stack, PID: ev.PID})
 	}
 	if r.table == nil {
 		r.table = r.style.table(r.w,
@@ -105,19 +189,61 @@ func (r *dropReport) record(raw []byte) error {
 	if ev.Direction == events.DropOut {
 		dir = "->"
 	}
-	return r.table.Row(ev.Time, strconv.FormatUint(uint64(ev.PID), 10), ev.Local.String(), dir, ev.Remote.String(),
-		flags, "0x"+strconv.FormatUint(ev.Location, 16), reason)
+	if reason == "" {
+		reason = "-" // a kernel without drop reasons
+	}
+	if err := r.table.Row(ev.Time, strconv.FormatUint(uint64(ev.PID), 10), ev.Local.String(), dir, ev.Remote.String(),
+		flags, location, reason); err != nil {
+		return err
+	}
+	// --stack: one indented frame a line under the row, as BCC's tcpdrop.
+	for _, frame := range stack {
+		if _, err := fmt.Fprintf(r.w, "\t%s\n", frame); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *dropReport) summary(elapsed time.Duration, lost uint64) error {
 	s := output.DropSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Drops: r.drops, Reasons: r.byReason, Lost: lost}
+	var firstErr error
+	if r.stacksLost != nil {
+		n, err := r.stacksLost()
+		if err != nil {
+			firstErr = err
+		}
+		s.StacksLost = &n
+	}
+	if r.readListen != nil {
+		now, err := r.readListen()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if err == nil {
+			d := now.Sub(r.listenStart)
+			s.ListenOverflows, s.ListenDrops = d.Overflows, d.Drops
+		}
+	}
 	if r.format == output.JSON {
 		if err := r.out.Emit(s); err != nil {
 			return err
 		}
-		return r.out.Flush()
+		if err := r.out.Flush(); err != nil {
+			return err
+		}
+		return firstErr
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s dropped; %s lost\n",
-		s.DurationSeconds, output.Plural(s.Drops, "TCP packet"), output.Plural(s.Lost, "record"))
-	return err
+	stacks := ""
+	if s.StacksLost != nil {
+		stacks = fmt.Sprintf("; %s lost (stack map full)", output.Plural(*s.StacksLost, "stack"))
+	}
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s dropped; %s lost%s\n"+
+		"Listen queues (the namespace's kernel counters, not in the records above): %s, %s\n",
+		s.DurationSeconds, output.Plural(s.Drops, "TCP packet"), output.Plural(s.Lost, "record"), stacks,
+		output.Plural(s.ListenOverflows, "overflow"), output.Plural(s.ListenDrops, "listen drop"))
+	if err != nil {
+		return err
+	}
+	return firstErr
 }

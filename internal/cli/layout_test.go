@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
 	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/ksym"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 )
@@ -79,13 +80,14 @@ func layoutReport(t *testing.T, cmd string, st textStyle, endsList ...[2]netip.A
 		}
 	case "drops":
 		r := &dropReport{w: &buf, out: output.NewJSONLines(&buf), format: output.Text, clock: clock,
-			reasons: names{3: "TCP_ZEROWINDOW"}, byReason: map[string]uint64{}, style: st}
+			reasons: names{3: "TCP_ZEROWINDOW"}, byReason: map[string]uint64{}, style: st, syms: layoutSyms}
 		rec = r.record
 		for i, ends := range endsList {
 			var e bpfobj.DropsDropEvent
 			e.TsNs = uint64(i) * 1_234_567
 			fillAddrs(&e.Addrs.Family, &e.Addrs.Saddr, &e.Addrs.Daddr, &e.Addrs.Sport, &e.Addrs.Dport, ends)
 			e.Reason, e.Direction, e.TcpFlags, e.Location, e.Pid = 3, events.DropIn, 0xff, 0xffffffff82033a51, 4194304
+			e.HasReason = 1
 			raws = append(raws, rawRecord(&e))
 		}
 	case "rtt":
@@ -189,3 +191,6 @@ func TestLifetimesOnlyJSON(t *testing.T) {
 		t.Errorf("%d state records with --lifetimes", n)
 	}
 }
+
+// layoutSyms names the drops' location as /proc/kallsyms would.
+var layoutSyms, _ = ksym.Parse("ffffffff820339c0 T tcp_v4_rcv\n")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
 	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/ksym"
+	"github.com/tcplens/tcplens/internal/netstat"
 	"github.com/tcplens/tcplens/internal/output"
 )
 
@@ -63,7 +66,20 @@ func TestSockTraceJSONGolden(t *testing.T) {
 	var dr bpfobj.DropsDropEvent
 	dr.TsNs = 3_000_000_000
 	dr.Addrs = rs.Addrs
-	dr.Reason, dr.Direction, dr.TcpFlags, dr.Location = 3, events.DropIn, 0x02, 0xffffffff81000000
+	dr.Reason, dr.Direction, dr.TcpFlags, dr.Location = 3, events.DropIn, 0x02, 0xffffffff82033a51
+	dr.HasReason, dr.StackId = 1, 7
+	syms, err := ksym.Parse("ffffffff820339c0 T tcp_v4_rcv\nffffffff82000000 t ip_local_deliver_finish\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack := func(id int32, buf []uint64) ([]uint64, error) {
+		if id != 7 {
+			return nil, fmt.Errorf("no stack %d", id)
+		}
+		return append(buf, 0xffffffff82033a51, 0xffffffff82000042, 0xffffffff70000000), nil
+	}
+	stacksLost := func() (uint64, error) { return 2, nil }
+	listen := func() (netstat.Listen, error) { return netstat.Listen{Overflows: 13, Drops: 15}, nil }
 
 	for _, f := range []output.Format{output.JSON, output.Text} {
 		var buf bytes.Buffer
@@ -82,7 +98,8 @@ func TestSockTraceJSONGolden(t *testing.T) {
 		rr.out.Flush()
 		rr.summary(time.Second, 0)
 		dp := &dropReport{w: &buf, out: output.NewJSONLines(&buf), format: f, clock: clock,
-			reasons: names{3: "NO_SOCKET"}, byReason: map[string]uint64{}}
+			reasons: names{3: "NO_SOCKET"}, byReason: map[string]uint64{}, syms: syms, stack: stack, stacksLost: stacksLost,
+			listenStart: netstat.Listen{Overflows: 10, Drops: 10}, readListen: listen}
 		if err := dp.record(rawRecord(&dr)); err != nil {
 			t.Fatal(err)
 		}

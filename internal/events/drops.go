@@ -22,8 +22,10 @@ type Drop struct {
 	Direction     uint8          // DropIn or DropOut
 	TCPFlags      uint8
 	Reason        uint32 // enum skb_drop_reason
+	HasReason     bool   // false on kernels that give no reason (before 5.17)
 	ReasonName    string // "" when BTF does not name the value
 	Location      uint64 // kernel address of the code that dropped it
+	StackID       int32  // in the stacks map with --stack; else or when it failed -1
 	PID           uint32
 }
 
@@ -46,11 +48,13 @@ func DecodeDrop(raw []byte, clock Clock, reasons EnumNamer, d *Drop) error {
 	d.Direction = e.Direction
 	d.TCPFlags = e.TcpFlags
 	d.Reason = e.Reason
+	d.HasReason = e.HasReason != 0
 	d.ReasonName = ""
-	if reasons != nil {
+	if reasons != nil && d.HasReason {
 		d.ReasonName = reasons.Name(uint64(e.Reason))
 	}
 	d.Location = e.Location
+	d.StackID = e.StackId
 	d.PID = e.Pid
 	return nil
 }

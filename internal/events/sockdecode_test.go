@@ -66,7 +66,7 @@ func TestDecodeResetAndDrop(t *testing.T) {
 
 	var de bpfobj.DropsDropEvent
 	de.Addrs = re.Addrs
-	de.Reason, de.Direction, de.TcpFlags = 3, DropIn, 0x12
+	de.Reason, de.Direction, de.TcpFlags, de.HasReason = 3, DropIn, 0x12, 1
 	var d Drop
 	if err := DecodeDrop(rawOf(&de), ClockFrom(zero), fakeNames{3: "NO_SOCKET"}, &d); err != nil {
 		t.Fatal(err)

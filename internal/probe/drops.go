@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -19,14 +20,22 @@ const DropReasonPrefix = "SKB_DROP_REASON_"
 const maxSkippableReason = 256
 
 // DropReasons names the kernel's drop reasons (enum skb_drop_reason) from
-// its BTF.
+// its BTF. Kernels before 5.17 have no drop reasons: then it returns nil
+// and no error, and drops are reported without a reason.
 func DropReasons() (*EnumNames, error) {
-	return KernelEnumNames("skb_drop_reason", DropReasonPrefix)
+	e, err := KernelEnumNames("skb_drop_reason", DropReasonPrefix)
+	if err != nil && errors.Is(err, ErrUnsupported) && kernelBTF.err == nil {
+		return nil, nil // BTF is there, the enum is not: an older kernel
+	}
+	return e, err
 }
 
 // LookupDropReason finds a reason by name, with or without the
 // SKB_DROP_REASON_ prefix, in any case.
 func LookupDropReason(reasons *EnumNames, name string) (uint32, error) {
+	if reasons == nil {
+		return 0, fmt.Errorf("this kernel gives no drop reasons (enum skb_drop_reason is new in 5.17)")
+	}
 	up := strings.ToUpper(name)
 	for _, full := range []string{up, DropReasonPrefix + up} {
 		if v, ok := reasons.Value(full); ok {
@@ -41,17 +50,62 @@ type DropsConfig struct {
 	// SkipReasons are not reported; SKB_CONSUMED (not a drop) is always
 	// skipped.
 	SkipReasons []uint32
+	// Stack records each drop's kernel stack in the `stacks` map.
+	Stack bool
+}
+
+// stackMapEntries is the number of distinct stacks --stack keeps (bpf/drops.c).
+const stackMapEntries = 1024
+
+// Drops is bpf/drops.c loaded and attached, with its stack map.
+type Drops struct {
+	*SockTracer
+	// Stacks holds kernel stacks by the id in each record (--stack);
+	// StackLost counts drops whose stack could not be stored, per CPU.
+	Stacks, StackLost *ebpf.Map
+}
+
+// StacksLost sums the drops whose stack was not recorded (--stack).
+func (d *Drops) StacksLost() (uint64, error) {
+	var perCPU []uint64
+	if err := d.StackLost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("read drops' stack_lost counter: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
+// Stack reads the kernel return addresses of a stack id, innermost first,
+// appending to buf.
+func (d *Drops) Stack(id int32, buf []uint64) ([]uint64, error) {
+	var frames [stackDepth]uint64
+	if err := d.Stacks.Lookup(uint32(id), &frames); err != nil {
+		return buf, fmt.Errorf("read stack %d: %w", id, err)
+	}
+	for _, pc := range frames {
+		if pc == 0 {
+			break
+		}
+		buf = append(buf, pc)
+	}
+	return buf, nil
 }
 
 // LoadDrops loads bpf/drops.c and attaches it to skb:kfree_skb.
-func LoadDrops(opts SockTracerOptions, cfg DropsConfig, reasons *EnumNames) (*SockTracer, error) {
+// reasons is nil on kernels without drop reasons.
+func LoadDrops(opts SockTracerOptions, cfg DropsConfig, reasons *EnumNames) (*Drops, error) {
 	spec, err := bpfobj.LoadDrops()
 	if err != nil {
 		return nil, fmt.Errorf("read embedded drops object: %w", err)
 	}
 	skip := cfg.SkipReasons
-	if v, ok := reasons.Value("SKB_CONSUMED"); ok {
-		skip = append(skip[:len(skip):len(skip)], uint32(v))
+	if reasons != nil {
+		if v, ok := reasons.Value("SKB_CONSUMED"); ok {
+			skip = append(skip[:len(skip):len(skip)], uint32(v))
+		}
 	}
 	var kcfg bpfobj.DropsDropsCfg
 	for _, r := range skip {
@@ -60,13 +114,32 @@ func LoadDrops(opts SockTracerOptions, cfg DropsConfig, reasons *EnumNames) (*So
 		}
 		kcfg.SkipReasons[r/64] |= 1 << (r % 64)
 	}
+	if cfg.Stack {
+		kcfg.Stack = 1
+	}
+	stacks := spec.Maps[bpfobj.DropsMapStacks]
+	if stacks == nil || stacks.ValueSize != stackDepth*8 {
+		return nil, fmt.Errorf("drops object: no stacks map of %d frames", stackDepth)
+	}
+	if !cfg.Stack {
+		stacks.MaxEntries = 1 // unused: do not hold a megabyte of kernel memory
+	} else {
+		stacks.MaxEntries = stackMapEntries
+	}
 	configure := func(spec *ebpf.CollectionSpec) error {
 		if err := spec.Variables[bpfobj.DropsVarDropFilter].Set(kcfg); err != nil {
 			return fmt.Errorf("set skipped drop reasons: %w", err)
 		}
 		return nil
 	}
-	return loadSockTracer("drops", spec, opts, configure, []tracepointProgram{
+	st, err := loadSockTracer("drops", spec, opts, configure, []tracepointProgram{
 		{bpfobj.DropsProgKfreeSkb, TPKfreeSKB},
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &Drops{SockTracer: st, Stacks: st.coll.Maps[bpfobj.DropsMapStacks], StackLost: st.coll.Maps[bpfobj.DropsMapStackLost]}, nil
 }
+
+// stackDepth is STACK_DEPTH of bpf/drops.c: frames kept per stack.
+const stackDepth = 64

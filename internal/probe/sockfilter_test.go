@@ -161,7 +161,13 @@ func TestSockFilterShapesLoad(t *testing.T) {
 		"rtt": func(o SockTracerOptions) (*SockTracer, error) {
 			return LoadRTT(o, RTTConfig{Sample: 10 * time.Millisecond})
 		},
-		"drops": func(o SockTracerOptions) (*SockTracer, error) { return LoadDrops(o, DropsConfig{}, reasons) },
+		"drops": func(o SockTracerOptions) (*SockTracer, error) {
+			d, err := LoadDrops(o, DropsConfig{}, reasons)
+			if err != nil {
+				return nil, err
+			}
+			return d.SockTracer, nil
+		},
 	}
 	for name, load := range loaders {
 		for _, f := range sockFilterShapes() {

@@ -62,8 +62,11 @@ func startSockPathCost(b *testing.B, port uint16, objects ...string) *sockPathCo
 			t, err = probe.LoadResets(opts)
 		case "drops":
 			var reasons *probe.EnumNames
+			var d *probe.Drops
 			if reasons, err = probe.DropReasons(); err == nil {
-				t, err = probe.LoadDrops(opts, probe.DropsConfig{}, reasons)
+				if d, err = probe.LoadDrops(opts, probe.DropsConfig{}, reasons); err == nil {
+					t = d.SockTracer
+				}
 			}
 		default:
 			err = fmt.Errorf("no object %q", obj)
