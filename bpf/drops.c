@@ -91,9 +91,17 @@ const struct drop_event *unused_drop_event __attribute__((unused));
 
 static __always_inline int skipped(__u32 reason)
 {
-	if (reason >= 256)
+	__u64 r = reason;
+	if (r >= 256)
 		return 0;
-	return (drop_filter.skip_reasons[reason / 64] >> (reason % 64)) & 1;
+	/*
+	 * Restate the bound where clang cannot drop it: it may spill the value
+	 * before the compare and index the map with the reloaded copy, which
+	 * 6.1's verifier does not know to be below 256 (it then rejects the
+	 * map value access).
+	 */
+	asm volatile("%0 &= 255" : "+r"(r));
+	return (drop_filter.skip_reasons[r / 64] >> (r % 64)) & 1;
 }
 
 SEC("tracepoint/skb/kfree_skb")
