@@ -75,6 +75,14 @@ func TestDecodeResetAndDrop(t *testing.T) {
 	if d.ReasonName != "NO_SOCKET" || d.DirectionName() != "in" || string(TCPFlagString(d.TCPFlags, buf[:])) != "S." {
 		t.Errorf("drop decoded as %+v", d)
 	}
+	// A kernel without drop reasons (before 5.17): the zero is not a reason.
+	de.HasReason, de.StackId = 0, -1
+	if err := DecodeDrop(rawOf(&de), ClockFrom(zero), fakeNames{3: "NO_SOCKET", 0: "NOT_DROPPED_YET"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.HasReason || d.ReasonName != "" || d.StackID != -1 {
+		t.Errorf("reasonless drop decoded as %+v", d)
+	}
 }
 
 func TestTCPStateNames(t *testing.T) {
