@@ -373,10 +373,11 @@ func TestDropsLossIsCounted(t *testing.T) {
 	}
 	t.Logf("by reason: %v", sum["reasons"])
 	// Each SYN is dropped at B (NO_SOCKET), B's reset to it is dropped at
-	// A, where no socket has the raw sender's port (NO_SOCKET), and A's raw
-	// sockets, which get a copy of every TCP packet, drop their copy when
-	// their receive buffer is full (SOCKET_RCVBUFF): at most three each.
-	if drops+lost > 3*senders*perSender {
-		t.Errorf("%d records and %d lost exceed the %d drops the SYNs can cause", drops, lost, 3*senders*perSender)
+	// A, where no socket has the raw sender's port (NO_SOCKET), and each of
+	// A's raw sockets gets its own copy of that reset, which it drops when
+	// its receive buffer is full (SOCKET_RCVBUFF, seen on 6.1 under qemu)
+	// or purges on close (QUEUE_PURGE): at most 2 + senders drops a SYN.
+	if bound := (2 + senders) * senders * perSender; drops+lost > uint64(bound) {
+		t.Errorf("%d records and %d lost exceed the %d drops the SYNs can cause", drops, lost, bound)
 	}
 }
