@@ -17,9 +17,10 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 #define MAX_INTERFACES 64
 
 struct packet_config {
-	__u32 slot;          /* index of this interface's counters */
-	__u8 track_syn;      /* fill syn_tuples / syn_sources */
-	__u8 drop_syn_ports; /* consult drop_ports for SYNs */
+	__u32 slot;             /* index of this interface's counters */
+	__u32 source_threshold; /* SYNs (this CPU, this interval) before a source gets an exact entry */
+	__u8 track_syn;         /* fill the SYN tuple and source tables */
+	__u8 drop_syn_ports;    /* consult drop_ports for SYNs */
 	__u8 pad[2];
 };
 
@@ -45,6 +46,8 @@ struct flag_counters {
 	__u64 dropped;
 	__u64 syn_no_ack; /* connection attempts: SYN without ACK */
 	__u64 syn_ack;
+	__u64 syn_untracked;        /* syn_no_ack not counted in a tuple entry */
+	__u64 syn_untracked_source; /* syn_no_ack not counted in a source entry */
 };
 
 /* Addresses as 16 bytes in wire order, IPv4 in the first 4, as the
@@ -59,11 +62,23 @@ struct syn_tuple {
 	__u8 pad;
 };
 
+/* Aligned so that the sketch can hash the address as four words (the
+ * verifier refuses misaligned stack reads). */
 struct syn_source {
 	__u8 addr[16];
 	__u16 slot;
 	__u8 family;
 	__u8 pad;
+} __attribute__((aligned(4)));
+
+/*
+ * Everything kept about one source is in this one entry, so that later
+ * stages (a token bucket, port-scan state) add fields here instead of
+ * another map lookup per SYN.
+ */
+struct syn_source_state {
+	__u64 syns;    /* SYNs counted since the entry was made (exact) */
+	__u64 earlier; /* the sketch's estimate of this CPU's SYNs before that (an upper bound) */
 };
 
 struct {
@@ -73,20 +88,86 @@ struct {
 	__type(value, struct flag_counters);
 } counters SEC(".maps");
 
-/* Keyed by what remote peers send, so LRU and bounded; sized at load time. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+/*
+ * The tuple and source tables are plain hash maps swapped by user space at
+ * every report: it puts an empty table in the one-slot outer array, which
+ * waits until no program still uses the old one (the kernel does that for
+ * map-in-map updates), then reads and empties the old table at leisure. No
+ * program writes a table while user space reads it, so every count is
+ * exact, and nothing is ever evicted: once a table is full, SYNs that need
+ * a new entry are counted as untracked instead, at the cost of one flag
+ * test. Sizes are set at load time.
+ */
+/*
+ * Types reached only through an inner map's definition would be emitted as
+ * forward declarations, which no loader can size: these anchors put the
+ * full types in the object's BTF.
+ */
+const struct syn_tuple anchor_syn_tuple __attribute__((unused));
+const struct syn_source anchor_syn_source __attribute__((unused));
+const struct syn_source_state anchor_syn_source_state __attribute__((unused));
+
+struct syn_tuple_table {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct syn_tuple);
 	__type(value, __u64);
+};
+
+struct syn_source_table {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct syn_source);
+	__type(value, struct syn_source_state);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct syn_tuple_table);
 } syn_tuples SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct syn_source);
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct syn_source_table);
 } syn_sources SEC(".maps");
+
+/*
+ * A count-min sketch of SYNs per source, per CPU, for the current interval
+ * (user space zeroes it at each swap). A spoofed flood brings a new source
+ * with nearly every SYN; the sketch counts it for a few ns, and only a
+ * source that stands out gets an exact entry.
+ */
+#define SKETCH_ROWS 4
+#define SKETCH_WIDTH 2048 /* 4 x 2048 x 4 bytes: the largest per-CPU value */
+
+struct syn_sketch {
+	__u32 cell[SKETCH_ROWS][SKETCH_WIDTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct syn_sketch);
+} syn_sketch SEC(".maps");
+
+/* Per CPU, reset by user space at each swap. */
+struct syn_cpu_state {
+	__u64 syns;         /* SYNs this CPU tracked this interval (the sketch's total) */
+	__u32 tuples_full;  /* an insert into this interval's tuple table failed */
+	__u32 sources_full; /* same for the source table */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct syn_cpu_state);
+} syn_state SEC(".maps");
 
 /* One bit per destination port: drop SYNs to it. */
 struct {
@@ -96,40 +177,137 @@ struct {
 	__type(value, __u64);
 } drop_ports SEC(".maps");
 
-static __always_inline void count_key(void *map, void *key)
+/*
+ * count_tuple adds one SYN to its tuple's entry, making it if there is
+ * room. It returns 0 when counted, -1 when the table is full.
+ */
+static __always_inline int count_tuple(void *table, struct syn_tuple *key, __u32 *full)
 {
-	__u64 one = 1, *val = bpf_map_lookup_elem(map, key);
+	__u64 one = 1, *val;
 
+	if (*full)
+		return -1;
+	val = bpf_map_lookup_elem(table, key);
 	if (val) {
 		__sync_fetch_and_add(val, 1);
-		return;
+		return 0;
 	}
+	long err = bpf_map_update_elem(table, key, &one, BPF_NOEXIST);
+	if (err == 0)
+		return 0;
 	/* A racing CPU may have inserted it first: then add to theirs. */
-	if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) != 0) {
-		val = bpf_map_lookup_elem(map, key);
-		if (val)
-			__sync_fetch_and_add(val, 1);
+	val = bpf_map_lookup_elem(table, key);
+	if (val) {
+		__sync_fetch_and_add(val, 1);
+		return 0;
 	}
+	*full = 1;
+	return -1;
 }
 
-static __always_inline void track_syn(void *data, void *data_end, struct packet *pkt)
+static __always_inline __u32 mix32(__u32 h)
 {
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* sketch_add counts a SYN of src in every row and returns the estimate:
+ * the smallest of the row counts, never below the truth. */
+static __always_inline __u32 sketch_add(struct syn_sketch *sk, const struct syn_source *src)
+{
+	const __u32 *w = (const __u32 *)src->addr;
+	__u32 h1 = 0x9747b28c ^ ((__u32)src->slot << 8 | src->family);
+	__u32 h2;
+
+	h1 = mix32(h1 ^ w[0]);
+	h1 = mix32(h1 ^ w[1]);
+	h1 = mix32(h1 ^ w[2]);
+	h1 = mix32(h1 ^ w[3]);
+	h2 = mix32(h1 ^ 0x5bd1e995) | 1;
+
+	__u32 est = ~0U;
+#pragma unroll
+	for (int r = 0; r < SKETCH_ROWS; r++) {
+		__u32 idx = (h1 + r * h2) & (SKETCH_WIDTH - 1);
+		__u32 v = ++sk->cell[r][idx];
+		if (v < est)
+			est = v;
+	}
+	return est;
+}
+
+/*
+ * count_source gives the SYN to its source's exact entry if the source has
+ * one or stands out enough to get one: at least cfg.source_threshold SYNs
+ * on this CPU this interval, and more than twice what an average sketch
+ * cell holds (a uniform spoofed flood fills every cell alike, and then no
+ * source stands out). It returns 0 when counted exactly, -1 otherwise.
+ */
+static __always_inline int count_source(struct syn_source *src, struct syn_cpu_state *st)
+{
+	__u32 zero = 0;
+	struct syn_sketch *sk = bpf_map_lookup_elem(&syn_sketch, &zero);
+	void *table = bpf_map_lookup_elem(&syn_sources, &zero);
+
+	if (!sk || !table)
+		return -1;
+	__u64 est = sketch_add(sk, src);
+	st->syns++;
+	if (est < cfg.source_threshold || est * SKETCH_WIDTH <= 2 * st->syns)
+		return -1;
+
+	struct syn_source_state *val = bpf_map_lookup_elem(table, src);
+	if (val) {
+		__sync_fetch_and_add(&val->syns, 1);
+		return 0;
+	}
+	if (st->sources_full)
+		return -1;
+	struct syn_source_state init = {.syns = 1, .earlier = est - 1};
+	if (bpf_map_update_elem(table, src, &init, BPF_NOEXIST) == 0)
+		return 0;
+	val = bpf_map_lookup_elem(table, src);
+	if (val) {
+		__sync_fetch_and_add(&val->syns, 1);
+		return 0;
+	}
+	st->sources_full = 1;
+	return -1;
+}
+
+static __always_inline void track_syn(void *data, void *data_end, struct packet *pkt,
+				      struct flag_counters *c)
+{
+	__u32 zero = 0;
+	struct syn_cpu_state *st = bpf_map_lookup_elem(&syn_state, &zero);
+	void *tuples = bpf_map_lookup_elem(&syn_tuples, &zero);
 	struct syn_tuple tuple = {
 		.sport = pkt->sport,
 		.dport = pkt->dport,
 		.slot = cfg.slot,
 		.family = pkt->family,
 	};
-	if (packet_addrs(data, data_end, pkt, tuple.saddr, tuple.daddr) != 0)
+
+	/* Every way out of here counts the SYN exactly once per view. */
+	if (!st || !tuples || packet_addrs(data, data_end, pkt, tuple.saddr, tuple.daddr) != 0) {
+		c->syn_untracked++;
+		c->syn_untracked_source++;
 		return;
-	count_key(&syn_tuples, &tuple);
+	}
+	if (count_tuple(tuples, &tuple, &st->tuples_full) != 0)
+		c->syn_untracked++;
 
 	struct syn_source src = {
 		.slot = cfg.slot,
 		.family = pkt->family,
 	};
 	__builtin_memcpy(src.addr, tuple.saddr, sizeof(src.addr));
-	count_key(&syn_sources, &src);
+	if (count_source(&src, st) != 0)
+		c->syn_untracked_source++;
 }
 
 static __always_inline int syn_port_dropped(__u16 port)
@@ -183,7 +361,7 @@ static __always_inline int handle(void *data, void *data_end, __u64 segs)
 	}
 	c->syn_no_ack++;
 	if (cfg.track_syn)
-		track_syn(data, data_end, &pkt);
+		track_syn(data, data_end, &pkt, c);
 	if (cfg.drop_syn_ports && syn_port_dropped(pkt.dport)) {
 		c->dropped++;
 		return 1;

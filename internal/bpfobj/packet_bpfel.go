@@ -14,33 +14,48 @@ import (
 )
 
 type PacketFlagCounters struct {
-	_          structs.HostLayout
-	Packets    uint64
-	TcpPackets uint64
-	Fin        uint64
-	Syn        uint64
-	Rst        uint64
-	Psh        uint64
-	Ack        uint64
-	Urg        uint64
-	Ece        uint64
-	Cwr        uint64
-	SynFin     uint64
-	SynRst     uint64
-	NullFlags  uint64
-	Xmas       uint64
-	Malformed  uint64
-	Dropped    uint64
-	SynNoAck   uint64
-	SynAck     uint64
+	_                  structs.HostLayout
+	Packets            uint64
+	TcpPackets         uint64
+	Fin                uint64
+	Syn                uint64
+	Rst                uint64
+	Psh                uint64
+	Ack                uint64
+	Urg                uint64
+	Ece                uint64
+	Cwr                uint64
+	SynFin             uint64
+	SynRst             uint64
+	NullFlags          uint64
+	Xmas               uint64
+	Malformed          uint64
+	Dropped            uint64
+	SynNoAck           uint64
+	SynAck             uint64
+	SynUntracked       uint64
+	SynUntrackedSource uint64
 }
 
 type PacketPacketConfig struct {
-	_            structs.HostLayout
-	Slot         uint32
-	TrackSyn     uint8
-	DropSynPorts uint8
-	Pad          [2]uint8
+	_               structs.HostLayout
+	Slot            uint32
+	SourceThreshold uint32
+	TrackSyn        uint8
+	DropSynPorts    uint8
+	Pad             [2]uint8
+}
+
+type PacketSynCpuState struct {
+	_           structs.HostLayout
+	Syns        uint64
+	TuplesFull  uint32
+	SourcesFull uint32
+}
+
+type PacketSynSketch struct {
+	_    structs.HostLayout
+	Cell [4][2048]uint32
 }
 
 type PacketSynSource struct {
@@ -49,6 +64,12 @@ type PacketSynSource struct {
 	Slot   uint16
 	Family uint8
 	Pad    uint8
+}
+
+type PacketSynSourceState struct {
+	_       structs.HostLayout
+	Syns    uint64
+	Earlier uint64
 }
 
 type PacketSynTuple struct {
@@ -66,13 +87,18 @@ type PacketSynTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	PacketMapCounters    = "counters"
-	PacketMapDropPorts   = "drop_ports"
-	PacketMapSynSources  = "syn_sources"
-	PacketMapSynTuples   = "syn_tuples"
-	PacketProgTcplensTc  = "tcplens_tc"
-	PacketProgTcplensXdp = "tcplens_xdp"
-	PacketVarCfg         = "cfg"
+	PacketMapCounters             = "counters"
+	PacketMapDropPorts            = "drop_ports"
+	PacketMapSynSketch            = "syn_sketch"
+	PacketMapSynSources           = "syn_sources"
+	PacketMapSynState             = "syn_state"
+	PacketMapSynTuples            = "syn_tuples"
+	PacketProgTcplensTc           = "tcplens_tc"
+	PacketProgTcplensXdp          = "tcplens_xdp"
+	PacketVarAnchorSynSource      = "anchor_syn_source"
+	PacketVarAnchorSynSourceState = "anchor_syn_source_state"
+	PacketVarAnchorSynTuple       = "anchor_syn_tuple"
+	PacketVarCfg                  = "cfg"
 )
 
 // LoadPacket returns the embedded CollectionSpec for Packet.
@@ -127,7 +153,9 @@ type PacketProgramSpecs struct {
 type PacketMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	DropPorts  *ebpf.MapSpec `ebpf:"drop_ports"`
+	SynSketch  *ebpf.MapSpec `ebpf:"syn_sketch"`
 	SynSources *ebpf.MapSpec `ebpf:"syn_sources"`
+	SynState   *ebpf.MapSpec `ebpf:"syn_state"`
 	SynTuples  *ebpf.MapSpec `ebpf:"syn_tuples"`
 }
 
@@ -135,7 +163,10 @@ type PacketMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketVariableSpecs struct {
-	Cfg *ebpf.VariableSpec `ebpf:"cfg"`
+	AnchorSynSource      *ebpf.VariableSpec `ebpf:"anchor_syn_source"`
+	AnchorSynSourceState *ebpf.VariableSpec `ebpf:"anchor_syn_source_state"`
+	AnchorSynTuple       *ebpf.VariableSpec `ebpf:"anchor_syn_tuple"`
+	Cfg                  *ebpf.VariableSpec `ebpf:"cfg"`
 }
 
 // PacketObjects contains all objects after they have been loaded into the kernel.
@@ -160,7 +191,9 @@ func (o *PacketObjects) Close() error {
 type PacketMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	DropPorts  *ebpf.Map `ebpf:"drop_ports"`
+	SynSketch  *ebpf.Map `ebpf:"syn_sketch"`
 	SynSources *ebpf.Map `ebpf:"syn_sources"`
+	SynState   *ebpf.Map `ebpf:"syn_state"`
 	SynTuples  *ebpf.Map `ebpf:"syn_tuples"`
 }
 
@@ -168,7 +201,9 @@ func (m *PacketMaps) Close() error {
 	return _PacketClose(
 		m.Counters,
 		m.DropPorts,
+		m.SynSketch,
 		m.SynSources,
+		m.SynState,
 		m.SynTuples,
 	)
 }
@@ -177,7 +212,10 @@ func (m *PacketMaps) Close() error {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketVariables struct {
-	Cfg *ebpf.Variable `ebpf:"cfg"`
+	AnchorSynSource      *ebpf.Variable `ebpf:"anchor_syn_source"`
+	AnchorSynSourceState *ebpf.Variable `ebpf:"anchor_syn_source_state"`
+	AnchorSynTuple       *ebpf.Variable `ebpf:"anchor_syn_tuple"`
+	Cfg                  *ebpf.Variable `ebpf:"cfg"`
 }
 
 // PacketPrograms contains all programs after they have been loaded into the kernel.

@@ -68,6 +68,13 @@ func source(slot uint32, addr string) probe.SYNSource {
 	return probe.SYNSource{Slot: slot, Addr: netip.MustParseAddr(addr)}
 }
 
+func tables(tuples map[probe.SYNTuple]uint64, sources map[probe.SYNSource]probe.SourceCount) probe.SYNTables {
+	return probe.SYNTables{Tuples: tuples, Sources: sources}
+}
+
+// The tables come back empty at every swap: an interval reports what its
+// tables hold, the counters' growth, and the kernel's untracked counts; the
+// summary adds the intervals up.
 func TestSynTrackerIntervalsAndUntracked(t *testing.T) {
 	attached := twoIfaces[:1]
 	tr := newSynTracker(attached, 2)
@@ -76,83 +83,52 @@ func TestSynTrackerIntervalsAndUntracked(t *testing.T) {
 	c := tuple(0, "fd00::1", 40002, "fd00::2", 443)
 
 	// Interval 1: a=3, b=1; 4 SYNs counted, all tracked.
-	rep := tr.interval(synSnapshot{
-		counters: []probe.FlagCounters{{SynNoAck: 4, SynAck: 1}},
-		tuples:   map[probe.SYNTuple]uint64{a: 3, b: 1},
-		sources:  map[probe.SYNSource]uint64{source(0, "10.0.0.1"): 4},
-	})
+	rep := tr.interval([]probe.FlagCounters{{SynNoAck: 4, SynAck: 1}},
+		tables(map[probe.SYNTuple]uint64{a: 3, b: 1}, map[probe.SYNSource]probe.SourceCount{source(0, "10.0.0.1"): {SYNs: 4}}))
 	if got := rep[0]; got.syn != 4 || got.synAck != 1 || got.untracked != 0 || len(got.tuples) != 2 ||
 		got.tuples[0].SYNTuple != a || got.tuples[0].count != 3 || got.tuples[1].count != 1 {
 		t.Fatalf("interval 1: %+v", got)
 	}
 
-	// Interval 2: a grew by 2, b was evicted (its 1 SYN is lost), c is new
-	// with 2 and one more SYN was lost with an evicted entry: 10 counted in
-	// total, 3+2+2 = 7 tracked, so 3 untracked (1 from b, 2 more).
-	rep = tr.interval(synSnapshot{
-		counters: []probe.FlagCounters{{SynNoAck: 10, SynAck: 1}},
-		tuples:   map[probe.SYNTuple]uint64{a: 5, c: 2},
-		sources:  map[probe.SYNSource]uint64{source(0, "10.0.0.1"): 6, source(0, "fd00::1"): 2},
-	})
+	// Interval 2: 6 more SYNs; the table filled after a=2 and c=2, so the
+	// kernel counted 2 untracked; one source stood out after 1 SYN.
+	rep = tr.interval([]probe.FlagCounters{{SynNoAck: 10, SynAck: 1, SynUntracked: 2, SynUntrackedSource: 1}},
+		tables(map[probe.SYNTuple]uint64{a: 2, c: 2, b: 0},
+			map[probe.SYNSource]probe.SourceCount{source(0, "10.0.0.1"): {SYNs: 3, Earlier: 1}, source(0, "fd00::1"): {SYNs: 2}}))
 	got := rep[0]
-	if got.syn != 6 || got.synAck != 0 || got.untracked != 3 {
-		t.Errorf("interval 2 totals: syn %d syn_ack %d untracked %d; want 6 0 3", got.syn, got.synAck, got.untracked)
+	if got.syn != 6 || got.synAck != 0 || got.untracked != 2 || got.untrackedSources != 1 {
+		t.Errorf("interval 2 totals: syn %d syn_ack %d untracked %d by source %d; want 6 0 2 1",
+			got.syn, got.synAck, got.untracked, got.untrackedSources)
 	}
-	if len(got.tuples) != 2 || got.tuples[0].count != 2 || got.tuples[1].count != 2 {
+	// --top 2 keeps the two busiest; equal counts sort by address.
+	if len(got.tuples) != 2 || got.tuples[0].SYNTuple != a || got.tuples[1].SYNTuple != c {
 		t.Errorf("interval 2 tuples: %+v", got.tuples)
 	}
-	// Equal counts sort by address: 10.0.0.1 before fd00::1.
-	if got.tuples[0].SYNTuple != a || got.tuples[1].SYNTuple != c {
-		t.Errorf("interval 2 order: %+v", got.tuples)
+	if len(got.sources) != 2 || got.sources[0].SYNs != 3 || got.sources[0].Earlier != 1 {
+		t.Errorf("interval 2 sources: %+v", got.sources)
 	}
 
-	// Interval 3: b comes back with a fresh count of 1 after its eviction.
-	rep = tr.interval(synSnapshot{
-		counters: []probe.FlagCounters{{SynNoAck: 11}},
-		tuples:   map[probe.SYNTuple]uint64{a: 5, c: 2, b: 1},
-		sources:  map[probe.SYNSource]uint64{source(0, "10.0.0.1"): 7, source(0, "fd00::1"): 2},
-	})
-	if got := rep[0]; len(got.tuples) != 1 || got.tuples[0].SYNTuple != b || got.tuples[0].count != 1 || got.untracked != 0 {
-		t.Errorf("interval 3: %+v", got)
-	}
-
-	sum := tr.summary(synSnapshot{
-		counters: []probe.FlagCounters{{SynNoAck: 11, SynAck: 2, Dropped: 1}},
-		tuples:   map[probe.SYNTuple]uint64{a: 5, c: 2, b: 1},
-		sources:  map[probe.SYNSource]uint64{source(0, "10.0.0.1"): 7, source(0, "fd00::1"): 2},
-	}, time.Second)
-	want := output.SYNSummary{Type: "summary", DurationSeconds: 1, SYN: 11, SYNAck: 2, Dropped: 1,
-		Tuples: 3, Sources: 2, Untracked: 3, UntrackedSources: 2}
+	sum := tr.summary([]probe.FlagCounters{{SynNoAck: 10, SynAck: 2, Dropped: 1, SynUntracked: 2, SynUntrackedSource: 1}}, time.Second)
+	want := output.SYNSummary{Type: "summary", DurationSeconds: 1, SYN: 10, SYNAck: 2, Dropped: 1,
+		Tuples: 5, Sources: 3, Attributed: 8, Untracked: 2, UntrackedSources: 1}
 	if sum != want {
 		t.Errorf("summary %+v, want %+v", sum, want)
 	}
+	if sum.Attributed+sum.Untracked != sum.SYN {
+		t.Errorf("attributed %d + untracked %d != syn %d", sum.Attributed, sum.Untracked, sum.SYN)
+	}
 }
 
-func TestSynTopLimitsAndTransientGap(t *testing.T) {
-	tr := newSynTracker(twoIfaces[:1], 1)
-	a := tuple(0, "10.0.0.1", 1, "10.0.0.2", 80)
-	b := tuple(0, "10.0.0.3", 1, "10.0.0.2", 80)
-	// The counter is bumped before the tuple: a snapshot in between sees
-	// one SYN more than the maps hold. That gap is reported once and never
-	// taken back.
-	rep := tr.interval(synSnapshot{
-		counters: []probe.FlagCounters{{SynNoAck: 6}},
-		tuples:   map[probe.SYNTuple]uint64{a: 4, b: 1},
-		sources:  map[probe.SYNSource]uint64{},
-	})
-	if len(rep[0].tuples) != 1 || rep[0].tuples[0].SYNTuple != a {
-		t.Errorf("--top 1 should keep only the busiest tuple: %+v", rep[0].tuples)
+// The last, partial interval is printed only when it holds something.
+func TestSynReportAny(t *testing.T) {
+	tr := newSynTracker(twoIfaces[:1], 0)
+	rep := tr.interval([]probe.FlagCounters{{}}, tables(nil, nil))
+	if rep.any() {
+		t.Errorf("empty interval reports any: %+v", rep)
 	}
-	if rep[0].untracked != 1 {
-		t.Errorf("untracked %d, want 1", rep[0].untracked)
-	}
-	rep = tr.interval(synSnapshot{
-		counters: []probe.FlagCounters{{SynNoAck: 6}},
-		tuples:   map[probe.SYNTuple]uint64{a: 5, b: 1},
-		sources:  map[probe.SYNSource]uint64{},
-	})
-	if rep[0].untracked != 0 {
-		t.Errorf("gap closed: untracked %d, want 0", rep[0].untracked)
+	rep = tr.interval([]probe.FlagCounters{{SynNoAck: 1, SynUntracked: 1, SynUntrackedSource: 1}}, tables(nil, nil))
+	if !rep.any() || rep[0].untracked != 1 {
+		t.Errorf("one untracked SYN: %+v", rep)
 	}
 }
 
@@ -160,9 +136,9 @@ func TestSynJSONRecords(t *testing.T) {
 	var out bytes.Buffer
 	j := output.NewJSONLines(&out)
 	rep := synReport{{
-		name: "veth0", syn: 3, synAck: 1, dropped: 1, untracked: 0,
+		name: "veth0", syn: 7, synAck: 1, dropped: 1, untracked: 4, untrackedSources: 4,
 		tuples:  []countedTuple{{tuple(0, "fd00:200::1", 40000, "fd00:200::2", 8080), 2}, {tuple(0, "10.200.0.1", 5, "10.200.0.2", 22), 1}},
-		sources: []countedSource{{source(0, "fd00:200::1"), 2}},
+		sources: []countedSource{{source(0, "fd00:200::1"), probe.SourceCount{SYNs: 2}}, {source(0, "10.200.0.1"), probe.SourceCount{SYNs: 1, Earlier: 3}}},
 	}}
 	if err := rep.emitJSON(j, fixedTime); err != nil {
 		t.Fatal(err)
@@ -171,6 +147,6 @@ func TestSynJSONRecords(t *testing.T) {
 	golden(t, "syn.json.golden", out.Bytes())
 	out.Reset()
 	rep.writeText(&out, fixedTime)
-	writeSynSummary(&out, output.SYNSummary{Type: "summary", DurationSeconds: 2, SYN: 3, SYNAck: 1, Tuples: 2, Sources: 1})
+	writeSynSummary(&out, output.SYNSummary{Type: "summary", DurationSeconds: 2, SYN: 7, SYNAck: 1, Tuples: 2, Sources: 2, Attributed: 3, Untracked: 4, UntrackedSources: 4})
 	golden(t, "syn.text.golden", out.Bytes())
 }

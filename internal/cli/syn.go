@@ -21,11 +21,12 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	var c common
 	c.register(fs, time.Second)
 	c.registerPacket(fs)
-	var maxTuples, maxSources uint32
+	var maxTuples, maxSources, threshold uint32
 	var top int
 	var dropPorts []uint
-	fs.Uint32Var(&maxTuples, "max-tuples", 16384, "track at most `N` 4-tuples (LRU); SYNs of evicted tuples are counted as untracked")
-	fs.Uint32Var(&maxSources, "max-sources", 16384, "track at most `N` source addresses (LRU)")
+	fs.Uint32Var(&maxTuples, "max-tuples", 16384, "track at most `N` 4-tuples per interval; SYNs that find the table full are counted as untracked")
+	fs.Uint32Var(&maxSources, "max-sources", 16384, "track at most `N` source addresses exactly per interval")
+	fs.Uint32Var(&threshold, "source-threshold", 1, "give a source an exact entry once it sent `N` SYNs in the interval (and stands out of a flood)")
 	fs.IntVar(&top, "top", 10, "show the `N` busiest tuples and sources per interval (0: all)")
 	fs.UintSliceVar(&dropPorts, "drop-syn-port", nil, "drop SYNs (without ACK) to `PORT` and count them (repeatable)")
 	if err := parseFlags(fs, env, args); err != nil {
@@ -34,8 +35,15 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	if maxTuples < 1 || maxSources < 1 {
-		return usagef("--max-tuples and --max-sources must be at least 1")
+	for _, l := range []struct {
+		flag string
+		v    uint32
+		max  uint32
+	}{{"max-tuples", maxTuples, probe.MaxSYNTableEntries}, {"max-sources", maxSources, probe.MaxSYNTableEntries},
+		{"source-threshold", threshold, maxSourceThreshold}} {
+		if l.v < 1 || l.v > l.max {
+			return usagef("--%s %d: must be 1 to %d", l.flag, l.v, l.max)
+		}
 	}
 	if top < 0 {
 		return usagef("--top must not be negative, not %d", top)
@@ -46,7 +54,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	}
 
 	pp, err := startPacketPath(&c, probe.PacketConfig{
-		TrackSYN: true, MaxTuples: maxTuples, MaxSources: maxSources, DropSYNPorts: ports,
+		TrackSYN: true, MaxTuples: maxTuples, MaxSources: maxSources, SourceThreshold: threshold, DropSYNPorts: ports,
 	})
 	if err != nil {
 		return err
@@ -59,12 +67,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	start := time.Now()
 	tr := newSynTracker(pp.Attached, top)
 	out := output.NewJSONLines(env.Stdout)
-	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
-		snap, err := readSynSnapshot(pp)
-		if err != nil {
-			return err
-		}
-		rep := tr.interval(snap)
+	emit := func(rep synReport, now time.Time) error {
 		if c.format == output.JSON {
 			if err := rep.emitJSON(out, now); err != nil {
 				return err
@@ -73,13 +76,28 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 		}
 		rep.writeText(env.Stdout, now)
 		return nil
+	}
+	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
+		counters, tables, err := readSynInterval(pp, tr.attached)
+		if err != nil {
+			return err
+		}
+		return emit(tr.interval(counters, tables), now)
 	})
 
-	snap, err := readSynSnapshot(pp)
+	// Detach first: then no SYN arrives between the last counters and the
+	// last tables, and the summary adds up exactly.
+	detachErr := pp.Detach()
+	counters, tables, err := readSynInterval(pp, tr.attached)
 	if err != nil {
 		return err
 	}
-	sum := tr.summary(snap, time.Since(start))
+	if rep := tr.interval(counters, tables); runErr == nil && rep.any() {
+		// The time since the last report, so that the reports add up to
+		// the summary.
+		runErr = emit(rep, time.Now())
+	}
+	sum := tr.summary(counters, time.Since(start))
 	if c.format == output.JSON {
 		if err := out.Emit(sum); err != nil {
 			return err
@@ -90,56 +108,52 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	} else {
 		writeSynSummary(env.Stdout, sum)
 	}
-	return runErr
+	if runErr != nil {
+		return runErr
+	}
+	return detachErr
 }
 
-// synSnapshot is everything the SYN maps and counters hold at one moment.
-type synSnapshot struct {
-	counters []probe.FlagCounters // by slot
-	tuples   map[probe.SYNTuple]uint64
-	sources  map[probe.SYNSource]uint64
+// maxSourceThreshold: a higher threshold would only ever leave the
+// source table empty (the sketch's cells are 32 bits, a busy source
+// sends far fewer SYNs per interval).
+const maxSourceThreshold = 1 << 20
+
+// readSynInterval swaps the SYN tables and reads the counters after the
+// swap. SYNs that arrive between the two are in the counters of this
+// interval and in the tables of the next; over the whole run the counts
+// agree exactly.
+func readSynInterval(pp *probe.PacketPath, attached []probe.Attachment) ([]probe.FlagCounters, probe.SYNTables, error) {
+	tables, err := pp.SwapSYN()
+	if err != nil {
+		return nil, tables, err
+	}
+	counters := make([]probe.FlagCounters, len(attached))
+	for i, a := range attached {
+		if counters[i], err = pp.Counters(a.Slot); err != nil {
+			return nil, tables, err
+		}
+	}
+	return counters, tables, nil
 }
 
-func readSynSnapshot(pp *probe.PacketPath) (synSnapshot, error) {
-	var s synSnapshot
-	var err error
-	if s.counters, err = readAllCounters(pp); err != nil {
-		return s, err
-	}
-	if s.tuples, err = pp.SYNTuples(); err != nil {
-		return s, err
-	}
-	if s.sources, err = pp.SYNSources(); err != nil {
-		return s, err
-	}
-	return s, nil
-}
-
-// synTracker turns the kernel's cumulative counts into per-interval ones.
-//
-// The LRU maps hold counts since start; a tuple the kernel evicted loses
-// its count. So per interval, a tuple's count is the growth since the last
-// snapshot (or its whole count when it was evicted and came back), and the
-// SYNs not accounted for by any tracked tuple are untracked.
+// synTracker turns the kernel's cumulative counters and per-interval
+// tables into reports. The tables come back empty at every swap, so a
+// tuple's count in a table is its count in the interval.
 type synTracker struct {
-	attached    []probe.Attachment
-	top         int
-	prevTuples  map[probe.SYNTuple]uint64
-	prevSources map[probe.SYNSource]uint64
-	prevCounts  []probe.FlagCounters
-	// untracked SYNs reported so far, per slot; cumulative and monotonic.
-	untracked, untrackedSources []uint64
+	attached   []probe.Attachment
+	top        int
+	prevCounts []probe.FlagCounters
+	// over all intervals: table entries and the SYNs they counted
+	tuples, sources int
+	attributed      uint64
 }
 
 func newSynTracker(attached []probe.Attachment, top int) *synTracker {
 	return &synTracker{
-		attached:         attached,
-		top:              top,
-		prevTuples:       map[probe.SYNTuple]uint64{},
-		prevSources:      map[probe.SYNSource]uint64{},
-		prevCounts:       make([]probe.FlagCounters, len(attached)),
-		untracked:        make([]uint64, len(attached)),
-		untrackedSources: make([]uint64, len(attached)),
+		attached:   append([]probe.Attachment(nil), attached...),
+		top:        top,
+		prevCounts: make([]probe.FlagCounters, len(attached)),
 	}
 }
 
@@ -150,55 +164,54 @@ type countedTuple struct {
 
 type countedSource struct {
 	probe.SYNSource
-	count uint64
+	probe.SourceCount
 }
 
 // synIfaceReport is one interface's interval.
 type synIfaceReport struct {
-	name                            string
-	syn, synAck, dropped, untracked uint64
-	tuples                          []countedTuple
-	sources                         []countedSource
+	name                                              string
+	syn, synAck, dropped, untracked, untrackedSources uint64
+	tuples                                            []countedTuple
+	sources                                           []countedSource
 }
 
 type synReport []synIfaceReport
 
-func growth(cur, prev uint64, had bool) uint64 {
-	if had && cur >= prev {
-		return cur - prev
+// any says whether the report holds anything at all.
+func (r synReport) any() bool {
+	for _, ifr := range r {
+		if ifr.syn+ifr.synAck+ifr.dropped > 0 || len(ifr.tuples)+len(ifr.sources) > 0 {
+			return true
+		}
 	}
-	return cur // new, or evicted and inserted again
+	return false
 }
 
-func (t *synTracker) interval(s synSnapshot) synReport {
+func (t *synTracker) interval(counters []probe.FlagCounters, tables probe.SYNTables) synReport {
 	rep := make(synReport, len(t.attached))
 	for i, a := range t.attached {
-		d := probe.SubCounters(s.counters[i], t.prevCounts[i])
-		rep[i] = synIfaceReport{name: a.Interface.Name, syn: d.SynNoAck, synAck: d.SynAck, dropped: d.Dropped}
+		d := probe.SubCounters(counters[i], t.prevCounts[i])
+		rep[i] = synIfaceReport{name: a.Interface.Name, syn: d.SynNoAck, synAck: d.SynAck, dropped: d.Dropped,
+			untracked: d.SynUntracked, untrackedSources: d.SynUntrackedSource}
 	}
-	for k, v := range s.tuples {
-		prev, had := t.prevTuples[k]
-		if g := growth(v, prev, had); g > 0 && int(k.Slot) < len(rep) {
-			rep[k.Slot].tuples = append(rep[k.Slot].tuples, countedTuple{k, g})
+	slotIndex := map[uint32]int{}
+	for i, a := range t.attached {
+		slotIndex[a.Slot] = i
+	}
+	for k, v := range tables.Tuples {
+		t.tuples++
+		t.attributed += v
+		if i, ok := slotIndex[k.Slot]; ok {
+			rep[i].tuples = append(rep[i].tuples, countedTuple{k, v})
 		}
 	}
-	for k, v := range s.sources {
-		prev, had := t.prevSources[k]
-		if g := growth(v, prev, had); g > 0 && int(k.Slot) < len(rep) {
-			rep[k.Slot].sources = append(rep[k.Slot].sources, countedSource{k, g})
+	for k, v := range tables.Sources {
+		t.sources++
+		if i, ok := slotIndex[k.Slot]; ok {
+			rep[i].sources = append(rep[i].sources, countedSource{k, v})
 		}
 	}
-	tupleSums, sourceSums := t.sums(s)
 	for i := range rep {
-		// A SYN is counted before its tuple is, so a snapshot taken in
-		// between sees a transient gap: only ever report growth.
-		if u := sat(s.counters[i].SynNoAck, tupleSums[i]); u > t.untracked[i] {
-			rep[i].untracked = u - t.untracked[i]
-			t.untracked[i] = u
-		}
-		if u := sat(s.counters[i].SynNoAck, sourceSums[i]); u > t.untrackedSources[i] {
-			t.untrackedSources[i] = u
-		}
 		sort.Slice(rep[i].tuples, func(a, b int) bool { return lessTuple(rep[i].tuples[a], rep[i].tuples[b]) })
 		sort.Slice(rep[i].sources, func(a, b int) bool { return lessSource(rep[i].sources[a], rep[i].sources[b]) })
 		if t.top > 0 && len(rep[i].tuples) > t.top {
@@ -208,45 +221,21 @@ func (t *synTracker) interval(s synSnapshot) synReport {
 			rep[i].sources = rep[i].sources[:t.top]
 		}
 	}
-	t.prevTuples, t.prevSources, t.prevCounts = s.tuples, s.sources, s.counters
+	t.prevCounts = counters
 	return rep
 }
 
-func (t *synTracker) sums(s synSnapshot) (tuples, sources []uint64) {
-	tuples = make([]uint64, len(t.attached))
-	sources = make([]uint64, len(t.attached))
-	for k, v := range s.tuples {
-		if int(k.Slot) < len(tuples) {
-			tuples[k.Slot] += v
-		}
-	}
-	for k, v := range s.sources {
-		if int(k.Slot) < len(sources) {
-			sources[k.Slot] += v
-		}
-	}
-	return tuples, sources
-}
-
-func (t *synTracker) summary(s synSnapshot, elapsed time.Duration) output.SYNSummary {
-	sum := output.SYNSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Tuples: len(s.tuples), Sources: len(s.sources)}
-	tupleSums, sourceSums := t.sums(s)
-	for i := range t.attached {
-		c := s.counters[i]
+func (t *synTracker) summary(counters []probe.FlagCounters, elapsed time.Duration) output.SYNSummary {
+	sum := output.SYNSummary{Type: "summary", DurationSeconds: elapsed.Seconds(),
+		Tuples: t.tuples, Sources: t.sources, Attributed: t.attributed}
+	for _, c := range counters {
 		sum.SYN += c.SynNoAck
 		sum.SYNAck += c.SynAck
 		sum.Dropped += c.Dropped
-		sum.Untracked += sat(c.SynNoAck, tupleSums[i])
-		sum.UntrackedSources += sat(c.SynNoAck, sourceSums[i])
+		sum.Untracked += c.SynUntracked
+		sum.UntrackedSources += c.SynUntrackedSource
 	}
 	return sum
-}
-
-func sat(a, b uint64) uint64 {
-	if a > b {
-		return a - b
-	}
-	return 0
 }
 
 func lessTuple(a, b countedTuple) bool {
@@ -266,8 +255,8 @@ func lessTuple(a, b countedTuple) bool {
 }
 
 func lessSource(a, b countedSource) bool {
-	if a.count != b.count {
-		return a.count > b.count
+	if a.SYNs != b.SYNs {
+		return a.SYNs > b.SYNs
 	}
 	return a.Addr.Compare(b.Addr) < 0
 }
@@ -276,7 +265,8 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 	ts := timestamp(now)
 	for _, ifr := range r {
 		if err := out.Emit(output.SYNIntervalRecord{Type: "syn_interval", Time: ts, Interface: ifr.name,
-			SYN: ifr.syn, SYNAck: ifr.synAck, Dropped: ifr.dropped, Untracked: ifr.untracked}); err != nil {
+			SYN: ifr.syn, SYNAck: ifr.synAck, Dropped: ifr.dropped, Untracked: ifr.untracked,
+			UntrackedSources: ifr.untrackedSources}); err != nil {
 			return err
 		}
 		for _, tp := range ifr.tuples {
@@ -287,7 +277,7 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 		}
 		for _, src := range ifr.sources {
 			if err := out.Emit(output.SYNSourceRecord{Type: "syn_source", Time: ts, Interface: ifr.name,
-				Src: src.Addr.String(), Count: src.count}); err != nil {
+				Src: src.Addr.String(), Count: src.SYNs, EarlierEstimate: src.Earlier}); err != nil {
 				return err
 			}
 		}
@@ -297,8 +287,8 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 
 func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time.Time) {
 	for _, ifr := range r {
-		fmt.Fprintf(w, "%s %s: %d SYN, %d SYN-ACK, %d dropped, %d untracked\n",
-			now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck, ifr.dropped, ifr.untracked)
+		fmt.Fprintf(w, "%s %s: %d SYN, %d SYN-ACK, %d dropped, %d untracked, %d untracked by source\n",
+			now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck, ifr.dropped, ifr.untracked, ifr.untrackedSources)
 		if len(ifr.tuples) > 0 {
 			t := output.NewTable(w, "SRC", "SPORT", "DST", "DPORT", "SYNS")
 			for _, tp := range ifr.tuples {
@@ -307,17 +297,26 @@ func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time
 			t.Flush()
 		}
 		if len(ifr.sources) > 0 {
-			t := output.NewTable(w, "SOURCE", "SYNS")
+			t := output.NewTable(w, "SOURCE", "SYNS", "EARLIER")
 			for _, src := range ifr.sources {
-				t.Row(src.Addr, src.count)
+				t.Row(src.Addr, src.SYNs, earlierText(src.Earlier))
 			}
 			t.Flush()
 		}
 	}
 }
 
+// earlierText shows the sketch's estimate of a source's SYNs before it got
+// its entry ("-" when there were none).
+func earlierText(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("<=%d", n)
+}
+
 func writeSynSummary(w interface{ Write([]byte) (int, error) }, s output.SYNSummary) {
-	fmt.Fprintf(w, "\nSummary: %.1fs since start: %d SYN, %d SYN-ACK, %d dropped; %s and %s tracked at exit; %s untracked (tuple evicted from a full map), %d by source\n",
-		s.DurationSeconds, s.SYN, s.SYNAck, s.Dropped, output.Plural(uint64(s.Tuples), "tuple"), output.Plural(uint64(s.Sources), "source"),
-		output.Plural(s.Untracked, "SYN"), s.UntrackedSources)
+	fmt.Fprintf(w, "\nSummary: %.1fs since start: %d SYN, %d SYN-ACK, %d dropped; %s counted on %s (per interval), %d untracked (the interval's tuple table was full); %s with exact entries, %d SYNs untracked by source\n",
+		s.DurationSeconds, s.SYN, s.SYNAck, s.Dropped, output.Plural(s.Attributed, "SYN"), output.Plural(uint64(s.Tuples), "tuple"),
+		s.Untracked, output.Plural(uint64(s.Sources), "source"), s.UntrackedSources)
 }

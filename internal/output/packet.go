@@ -57,7 +57,10 @@ type SYNSourceRecord struct {
 	Time      string `json:"time"`
 	Interface string `json:"interface"`
 	Src       string `json:"src"`
-	Count     uint64 `json:"count"`
+	Count     uint64 `json:"count"` // SYNs since the source got its entry, exact
+	// EarlierEstimate is the sketch's upper bound on the source's SYNs
+	// before it got its entry (0 when it got one at its first SYN).
+	EarlierEstimate uint64 `json:"earlier_estimate"`
 }
 
 // SYNIntervalRecord is one interface's SYN totals for an interval.
@@ -69,6 +72,8 @@ type SYNIntervalRecord struct {
 	SYNAck    uint64 `json:"syn_ack"`
 	Dropped   uint64 `json:"dropped"`
 	Untracked uint64 `json:"untracked"`
+	// UntrackedSources: SYNs not counted on any source entry.
+	UntrackedSources uint64 `json:"untracked_sources"`
 }
 
 // SYNSummary holds totals since start, over all interfaces.
@@ -78,8 +83,9 @@ type SYNSummary struct {
 	SYN              uint64  `json:"syn"`
 	SYNAck           uint64  `json:"syn_ack"`
 	Dropped          uint64  `json:"dropped"`
-	Tuples           int     `json:"tuples"`
-	Sources          int     `json:"sources"`
+	Tuples           int     `json:"tuples"`     // tuple entries, summed over intervals
+	Sources          int     `json:"sources"`    // source entries, summed over intervals
+	Attributed       uint64  `json:"attributed"` // SYNs counted on tuple entries: syn - untracked
 	Untracked        uint64  `json:"untracked"`
 	UntrackedSources uint64  `json:"untracked_sources"`
 }

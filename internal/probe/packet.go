@@ -5,26 +5,46 @@ package probe
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
-	"github.com/tcplens/tcplens/internal/events"
 )
 
 // MaxInterfaces is how many interfaces one packet path can watch: the size
 // of the per-CPU counters array in bpf/packet.c.
 const MaxInterfaces = 64
 
+// MaxSYNTableEntries bounds MaxTuples and MaxSources. Each table exists
+// twice (one filling, one being read), preallocated: at this bound the two
+// tuple tables alone take about 200 MB of kernel memory.
+const MaxSYNTableEntries = 1 << 20
+
 // PacketConfig is what the packet path needs to know before it is loaded.
 type PacketConfig struct {
-	TrackSYN     bool     // fill the SYN tuple and source maps
-	MaxTuples    uint32   // entries in the SYN tuple LRU map
-	MaxSources   uint32   // entries in the SYN source LRU map
-	DropSYNPorts []uint16 // drop SYN-without-ACK to these destination ports
+	TrackSYN  bool   // fill the SYN tuple and source tables
+	MaxTuples uint32 // entries in each SYN tuple table (0: the object's default)
+	// MaxSources is the entries in each SYN source table (0: the default).
+	MaxSources uint32
+	// SourceThreshold is how many SYNs a source sends (on one CPU, in one
+	// interval, as the sketch estimates it) before it gets an exact entry;
+	// 0 or 1: from its first SYN, unless a flood drowns it out.
+	SourceThreshold uint32
+	DropSYNPorts    []uint16 // drop SYN-without-ACK to these destination ports
+}
+
+// Validate checks the limits the kernel would otherwise refuse at load
+// time with an unhelpful errno.
+func (cfg PacketConfig) Validate() error {
+	if cfg.MaxTuples > MaxSYNTableEntries {
+		return fmt.Errorf("%d SYN tuple entries: at most %d", cfg.MaxTuples, MaxSYNTableEntries)
+	}
+	if cfg.MaxSources > MaxSYNTableEntries {
+		return fmt.Errorf("%d SYN source entries: at most %d", cfg.MaxSources, MaxSYNTableEntries)
+	}
+	return nil
 }
 
 // PacketPath is the packet-path programs loaded once per interface, all
@@ -34,6 +54,7 @@ type PacketPath struct {
 	Attached []Attachment
 
 	colls []*ebpf.Collection
+	syn   *synTables // nil unless TrackSYN
 }
 
 // Attachment is one program attached to one interface.
@@ -55,13 +76,23 @@ func LoadPacketSpec(cfg PacketConfig, slot uint32) (*ebpf.CollectionSpec, error)
 	if err != nil {
 		return nil, fmt.Errorf("read embedded packet-path object: %w", err)
 	}
-	if cfg.MaxTuples > 0 {
-		spec.Maps[bpfobj.PacketMapSynTuples].MaxEntries = cfg.MaxTuples
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.MaxSources > 0 {
-		spec.Maps[bpfobj.PacketMapSynSources].MaxEntries = cfg.MaxSources
+	tuples, sources := spec.Maps[bpfobj.PacketMapSynTuples].InnerMap, spec.Maps[bpfobj.PacketMapSynSources].InnerMap
+	switch {
+	case !cfg.TrackSYN:
+		// Only the template is made; keep it small.
+		tuples.MaxEntries, sources.MaxEntries = 1, 1
+	default:
+		if cfg.MaxTuples > 0 {
+			tuples.MaxEntries = cfg.MaxTuples
+		}
+		if cfg.MaxSources > 0 {
+			sources.MaxEntries = cfg.MaxSources
+		}
 	}
-	kcfg := bpfobj.PacketPacketConfig{Slot: slot}
+	kcfg := bpfobj.PacketPacketConfig{Slot: slot, SourceThreshold: cfg.SourceThreshold}
 	if cfg.TrackSYN {
 		kcfg.TrackSyn = 1
 	}
@@ -93,6 +124,8 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 				bpfobj.PacketMapCounters:   p.Maps.Counters,
 				bpfobj.PacketMapSynTuples:  p.Maps.SynTuples,
 				bpfobj.PacketMapSynSources: p.Maps.SynSources,
+				bpfobj.PacketMapSynSketch:  p.Maps.SynSketch,
+				bpfobj.PacketMapSynState:   p.Maps.SynState,
 				bpfobj.PacketMapDropPorts:  p.Maps.DropPorts,
 			}
 		}
@@ -106,6 +139,12 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 			if err := coll.Assign(&p.Maps); err != nil {
 				p.Close()
 				return nil, fmt.Errorf("packet-path maps: %w", err)
+			}
+			if cfg.TrackSYN {
+				if p.syn, err = newSYNTables(spec, &p.Maps); err != nil {
+					p.Close()
+					return nil, err
+				}
 			}
 		}
 	}
@@ -185,8 +224,9 @@ func attachXDP(prog *ebpf.Program, iface Interface, nativeOnly bool) (link.Link,
 	return l, "generic", nil
 }
 
-// Close detaches everything and releases the programs and maps.
-func (p *PacketPath) Close() error {
+// Detach detaches every program and keeps the maps, so that a last read
+// sees counts no packet changes any more.
+func (p *PacketPath) Detach() error {
 	var errs []error
 	for _, a := range p.Attached {
 		if err := a.link.Close(); err != nil {
@@ -194,11 +234,21 @@ func (p *PacketPath) Close() error {
 		}
 	}
 	p.Attached = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches everything and releases the programs and maps.
+func (p *PacketPath) Close() error {
+	err := p.Detach()
 	for _, c := range p.colls {
 		c.Close()
 	}
 	p.colls = nil
-	return errors.Join(errs...)
+	if p.syn != nil {
+		p.syn.close()
+		p.syn = nil
+	}
+	return err
 }
 
 // Counters sums one interface's per-CPU counters.
@@ -232,53 +282,4 @@ func SubCounters(a, b FlagCounters) FlagCounters {
 // summing and subtracting need no list of fields to keep in step.
 func counterWords(c *FlagCounters) *[unsafe.Sizeof(FlagCounters{}) / 8]uint64 {
 	return (*[unsafe.Sizeof(FlagCounters{}) / 8]uint64)(unsafe.Pointer(c))
-}
-
-// SYNTuple is one connection attempt's 4-tuple as the packet path saw it.
-type SYNTuple struct {
-	Slot         uint32
-	Src, Dst     netip.Addr
-	Sport, Dport uint16
-}
-
-// SYNTuples reads every tracked tuple and its SYN count.
-func (p *PacketPath) SYNTuples() (map[SYNTuple]uint64, error) {
-	out := map[SYNTuple]uint64{}
-	var key bpfobj.PacketSynTuple
-	var count uint64
-	it := p.Maps.SynTuples.Iterate()
-	for it.Next(&key, &count) {
-		out[SYNTuple{
-			Slot:  uint32(key.Slot),
-			Src:   events.Addr(key.Family, key.Saddr),
-			Dst:   events.Addr(key.Family, key.Daddr),
-			Sport: key.Sport,
-			Dport: key.Dport,
-		}] = count
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read SYN tuples: %w", err)
-	}
-	return out, nil
-}
-
-// SYNSource is one source address that sent SYNs on one interface.
-type SYNSource struct {
-	Slot uint32
-	Addr netip.Addr
-}
-
-// SYNSources reads every tracked source and its SYN count.
-func (p *PacketPath) SYNSources() (map[SYNSource]uint64, error) {
-	out := map[SYNSource]uint64{}
-	var key bpfobj.PacketSynSource
-	var count uint64
-	it := p.Maps.SynSources.Iterate()
-	for it.Next(&key, &count) {
-		out[SYNSource{Slot: uint32(key.Slot), Addr: events.Addr(key.Family, key.Addr)}] = count
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read SYN sources: %w", err)
-	}
-	return out, nil
 }

@@ -45,8 +45,8 @@ func TestPacketPathVerifies(t *testing.T) {
 							t.Errorf("slot %d: program %s missing after load", slot, name)
 						}
 					}
-					if got := coll.Maps[bpfobj.PacketMapSynTuples].MaxEntries(); got != 128 {
-						t.Errorf("syn_tuples has %d entries, want MaxTuples 128", got)
+					if got, want := spec.Maps[bpfobj.PacketMapSynTuples].InnerMap.MaxEntries, map[bool]uint32{true: 128, false: 1}[track]; got != want {
+						t.Errorf("syn_tuples tables have %d entries, want %d", got, want)
 					}
 					coll.Close()
 				}
@@ -82,6 +82,9 @@ func TestPacketStructLayouts(t *testing.T) {
 		{"flag_counters", bpfobj.PacketFlagCounters{}},
 		{"syn_tuple", bpfobj.PacketSynTuple{}},
 		{"syn_source", bpfobj.PacketSynSource{}},
+		{"syn_source_state", bpfobj.PacketSynSourceState{}},
+		{"syn_cpu_state", bpfobj.PacketSynCpuState{}},
+		{"syn_sketch", bpfobj.PacketSynSketch{}},
 		{"packet_config", bpfobj.PacketPacketConfig{}},
 	} {
 		var st *btf.Struct
@@ -120,10 +123,15 @@ func TestPacketStructLayouts(t *testing.T) {
 	for name, want := range map[string][2]uintptr{
 		bpfobj.PacketMapCounters:   {4, reflect.TypeOf(bpfobj.PacketFlagCounters{}).Size()},
 		bpfobj.PacketMapSynTuples:  {reflect.TypeOf(bpfobj.PacketSynTuple{}).Size(), 8},
-		bpfobj.PacketMapSynSources: {reflect.TypeOf(bpfobj.PacketSynSource{}).Size(), 8},
+		bpfobj.PacketMapSynSources: {reflect.TypeOf(bpfobj.PacketSynSource{}).Size(), reflect.TypeOf(bpfobj.PacketSynSourceState{}).Size()},
+		bpfobj.PacketMapSynSketch:  {4, reflect.TypeOf(bpfobj.PacketSynSketch{}).Size()},
+		bpfobj.PacketMapSynState:   {4, reflect.TypeOf(bpfobj.PacketSynCpuState{}).Size()},
 		bpfobj.PacketMapDropPorts:  {4, 8},
 	} {
 		m := spec.Maps[name]
+		if m != nil && m.InnerMap != nil {
+			m = m.InnerMap // the tables, not the one-slot arrays that hold them
+		}
 		if m == nil {
 			t.Errorf("map %s missing from the packet object", name)
 			continue
