@@ -29,7 +29,7 @@ var scenarios = []scenario{
 }
 
 // snmpDelta is after[key] - before[key].
-func snmpDelta(t *testing.T, before, after map[string]uint64, key string) uint64 {
+func snmpDelta(t testing.TB, before, after map[string]uint64, key string) uint64 {
 	t.Helper()
 	b, ok1 := before[key]
 	a, ok2 := after[key]
@@ -39,7 +39,7 @@ func snmpDelta(t *testing.T, before, after map[string]uint64, key string) uint64
 	return a - b
 }
 
-func snmp(t *testing.T, ns *testnet.NS) map[string]uint64 {
+func snmp(t testing.TB, ns *testnet.NS) map[string]uint64 {
 	t.Helper()
 	m, err := ns.SNMP()
 	if err != nil {

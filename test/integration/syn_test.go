@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,10 +80,15 @@ func TestSynTracksEveryConnection(t *testing.T) {
 			if res.ExitCode != 0 {
 				t.Fatalf("tcplens syn on B exited with %d; stderr: %s", res.ExitCode, res.Stderr)
 			}
-			checkCounts(t, res.Summary(t, ""), map[string]uint64{
-				"syn": syns, "syn_ack": 0, "tuples": n, "sources": 1,
+			sum := res.Summary(t, "")
+			checkCounts(t, sum, map[string]uint64{
+				"syn": syns, "syn_ack": 0, "attributed": syns,
 				"untracked": 0, "untracked_sources": 0, "dropped": 0,
 			})
+			// Entries are per interval: a connection whose SYN was
+			// retransmitted in a later interval has an entry in each.
+			checkRange(t, sum, "tuples", n, syns)
+			checkRange(t, sum, "sources", 1, syns)
 			tuples, sources, intervalSYN := synLines(t, res.Records(t))
 			var total uint64
 			for tp, count := range tuples {
@@ -115,9 +121,10 @@ func TestSynTracksEveryConnection(t *testing.T) {
 	}
 }
 
-// TestSynMaxTuplesCountsUntracked gives the tuple map fewer entries than
-// connections: every SYN is still counted, and the ones whose tuple was
-// evicted are reported as untracked, not lost silently.
+// TestSynMaxTuplesCountsUntracked gives the tuple table fewer entries than
+// connections, and an interval longer than the test, so that every SYN
+// falls in one table: the first maxTuples SYNs (distinct connections) fill
+// it, and every later SYN is counted as untracked, exactly.
 func TestSynMaxTuplesCountsUntracked(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
@@ -128,7 +135,7 @@ func TestSynMaxTuplesCountsUntracked(t *testing.T) {
 			p := testnet.NewPair(t)
 			srv := p.B.Listen(t, fam, 0)
 			tl := p.B.StartTcplens(t, "syn", "-i", p.B.Link, "-o", "json", "--hook", "tc",
-				"--max-tuples", fmt.Sprint(maxTuples), "--top", "0", "--interval", "200ms")
+				"--max-tuples", fmt.Sprint(maxTuples), "--top", "0", "--interval", "1h")
 			before := snmp(t, p.A)
 			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, n))
 			testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
@@ -140,17 +147,78 @@ func TestSynMaxTuplesCountsUntracked(t *testing.T) {
 				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
 			}
 			sum := res.Summary(t, "")
-			tracked := sum.Uint(t, "tuples")
-			if tracked == 0 || tracked > maxTuples {
-				t.Errorf("tuples = %d, want 1 to %d", tracked, maxTuples)
-			}
-			checkCounts(t, sum, map[string]uint64{"syn": syns, "sources": 1, "untracked_sources": 0})
-			// A tuple holds one SYN, or more if its SYN was retransmitted:
-			// the untracked ones are the rest.
-			checkRange(t, sum, "untracked", n-tracked-(syns-n), syns-tracked)
-			if sum.Uint(t, "untracked") == 0 {
-				t.Errorf("untracked = 0 with %d connections and --max-tuples %d", n, maxTuples)
+			checkCounts(t, sum, map[string]uint64{
+				"syn": syns, "tuples": maxTuples, "attributed": maxTuples, "untracked": syns - maxTuples,
+				"sources": 1, "untracked_sources": 0,
+			})
+			tuples, _, _ := synLines(t, res.Records(t))
+			if len(tuples) != maxTuples {
+				t.Errorf("%d syn lines, want %d: %v", len(tuples), maxTuples, tuples)
 			}
 		})
 	}
+}
+
+// TestSynFloodAccountsEverySYN floods A with 200k SYNs from 50k spoofed
+// sources, every one a new 4-tuple, into the default table sizes (16384
+// tuples per interval): tcplens keeps running, its `syn` is what A's TCP
+// received (Tcp:InSegs, A has no other TCP traffic), and every SYN is
+// either on a syn line or counted as untracked, exactly.
+func TestSynFloodAccountsEverySYN(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	prepareFloodTarget(t, p.A)
+	tl := p.A.StartTcplens(t, "syn", "-i", p.A.Link, "-o", "json", "--hook", "tc", "--top", "0", "--interval", "250ms")
+
+	before := snmp(t, p.A)
+	f := flood{syns: 200_000, sources: 50_000, dst: p.A.IPv4.AsSlice(), dport: floodDport, maxTime: 30 * time.Second}
+	sent, took, err := f.send(p.B, p.A)
+	if err != nil {
+		t.Fatalf("flood: %v", err)
+	}
+	after := waitSettled(t, p.A)
+	received := snmpDelta(t, before, after, "Tcp:InSegs")
+	t.Logf("sent %d SYNs in %v; A's TCP received %d", sent, took, received)
+	if received == 0 {
+		t.Fatal("A's TCP received none of the flood")
+	}
+
+	res := tl.Stop()
+	if res.ExitCode != 0 {
+		t.Fatalf("tcplens syn exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+	}
+	sum := res.Summary(t, "")
+	syn, untracked, attributed := sum.Uint(t, "syn"), sum.Uint(t, "untracked"), sum.Uint(t, "attributed")
+	if syn != received {
+		t.Errorf("syn = %d, A's TCP received %d (Tcp:InSegs)", syn, received)
+	}
+	if attributed+untracked != syn {
+		t.Errorf("attributed %d + untracked %d = %d, want syn %d", attributed, untracked, attributed+untracked, syn)
+	}
+	if untracked == 0 {
+		t.Errorf("untracked = 0: %d new tuples should overflow 16384-entry tables", syn)
+	}
+	tuples, sources, intervalSYN := synLines(t, res.Records(t))
+	var onLines, onSources uint64
+	for tp, n := range tuples {
+		onLines += n
+		if tp.dport != floodDport || !strings.HasPrefix(tp.src, "198.1") {
+			t.Errorf("syn line for %v, which the flood did not send", tp)
+		}
+	}
+	for _, n := range sources {
+		onSources += n
+	}
+	if onLines != attributed {
+		t.Errorf("syn lines hold %d SYNs, summary says %d attributed", onLines, attributed)
+	}
+	if intervalSYN != syn {
+		t.Errorf("syn_interval lines sum to %d SYNs, summary says %d", intervalSYN, syn)
+	}
+	if us := sum.Uint(t, "untracked_sources"); onSources+us != syn {
+		t.Errorf("syn_source lines hold %d SYNs + %d untracked by source, want syn %d", onSources, us, syn)
+	}
+	t.Logf("syn %d: %d attributed on %d tuple entries, %d untracked (%.1f%%); %d on source entries",
+		syn, attributed, sum.Uint(t, "tuples"), untracked, 100*float64(untracked)/float64(syn), onSources)
 }
