@@ -62,7 +62,7 @@ struct syn_tuple {
 	__u8 pad;
 };
 
-/* Aligned so that the sketch can hash the address as four words (the
+/* Aligned so that the sketch can read the address as 32-bit words (the
  * verifier refuses misaligned stack reads). */
 struct syn_source {
 	__u8 addr[16];
@@ -140,20 +140,18 @@ struct {
  * (user space zeroes it at each swap). A spoofed flood brings a new source
  * with nearly every SYN; the sketch counts it for a few ns, and only a
  * source that stands out gets an exact entry.
+ *
+ * Blocked: a source's four counters (one per row) lie in one cache line,
+ * chosen by the hash, each row picking one of its 8 cells there by other
+ * bits of the hash. One cache miss per SYN instead of four, which is most
+ * of what a sketch costs once the TCP stack has run between two SYNs.
+ * Cells are 16 bits and saturate; the estimate only decides who gets an
+ * exact entry.
  */
 #define SKETCH_ROWS 4
-#define SKETCH_WIDTH 2048 /* 4 x 2048 x 4 bytes: the largest per-CPU value */
-
-struct syn_sketch {
-	__u32 cell[SKETCH_ROWS][SKETCH_WIDTH];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct syn_sketch);
-} syn_sketch SEC(".maps");
+#define SKETCH_ROW_CELLS 8                                 /* per row in a line */
+#define SKETCH_LINES 256                                   /* 16 KiB */
+#define SKETCH_ROW_WIDTH (SKETCH_LINES * SKETCH_ROW_CELLS) /* cells per row */
 
 /* Per CPU, reset by user space at each swap. */
 struct syn_cpu_state {
@@ -162,12 +160,20 @@ struct syn_cpu_state {
 	__u32 sources_full; /* same for the source table */
 };
 
+/* The state and the sketch in one value: one lookup, and the state's line
+ * is the one the sketch's neighbours keep warm. */
+struct syn_cpu {
+	struct syn_cpu_state state;
+	__u8 pad[64 - sizeof(struct syn_cpu_state)];
+	__u16 cell[SKETCH_LINES][SKETCH_ROWS * SKETCH_ROW_CELLS];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct syn_cpu_state);
-} syn_state SEC(".maps");
+	__type(value, struct syn_cpu);
+} syn_percpu SEC(".maps");
 
 /* One bit per destination port: drop SYNs to it. */
 struct {
@@ -179,23 +185,25 @@ struct {
 
 /*
  * count_tuple adds one SYN to its tuple's entry, making it if there is
- * room. It returns 0 when counted, -1 when the table is full.
+ * room. It returns 0 when counted, -1 when the table is full. A flood
+ * brings a new tuple with every SYN, and so does ordinary traffic (one SYN
+ * per connection): it tries the insert first and looks up only when the
+ * entry exists already.
  */
-static __always_inline int count_tuple(void *table, struct syn_tuple *key, __u32 *full)
+static __always_inline int count_tuple(struct syn_tuple *key, __u32 *full)
 {
+	__u32 zero = 0;
 	__u64 one = 1, *val;
+	void *table;
 
 	if (*full)
 		return -1;
-	val = bpf_map_lookup_elem(table, key);
-	if (val) {
-		__sync_fetch_and_add(val, 1);
-		return 0;
-	}
+	table = bpf_map_lookup_elem(&syn_tuples, &zero);
+	if (!table)
+		return -1;
 	long err = bpf_map_update_elem(table, key, &one, BPF_NOEXIST);
 	if (err == 0)
 		return 0;
-	/* A racing CPU may have inserted it first: then add to theirs. */
 	val = bpf_map_lookup_elem(table, key);
 	if (val) {
 		__sync_fetch_and_add(val, 1);
@@ -205,35 +213,28 @@ static __always_inline int count_tuple(void *table, struct syn_tuple *key, __u32
 	return -1;
 }
 
-static __always_inline __u32 mix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
-	return h;
-}
-
-/* sketch_add counts a SYN of src in every row and returns the estimate:
- * the smallest of the row counts, never below the truth. */
-static __always_inline __u32 sketch_add(struct syn_sketch *sk, const struct syn_source *src)
+/*
+ * sketch_add counts a SYN of src in every row and returns the estimate:
+ * the smallest of the row counts, never below the truth (unless a cell
+ * saturated). The hash is multiply-shift over the address's two halves:
+ * two independent multiplies instead of a serial chain of mixing rounds.
+ */
+static __always_inline __u32 sketch_add(struct syn_cpu *sk, const struct syn_source *src)
 {
 	const __u32 *w = (const __u32 *)src->addr;
-	__u32 h1 = 0x9747b28c ^ ((__u32)src->slot << 8 | src->family);
-	__u32 h2;
+	__u64 lo = (__u64)w[1] << 32 | w[0], hi = (__u64)w[3] << 32 | w[2];
+	__u64 h = (lo ^ 0x9e3779b97f4a7c15ULL) * 0xbf58476d1ce4e5b9ULL ^
+		  (hi ^ ((__u64)src->slot << 8 | src->family)) * 0x94d049bb133111ebULL;
 
-	h1 = mix32(h1 ^ w[0]);
-	h1 = mix32(h1 ^ w[1]);
-	h1 = mix32(h1 ^ w[2]);
-	h1 = mix32(h1 ^ w[3]);
-	h2 = mix32(h1 ^ 0x5bd1e995) | 1;
-
+	h ^= h >> 31;
+	__u16 *line = sk->cell[(h >> 40) & (SKETCH_LINES - 1)];
 	__u32 est = ~0U;
 #pragma unroll
 	for (int r = 0; r < SKETCH_ROWS; r++) {
-		__u32 idx = (h1 + r * h2) & (SKETCH_WIDTH - 1);
-		__u32 v = ++sk->cell[r][idx];
+		__u16 *cell = &line[r * SKETCH_ROW_CELLS + ((h >> (3 * r)) & (SKETCH_ROW_CELLS - 1))];
+		__u16 v = *cell;
+		if (v != 0xffff)
+			*cell = ++v;
 		if (v < est)
 			est = v;
 	}
@@ -243,23 +244,23 @@ static __always_inline __u32 sketch_add(struct syn_sketch *sk, const struct syn_
 /*
  * count_source gives the SYN to its source's exact entry if the source has
  * one or stands out enough to get one: at least cfg.source_threshold SYNs
- * on this CPU this interval, and more than twice what an average sketch
- * cell holds (a uniform spoofed flood fills every cell alike, and then no
+ * on this CPU this interval, and more than twice what an average cell of
+ * a row holds (a uniform spoofed flood fills every cell alike, and then no
  * source stands out). It returns 0 when counted exactly, -1 otherwise.
  */
-static __always_inline int count_source(struct syn_source *src, struct syn_cpu_state *st)
+static __always_inline int count_source(struct syn_source *src, struct syn_cpu *cpu)
 {
 	__u32 zero = 0;
-	struct syn_sketch *sk = bpf_map_lookup_elem(&syn_sketch, &zero);
-	void *table = bpf_map_lookup_elem(&syn_sources, &zero);
+	struct syn_cpu_state *st = &cpu->state;
 
-	if (!sk || !table)
-		return -1;
-	__u64 est = sketch_add(sk, src);
+	__u64 est = sketch_add(cpu, src);
 	st->syns++;
-	if (est < cfg.source_threshold || est * SKETCH_WIDTH <= 2 * st->syns)
+	if (est < cfg.source_threshold || est * SKETCH_ROW_WIDTH <= 2 * st->syns)
 		return -1;
 
+	void *table = bpf_map_lookup_elem(&syn_sources, &zero);
+	if (!table)
+		return -1;
 	struct syn_source_state *val = bpf_map_lookup_elem(table, src);
 	if (val) {
 		__sync_fetch_and_add(&val->syns, 1);
@@ -283,8 +284,7 @@ static __always_inline void track_syn(void *data, void *data_end, struct packet 
 				      struct flag_counters *c)
 {
 	__u32 zero = 0;
-	struct syn_cpu_state *st = bpf_map_lookup_elem(&syn_state, &zero);
-	void *tuples = bpf_map_lookup_elem(&syn_tuples, &zero);
+	struct syn_cpu *cpu = bpf_map_lookup_elem(&syn_percpu, &zero);
 	struct syn_tuple tuple = {
 		.sport = pkt->sport,
 		.dport = pkt->dport,
@@ -293,12 +293,12 @@ static __always_inline void track_syn(void *data, void *data_end, struct packet 
 	};
 
 	/* Every way out of here counts the SYN exactly once per view. */
-	if (!st || !tuples || packet_addrs(data, data_end, pkt, tuple.saddr, tuple.daddr) != 0) {
+	if (!cpu || packet_addrs(data, data_end, pkt, tuple.saddr, tuple.daddr) != 0) {
 		c->syn_untracked++;
 		c->syn_untracked_source++;
 		return;
 	}
-	if (count_tuple(tuples, &tuple, &st->tuples_full) != 0)
+	if (count_tuple(&tuple, &cpu->state.tuples_full) != 0)
 		c->syn_untracked++;
 
 	struct syn_source src = {
@@ -306,7 +306,7 @@ static __always_inline void track_syn(void *data, void *data_end, struct packet 
 		.family = pkt->family,
 	};
 	__builtin_memcpy(src.addr, tuple.saddr, sizeof(src.addr));
-	if (count_source(&src, st) != 0)
+	if (count_source(&src, cpu) != 0)
 		c->syn_untracked_source++;
 }
 

@@ -46,16 +46,16 @@ type PacketPacketConfig struct {
 	Pad             [2]uint8
 }
 
-type PacketSynCpuState struct {
-	_           structs.HostLayout
-	Syns        uint64
-	TuplesFull  uint32
-	SourcesFull uint32
-}
-
-type PacketSynSketch struct {
-	_    structs.HostLayout
-	Cell [4][2048]uint32
+type PacketSynCpu struct {
+	_     structs.HostLayout
+	State struct {
+		_           structs.HostLayout
+		Syns        uint64
+		TuplesFull  uint32
+		SourcesFull uint32
+	}
+	Pad  [48]uint8
+	Cell [256][32]uint16
 }
 
 type PacketSynSource struct {
@@ -89,9 +89,8 @@ type PacketSynTuple struct {
 const (
 	PacketMapCounters             = "counters"
 	PacketMapDropPorts            = "drop_ports"
-	PacketMapSynSketch            = "syn_sketch"
+	PacketMapSynPercpu            = "syn_percpu"
 	PacketMapSynSources           = "syn_sources"
-	PacketMapSynState             = "syn_state"
 	PacketMapSynTuples            = "syn_tuples"
 	PacketProgTcplensTc           = "tcplens_tc"
 	PacketProgTcplensXdp          = "tcplens_xdp"
@@ -153,9 +152,8 @@ type PacketProgramSpecs struct {
 type PacketMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	DropPorts  *ebpf.MapSpec `ebpf:"drop_ports"`
-	SynSketch  *ebpf.MapSpec `ebpf:"syn_sketch"`
+	SynPercpu  *ebpf.MapSpec `ebpf:"syn_percpu"`
 	SynSources *ebpf.MapSpec `ebpf:"syn_sources"`
-	SynState   *ebpf.MapSpec `ebpf:"syn_state"`
 	SynTuples  *ebpf.MapSpec `ebpf:"syn_tuples"`
 }
 
@@ -191,9 +189,8 @@ func (o *PacketObjects) Close() error {
 type PacketMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	DropPorts  *ebpf.Map `ebpf:"drop_ports"`
-	SynSketch  *ebpf.Map `ebpf:"syn_sketch"`
+	SynPercpu  *ebpf.Map `ebpf:"syn_percpu"`
 	SynSources *ebpf.Map `ebpf:"syn_sources"`
-	SynState   *ebpf.Map `ebpf:"syn_state"`
 	SynTuples  *ebpf.Map `ebpf:"syn_tuples"`
 }
 
@@ -201,9 +198,8 @@ func (m *PacketMaps) Close() error {
 	return _PacketClose(
 		m.Counters,
 		m.DropPorts,
-		m.SynSketch,
+		m.SynPercpu,
 		m.SynSources,
-		m.SynState,
 		m.SynTuples,
 	)
 }

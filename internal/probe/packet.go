@@ -124,8 +124,7 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 				bpfobj.PacketMapCounters:   p.Maps.Counters,
 				bpfobj.PacketMapSynTuples:  p.Maps.SynTuples,
 				bpfobj.PacketMapSynSources: p.Maps.SynSources,
-				bpfobj.PacketMapSynSketch:  p.Maps.SynSketch,
-				bpfobj.PacketMapSynState:   p.Maps.SynState,
+				bpfobj.PacketMapSynPercpu:  p.Maps.SynPercpu,
 				bpfobj.PacketMapDropPorts:  p.Maps.DropPorts,
 			}
 		}

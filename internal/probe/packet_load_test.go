@@ -83,8 +83,7 @@ func TestPacketStructLayouts(t *testing.T) {
 		{"syn_tuple", bpfobj.PacketSynTuple{}},
 		{"syn_source", bpfobj.PacketSynSource{}},
 		{"syn_source_state", bpfobj.PacketSynSourceState{}},
-		{"syn_cpu_state", bpfobj.PacketSynCpuState{}},
-		{"syn_sketch", bpfobj.PacketSynSketch{}},
+		{"syn_cpu", bpfobj.PacketSynCpu{}},
 		{"packet_config", bpfobj.PacketPacketConfig{}},
 	} {
 		var st *btf.Struct
@@ -124,8 +123,7 @@ func TestPacketStructLayouts(t *testing.T) {
 		bpfobj.PacketMapCounters:   {4, reflect.TypeOf(bpfobj.PacketFlagCounters{}).Size()},
 		bpfobj.PacketMapSynTuples:  {reflect.TypeOf(bpfobj.PacketSynTuple{}).Size(), 8},
 		bpfobj.PacketMapSynSources: {reflect.TypeOf(bpfobj.PacketSynSource{}).Size(), reflect.TypeOf(bpfobj.PacketSynSourceState{}).Size()},
-		bpfobj.PacketMapSynSketch:  {4, reflect.TypeOf(bpfobj.PacketSynSketch{}).Size()},
-		bpfobj.PacketMapSynState:   {4, reflect.TypeOf(bpfobj.PacketSynCpuState{}).Size()},
+		bpfobj.PacketMapSynPercpu:  {4, reflect.TypeOf(bpfobj.PacketSynCpu{}).Size()},
 		bpfobj.PacketMapDropPorts:  {4, 8},
 	} {
 		m := spec.Maps[name]

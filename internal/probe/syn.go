@@ -30,8 +30,7 @@ type synTables struct {
 	tupleVals             []uint64
 	sourceKeys            []bpfobj.PacketSynSource
 	sourceVals            []bpfobj.PacketSynSourceState
-	zeroSketch            []bpfobj.PacketSynSketch
-	zeroState             []bpfobj.PacketSynCpuState
+	zeroPerCPU            []bpfobj.PacketSynCpu
 }
 
 func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps) (*synTables, error) {
@@ -66,8 +65,7 @@ func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps) (*synTable
 		t.close()
 		return nil, fmt.Errorf("count CPUs: %w", err)
 	}
-	t.zeroSketch = make([]bpfobj.PacketSynSketch, ncpu)
-	t.zeroState = make([]bpfobj.PacketSynCpuState, ncpu)
+	t.zeroPerCPU = make([]bpfobj.PacketSynCpu, ncpu)
 	t.tupleKeys, t.tupleVals = make([]bpfobj.PacketSynTuple, synBatch), make([]uint64, synBatch)
 	t.sourceKeys, t.sourceVals = make([]bpfobj.PacketSynSource, synBatch), make([]bpfobj.PacketSynSourceState, synBatch)
 	return t, nil
@@ -129,12 +127,8 @@ func (p *PacketPath) SwapSYN() (SYNTables, error) {
 	// racing with these writes can only make an estimate or a flag wrong
 	// for a moment, never a count: the sketch decides only who gets an
 	// exact entry, and a SYN that finds a flag set is counted as untracked.
-	var zero uint32
-	if err := t.maps.SynSketch.Put(zero, t.zeroSketch); err != nil {
+	if err := t.maps.SynPercpu.Put(uint32(0), t.zeroPerCPU); err != nil {
 		return SYNTables{}, fmt.Errorf("reset SYN sketch: %w", err)
-	}
-	if err := t.maps.SynState.Put(zero, t.zeroState); err != nil {
-		return SYNTables{}, fmt.Errorf("reset SYN table state: %w", err)
 	}
 	tuples, err := t.drainTuples(t.spareTuples, true)
 	if err != nil {

@@ -171,6 +171,7 @@ func TestSynFloodAccountsEverySYN(t *testing.T) {
 	prepareFloodTarget(t, p.A)
 	tl := p.A.StartTcplens(t, "syn", "-i", p.A.Link, "-o", "json", "--hook", "tc", "--top", "0", "--interval", "250ms")
 
+	rssBefore := rssKiB(t, tl.PID())
 	before := snmp(t, p.A)
 	f := flood{syns: 200_000, sources: 50_000, dst: p.A.IPv4.AsSlice(), dport: floodDport, maxTime: 30 * time.Second}
 	sent, took, err := f.send(p.B, p.A)
@@ -179,7 +180,8 @@ func TestSynFloodAccountsEverySYN(t *testing.T) {
 	}
 	after := waitSettled(t, p.A)
 	received := snmpDelta(t, before, after, "Tcp:InSegs")
-	t.Logf("sent %d SYNs in %v; A's TCP received %d", sent, took, received)
+	t.Logf("sent %d SYNs in %v (%.0f/s); A's TCP received %d; tcplens RSS %d KiB before, %d KiB after",
+		sent, took, float64(sent)/took.Seconds(), received, rssBefore, rssKiB(t, tl.PID()))
 	if received == 0 {
 		t.Fatal("A's TCP received none of the flood")
 	}

@@ -20,6 +20,7 @@ import (
 // arrive at the other end as if from spoofed sources.
 type flood struct {
 	syns    int    // how many SYNs
+	first   int    // index of the first SYN: a later flood continues an earlier one
 	sources int    // distinct source addresses, from 198.18.0.0 (RFC 2544's benchmark range)
 	dst     net.IP // the receiving end's IPv4 address
 	dport   uint16 // a port nobody listens on: the receiver answers RST, routed nowhere
@@ -29,11 +30,17 @@ type flood struct {
 // floodDport is the port the flood goes to; nothing listens there.
 const floodDport = 9
 
+// floodMaxSources is the size of 198.18.0.0/15.
+const floodMaxSources = 1 << 17
+
 // send writes the flood from ns onto its veth, addressed to the peer's
 // MAC, and returns how many frames the socket took and how long it took.
 // Source i%sources sends from port 1024+i/sources, so every SYN of the
 // flood is a new 4-tuple.
 func (f flood) send(from, to *testnet.NS) (int, time.Duration, error) {
+	if f.sources < 1 || f.sources > floodMaxSources {
+		return 0, 0, fmt.Errorf("flood from %d sources: 1 to %d", f.sources, floodMaxSources)
+	}
 	dstMAC, err := linkMAC(to)
 	if err != nil {
 		return 0, 0, err
@@ -56,11 +63,11 @@ func (f flood) send(from, to *testnet.NS) (int, time.Duration, error) {
 		frame := synFrame(ifc.HardwareAddr, dstMAC, f.dst, f.dport)
 		start := time.Now()
 		deadline := start.Add(f.maxTime)
-		for i := 0; i < f.syns; i++ {
+		for i := f.first; i < f.first+f.syns; i++ {
 			src := uint32(198<<24|18<<16) + uint32(i%f.sources)
 			setSYN(frame, src, uint16(1024+i/f.sources))
 			if _, err := unix.Write(fd, frame); err != nil {
-				if err == unix.ENOBUFS || err == unix.EAGAIN {
+				if (err == unix.ENOBUFS || err == unix.EAGAIN) && time.Now().Before(deadline) {
 					i-- // the device queue is full for a moment: the same frame again
 					continue
 				}
