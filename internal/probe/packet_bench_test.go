@@ -31,8 +31,10 @@ import (
 // enough to hide the syscall, short enough to alternate programs often.
 const benchChunk = 1 << 16
 
-// Rotating-tuple SYN benchmarks: four times as many tuples as the LRU map
-// holds, so in steady state every SYN misses, inserts and evicts.
+// Rotating-tuple SYN benchmarks: four times as many tuples as the tuple
+// table holds, so in steady state the table is full (nothing is evicted)
+// and every SYN is counted as untracked. test/integration's
+// BenchmarkSynFloodCost measures a real flood, fill phase included.
 const (
 	benchMaxTuples      = 16384
 	benchRotatingTuples = 4 * benchMaxTuples
@@ -210,8 +212,8 @@ func BenchmarkPacketPath(b *testing.B) {
 				checkPath(b, bp, hook, frames[0], true)
 				benchPair(b, empty, lens, frames, benchChunk)
 			})
-			// A SYN flood from many tuples: every SYN a new tuple, inserted
-			// into a full LRU map. BPF_PROG_TEST_RUN repeats one frame, so
+			// A SYN flood from many tuples: every SYN a new tuple, arriving
+			// at a full tuple table. BPF_PROG_TEST_RUN repeats one frame, so
 			// each call runs a frame once, and the kernel's timer (read
 			// around each call) is part of both numbers: the ratio here
 			// understates the real one; compare ns/pkt differences.
