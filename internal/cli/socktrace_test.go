@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 	"unsafe"
@@ -26,23 +24,6 @@ type names map[uint64]string
 func (n names) Name(v uint64) string { return n[v] }
 
 var goldenZero = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-
-func checkGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if os.Getenv("UPDATE_GOLDEN") == "1" {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (UPDATE_GOLDEN=1 writes it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs:\ngot:\n%s\nwant:\n%s", name, got, want)
-	}
-}
 
 // TestSockTraceJSONGolden runs fabricated records of each tracepoint
 // command through its report, JSON and text, and compares with golden files.
@@ -114,7 +95,7 @@ func TestSockTraceJSONGolden(t *testing.T) {
 		if err := ri.flushInterval(goldenZero.Add(2 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		checkGolden(t, "socktrace."+string(f)+".golden", buf.Bytes())
+		golden(t, "socktrace."+string(f)+".golden", buf.Bytes())
 	}
 }
 
