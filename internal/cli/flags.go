@@ -33,7 +33,7 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 
-	pp, err := startPacketPath(&c, probe.PacketConfig{DropSYNPorts: ports})
+	pp, err := startPacketPath(&c, "flags", probe.PacketConfig{DropSYNPorts: ports})
 	if err != nil {
 		return err
 	}

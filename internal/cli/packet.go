@@ -8,7 +8,7 @@ import (
 
 // startPacketPath resolves the interfaces and hook, loads the packet path
 // and attaches it everywhere, or attaches nothing and says why.
-func startPacketPath(c *common, cfg probe.PacketConfig) (*probe.PacketPath, error) {
+func startPacketPath(c *common, command string, cfg probe.PacketConfig) (*probe.PacketPath, error) {
 	hook, err := resolveHook(c.hook)
 	if err != nil {
 		return nil, err
@@ -16,6 +16,9 @@ func startPacketPath(c *common, cfg probe.PacketConfig) (*probe.PacketPath, erro
 	ifaces, err := probe.ResolveInterfaces(c.interfaces)
 	if err != nil {
 		return nil, usageError{err.Error()}
+	}
+	if err := probe.CheckPrivileges(command); err != nil {
+		return nil, err
 	}
 	if err := prepareBPF(); err != nil {
 		return nil, err

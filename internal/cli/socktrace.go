@@ -61,6 +61,9 @@ type sockTrace struct {
 // writes the ready file, or does none of it.
 func startSockTrace(c *common, what string, opts probe.SockTracerOptions,
 	load func(probe.SockTracerOptions) (*probe.SockTracer, error)) (*sockTrace, error) {
+	if err := probe.CheckPrivileges(what); err != nil {
+		return nil, err
+	}
 	if err := prepareBPF(); err != nil {
 		return nil, err
 	}

@@ -53,7 +53,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 
-	pp, err := startPacketPath(&c, probe.PacketConfig{
+	pp, err := startPacketPath(&c, "syn", probe.PacketConfig{
 		TrackSYN: true, MaxTuples: maxTuples, MaxSources: maxSources, SourceThreshold: threshold, DropSYNPorts: ports,
 	})
 	if err != nil {

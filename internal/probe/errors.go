@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 )
 
 // ErrPrivileges marks failures that mean the process lacks the privileges
 // to load or attach BPF programs; the CLI turns it into exit code 2.
-var ErrPrivileges = errors.New("needs root, or CAP_BPF with CAP_NET_ADMIN and CAP_PERFMON")
+// CheckPrivileges names the missing capabilities up front; this text is for
+// the kernel's refusals that remain (a user namespace, an LSM).
+var ErrPrivileges = errors.New("not permitted: needs root or the capabilities 'tcplens doctor' lists")
 
 // ErrUnsupported marks a kernel feature that this kernel does not offer.
 var ErrUnsupported = errors.New("not supported by this kernel")
@@ -20,6 +23,11 @@ func explainLoadError(what string, err error) error {
 	// or a program the verifier rejects reads as missing privileges.
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {
+		if strings.Contains(verr.Error(), "!root") {
+			// "pointer arithmetic ... prohibited for !root": the verifier
+			// wants CAP_PERFMON, which the kernel did not grant here.
+			return fmt.Errorf("%s: rejected by the kernel verifier for want of CAP_PERFMON: %w", what, ErrPrivileges)
+		}
 		// The full log is long; its last lines say why.
 		return fmt.Errorf("%s: rejected by the kernel verifier: %v", what, verr)
 	}

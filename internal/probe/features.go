@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -254,35 +253,22 @@ func checkTracepoint(tp Tracepoint) error {
 	return l.Close()
 }
 
-var capNames = []struct {
-	bit  uint
-	name string
-}{{39, "CAP_BPF"}, {12, "CAP_NET_ADMIN"}, {38, "CAP_PERFMON"}, {21, "CAP_SYS_ADMIN"}}
+// capNames are the capabilities doctor reports.
+var capNames = []Capability{CapBPF, CapNetAdmin, CapPerfmon, CapDACReadSearch, CapSysAdmin}
 
 // capabilitySummary reads the effective capabilities of this process.
 func capabilitySummary() string {
-	data, err := os.ReadFile("/proc/self/status")
+	eff, err := effectiveCaps()
 	if err != nil {
 		return "unknown: " + err.Error()
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		hex, ok := strings.CutPrefix(line, "CapEff:")
-		if !ok {
-			continue
+	var parts []string
+	for _, c := range capNames {
+		mark := "-"
+		if eff&(1<<c.Bit) != 0 {
+			mark = "+"
 		}
-		eff, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-		if err != nil {
-			return "unknown: " + err.Error()
-		}
-		var parts []string
-		for _, c := range capNames {
-			mark := "-"
-			if eff&(1<<c.bit) != 0 {
-				mark = "+"
-			}
-			parts = append(parts, mark+c.name)
-		}
-		return strings.Join(parts, " ")
+		parts = append(parts, mark+c.Name)
 	}
-	return "unknown: no CapEff in /proc/self/status"
+	return strings.Join(parts, " ")
 }

@@ -32,7 +32,8 @@ func EnsureTracefs() (mounted bool, err error) {
 	}
 	if err := unix.Mount("tracefs", tracefsPath, "tracefs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return false, fmt.Errorf("tracefs is not mounted at %s and mounting it needs CAP_SYS_ADMIN: %w", tracefsPath, ErrPrivileges)
+			return false, &PrivilegeError{Why: fmt.Sprintf("tracefs is not mounted at %s (mount -t tracefs tracefs %s)", tracefsPath, tracefsPath),
+				Needs: []Capability{CapSysAdmin}, Missing: []Capability{CapSysAdmin}}
 		}
 		return false, fmt.Errorf("tracefs is not mounted at %s and mounting it failed: %v (mount -t tracefs tracefs %s)", tracefsPath, err, tracefsPath)
 	}

@@ -1,0 +1,151 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Capability is one Linux capability, by its bit in CapEff.
+type Capability struct {
+	Bit  uint
+	Name string
+}
+
+var (
+	CapDACOverride   = Capability{1, "CAP_DAC_OVERRIDE"}
+	CapDACReadSearch = Capability{2, "CAP_DAC_READ_SEARCH"}
+	CapNetAdmin      = Capability{12, "CAP_NET_ADMIN"}
+	CapSysAdmin      = Capability{21, "CAP_SYS_ADMIN"}
+	CapPerfmon       = Capability{38, "CAP_PERFMON"}
+	CapBPF           = Capability{39, "CAP_BPF"}
+)
+
+// Minimal capability sets, found by running each command under setpriv as
+// user nobody with one capability less each time (test/integration
+// privileges_test.go does it on every run):
+//   - CAP_BPF: maps and programs;
+//   - CAP_PERFMON: the verifier allows pointer arithmetic on packets and
+//     bpf_probe_read_kernel only to perfmon-capable loaders, and attaching
+//     to a tracepoint (perf_event_open) needs it too;
+//   - CAP_NET_ADMIN: XDP and TC programs, and attaching them to a device;
+//   - CAP_DAC_READ_SEARCH: tracepoint IDs are read from tracefs, which the
+//     kernel mounts mode 0700 for root; uid 0 needs no capability for that.
+var (
+	PacketPathCaps = []Capability{CapBPF, CapNetAdmin, CapPerfmon}
+	SocketPathCaps = []Capability{CapBPF, CapPerfmon, CapDACReadSearch}
+)
+
+// CommandCaps lists, per command, the capabilities it needs without root.
+var CommandCaps = map[string][]Capability{
+	"flags":   PacketPathCaps,
+	"syn":     PacketPathCaps,
+	"retrans": SocketPathCaps,
+	"rtt":     SocketPathCaps,
+	"states":  SocketPathCaps,
+	"resets":  SocketPathCaps,
+	"drops":   SocketPathCaps,
+}
+
+// PrivilegeError says which of a command's capabilities are missing. It
+// matches ErrPrivileges, which the CLI turns into exit code 2.
+type PrivilegeError struct {
+	Needs, Missing []Capability
+	Why            string // what failed, when a trial showed it
+}
+
+func (e *PrivilegeError) Error() string {
+	msg := "needs root, or " + capList(e.Needs)
+	if len(e.Missing) > 0 {
+		msg += "; missing " + capList(e.Missing)
+	}
+	if e.Why != "" {
+		msg = e.Why + ": " + msg
+	}
+	return msg
+}
+
+func (e *PrivilegeError) Is(target error) bool { return target == ErrPrivileges }
+
+func capList(cs []Capability) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// effectiveCaps reads this process's effective capability set.
+func effectiveCaps() (uint64, error) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff in /proc/self/status")
+}
+
+// has reports whether eff grants c, counting what the kernel lets
+// CAP_SYS_ADMIN stand in for (bpf_capable, perfmon_capable, and the net
+// admin check of program loading) and CAP_DAC_OVERRIDE for reads.
+func has(eff uint64, c Capability) bool {
+	held := func(c Capability) bool { return eff&(1<<c.Bit) != 0 }
+	switch c {
+	case CapBPF, CapPerfmon, CapNetAdmin:
+		return held(c) || held(CapSysAdmin)
+	case CapDACReadSearch:
+		return held(c) || held(CapDACOverride)
+	}
+	return held(c)
+}
+
+// CheckPrivileges refuses, before anything is loaded, a command whose
+// capabilities this process does not hold. CAP_DAC_READ_SEARCH is tried
+// rather than required: uid 0 reads tracefs as its owner.
+func CheckPrivileges(command string) error {
+	needs, ok := CommandCaps[command]
+	if !ok {
+		return fmt.Errorf("no privileges listed for command %q", command)
+	}
+	eff, err := effectiveCaps()
+	if err != nil {
+		return nil // cannot tell: let the kernel decide
+	}
+	perr := &PrivilegeError{Needs: needs}
+	tracefs := false
+	for _, c := range needs {
+		if c == CapDACReadSearch {
+			tracefs = true
+			continue
+		}
+		if !has(eff, c) {
+			perr.Missing = append(perr.Missing, c)
+		}
+	}
+	if len(perr.Missing) > 0 {
+		return perr
+	}
+	if tracefs {
+		if _, err := EnsureTracefs(); err != nil {
+			return err
+		}
+		if _, err := os.ReadDir(tracefsPath + "/events"); err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				perr.Why = "cannot read tracepoint IDs in " + tracefsPath + " (mode 0700, root's)"
+				perr.Missing = []Capability{CapDACReadSearch}
+				return perr
+			}
+			return fmt.Errorf("read %s/events: %v", tracefsPath, err)
+		}
+	}
+	return nil
+}
