@@ -47,6 +47,11 @@ func runDoctor(ctx context.Context, env Env, args []string) error {
 
 	checks := probe.RunChecks()
 	missing := probe.Missing(checks)
+	for c := range probe.CommandCaps {
+		for _, cp := range probe.MissingCaps(c) {
+			missing[c] = append(missing[c], probe.Feature(cp.Name))
+		}
+	}
 	cmds := make([]string, 0, len(probe.CommandNeeds))
 	for c := range probe.CommandNeeds {
 		cmds = append(cmds, c)

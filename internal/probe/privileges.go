@@ -108,43 +108,67 @@ func has(eff uint64, c Capability) bool {
 	return held(c)
 }
 
+// MissingCaps lists the capabilities of command that this process lacks.
+// CAP_DAC_READ_SEARCH is tried rather than required: uid 0 reads tracefs
+// as its owner. Nothing is missing when the capabilities cannot be read:
+// the kernel decides then.
+func MissingCaps(command string) []Capability {
+	eff, err := effectiveCaps()
+	if err != nil {
+		return nil
+	}
+	var missing []Capability
+	for _, c := range CommandCaps[command] {
+		if c == CapDACReadSearch {
+			if !tracefsReadable() {
+				missing = append(missing, c)
+			}
+			continue
+		}
+		if !has(eff, c) {
+			missing = append(missing, c)
+		}
+	}
+	return missing
+}
+
+// tracefsReadable reports whether this process can read tracepoint IDs;
+// an unmounted tracefs is EnsureTracefs's business, not this one's.
+func tracefsReadable() bool {
+	_, err := os.ReadDir(tracefsPath + "/events")
+	return !errors.Is(err, os.ErrPermission)
+}
+
 // CheckPrivileges refuses, before anything is loaded, a command whose
-// capabilities this process does not hold. CAP_DAC_READ_SEARCH is tried
-// rather than required: uid 0 reads tracefs as its owner.
+// capabilities this process does not hold, and mounts tracefs for the
+// socket-path commands when it is missing (which needs CAP_SYS_ADMIN).
 func CheckPrivileges(command string) error {
 	needs, ok := CommandCaps[command]
 	if !ok {
 		return fmt.Errorf("no privileges listed for command %q", command)
 	}
-	eff, err := effectiveCaps()
-	if err != nil {
-		return nil // cannot tell: let the kernel decide
-	}
-	perr := &PrivilegeError{Needs: needs}
+	var missing []Capability
 	tracefs := false
-	for _, c := range needs {
+	for _, c := range MissingCaps(command) {
 		if c == CapDACReadSearch {
 			tracefs = true
+		} else {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		return &PrivilegeError{Needs: needs, Missing: missing}
+	}
+	for _, c := range needs {
+		if c != CapDACReadSearch {
 			continue
 		}
-		if !has(eff, c) {
-			perr.Missing = append(perr.Missing, c)
-		}
-	}
-	if len(perr.Missing) > 0 {
-		return perr
-	}
-	if tracefs {
 		if _, err := EnsureTracefs(); err != nil {
 			return err
 		}
-		if _, err := os.ReadDir(tracefsPath + "/events"); err != nil {
-			if errors.Is(err, os.ErrPermission) {
-				perr.Why = "cannot read tracepoint IDs in " + tracefsPath + " (mode 0700, root's)"
-				perr.Missing = []Capability{CapDACReadSearch}
-				return perr
-			}
-			return fmt.Errorf("read %s/events: %v", tracefsPath, err)
+		if tracefs || !tracefsReadable() {
+			return &PrivilegeError{Needs: needs, Missing: []Capability{CapDACReadSearch},
+				Why: "cannot read tracepoint IDs in " + tracefsPath + " (mode 0700, root's)"}
 		}
 	}
 	return nil
