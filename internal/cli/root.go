@@ -12,6 +12,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
@@ -40,17 +41,41 @@ func register(name, summary string, run func(context.Context, Env, []string) err
 
 // Main runs tcplens with args (without the program name) and returns the
 // process exit code.
+//
+// Every write to Env.Stdout is checked: the first failure stops the run
+// and makes it exit 1, since output silently lost is a wrong answer.
 func Main(args []string, env Env) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stdout := output.NewCheckedWriter(env.Stdout, func(error) { cancel() })
+	env.Stdout = stdout
+	code, err := run(ctx, args, env)
+	werr := stdout.Err()
+	if werr != nil && (err == nil || !errors.Is(err, werr)) {
+		// Said even after another error: it is why output is missing.
+		fmt.Fprintf(env.Stderr, "tcplens: write output: %v\n", werr)
+		if code == ExitOK {
+			code = ExitRuntime
+		}
+	}
+	return code
+}
+
+// run runs one command and returns its exit code and the error it has
+// already reported, if any.
+func run(ctx context.Context, args []string, env Env) (int, error) {
 	if len(args) == 0 {
 		// The default command, top, is not built yet: say what is.
 		printUsage(env.Stdout)
-		return ExitOK
+		return ExitOK, nil
 	}
 	name := args[0]
 	switch name {
 	case "-h", "--help", "help":
 		printUsage(env.Stdout)
-		return ExitOK
+		return ExitOK, nil
 	case "--version", "-V":
 		name = "version"
 	}
@@ -58,22 +83,20 @@ func Main(args []string, env Env) int {
 	if name != "" && name[0] == '-' {
 		// Flags without a command would be top's, and top is not built yet.
 		fmt.Fprintf(env.Stderr, "tcplens: %s given without a command; the default command, top, does not exist yet (run 'tcplens help' for the list)\n", name)
-		return ExitUsage
+		return ExitUsage, nil
 	}
 	cmd, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(env.Stderr, "tcplens: unknown command %q (run 'tcplens help' for the list)\n", name)
-		return ExitUsage
+		return ExitUsage, nil
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	err := cmd.run(ctx, env, args)
 	if err == nil || errors.Is(err, errHelp) {
-		return ExitOK
+		return ExitOK, nil
 	}
 	fmt.Fprintf(env.Stderr, "tcplens %s: %v\n", name, err)
-	return exitCode(err)
+	return exitCode(err), err
 }
 
 func exitCode(err error) int {

@@ -29,7 +29,10 @@ func lookSetpriv(t *testing.T) string {
 func runPrivCmd(t *testing.T, cmd *exec.Cmd) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if cmd.Stdout == nil {
+		cmd.Stdout = &stdout
+	}
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +91,12 @@ func TestNoPrivilegesExitsTwo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withStdout sends cmd's standard output to w instead of runPrivCmd's buffer.
+func withStdout(cmd *exec.Cmd, w io.Writer) *exec.Cmd {
+	cmd.Stdout = w
+	return cmd
 }
 
 // nobodyCopy copies the test binary where user nobody can run it: the
