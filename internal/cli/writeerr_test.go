@@ -57,4 +57,3 @@ func TestCheckedWriterShortWrite(t *testing.T) {
 type shortWriter struct{}
 
 func (shortWriter) Write(p []byte) (int, error) { return len(p) / 2, nil }
-
