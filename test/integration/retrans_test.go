@@ -82,6 +82,15 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 			counts := p.A.StartTcplens(t, "retrans", "-o", "json", "--port", port, "--interval", "300ms")
 			start := time.Now()
 
+			// The independent oracle: A's namespace counts every segment it
+			// retransmits in Tcp:RetransSegs, and this connection is the
+			// only one A makes. tcplens reports the growth of the socket's
+			// tcpi_total_retrans, so comparing with that alone would be
+			// true by construction.
+			snmpBefore, err := p.A.SNMP()
+			if err != nil {
+				t.Fatal(err)
+			}
 			c, err := p.A.Dial(srv.Addr, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -111,6 +120,11 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			snmpAfter, err := p.A.SNMP()
+			if err != nil {
+				t.Fatal(err)
+			}
+			snmpSegs := snmpAfter["Tcp:RetransSegs"] - snmpBefore["Tcp:RetransSegs"]
 			// Give the last records time to reach the ring buffer reader.
 			time.Sleep(200 * time.Millisecond)
 			streamRes, countRes := stream.Stop(), counts.Stop()
@@ -138,9 +152,12 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 					t.Logf("state %s: %v", s, r) // may be in loss recovery, still ESTABLISHED
 				}
 			}
-			t.Logf("%s: %d retransmit records, %d segments; tcpi_total_retrans %d", c, len(recs), segs, want)
+			t.Logf("%s: %d retransmit records, %d segments; tcpi_total_retrans %d; namespace Tcp:RetransSegs +%d", c, len(recs), segs, want, snmpSegs)
 			if segs != want {
 				t.Errorf("stream: segments add up to %d, tcpi_total_retrans is %d", segs, want)
+			}
+			if segs != snmpSegs {
+				t.Errorf("stream: segments add up to %d, the namespace's Tcp:RetransSegs grew by %d", segs, snmpSegs)
 			}
 			if lost := streamRes.Summary(t, "").Uint(t, "lost"); lost != 0 {
 				t.Errorf("stream lost %d records", lost)
@@ -152,6 +169,9 @@ func TestRetransSegmentsMatchTotalRetrans(t *testing.T) {
 			}
 			if counted != want {
 				t.Errorf("--interval: counts add up to %d, tcpi_total_retrans is %d", counted, want)
+			}
+			if counted != snmpSegs {
+				t.Errorf("--interval: counts add up to %d, the namespace's Tcp:RetransSegs grew by %d", counted, snmpSegs)
 			}
 		})
 	}
