@@ -324,6 +324,13 @@ func TestDropsLossIsCounted(t *testing.T) {
 	p := testnet.NewPair(t)
 	closed := closedPort(t, p.B, testnet.IPv4)
 	tl := p.B.StartTcplens(t, "drops", "-o", "json", "--port", fmt.Sprint(closed.Port()), "--ring-buffer-bytes", "4096")
+	// B answers each SYN it drops for want of a socket with a reset: its
+	// namespace's Tcp:OutRsts counts the drops the SYNs caused there,
+	// independently of tcplens.
+	snmpBefore, err := p.B.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
 	const senders, perSender = 4, 5000
 	var wg sync.WaitGroup
 	errs := make(chan error, senders)
@@ -364,10 +371,21 @@ func TestDropsLossIsCounted(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
+	snmpAfter, err := p.B.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caused := snmpAfter["Tcp:OutRsts"] - snmpBefore["Tcp:OutRsts"]
 	res := tl.Stop()
 	sum := res.Summary(t, "")
 	drops, lost := sum.Uint(t, "drops"), sum.Uint(t, "lost")
-	t.Logf("%d SYNs sent: %d drop records, %d lost", senders*perSender, drops, lost)
+	t.Logf("%d SYNs sent: %d drop records, %d lost; B sent %d resets (Tcp:OutRsts)", senders*perSender, drops, lost, caused)
+	if caused == 0 {
+		t.Fatalf("B sent no reset: no SYN reached the closed port, the test proves nothing")
+	}
+	if drops+lost < caused {
+		t.Errorf("%d records and %d lost are fewer than the %d drops B's resets prove: loss went uncounted", drops, lost, caused)
+	}
 	if lost == 0 {
 		t.Fatalf("a one-page ring buffer lost nothing under a burst of %d drops", senders*perSender)
 	}
