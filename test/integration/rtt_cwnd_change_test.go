@@ -98,6 +98,10 @@ func TestRTTCwndChangeThreshold(t *testing.T) {
 			t.Errorf("record %d: cwnd %d -> %d is less than %d%%", i, prev.cwnd, r.cwnd, pct)
 		}
 	}
+	if cwndOnly == 0 {
+		// Without one, the threshold above was never checked.
+		t.Errorf("no record for a cwnd change alone among %d, while TCP_INFO cwnd moved %d..%d", len(recs), lo, hi)
+	}
 	for _, r := range recs {
 		if r.reason == "" || strings.Trim(r.reason, "+") == "" {
 			t.Errorf("record without a reason: %+v", r)
