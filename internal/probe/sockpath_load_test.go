@@ -13,7 +13,8 @@ import (
 )
 
 // TestStatesRTTRecordLayouts checks that the Go record types bpf2go made
-// are as large as the C structs in the objects' BTF.
+// are as large as the C structs in the objects' BTF, for every socket-path
+// object.
 func TestStatesRTTRecordLayouts(t *testing.T) {
 	for _, c := range []struct {
 		load   func() (*btf.Spec, error)
@@ -22,6 +23,9 @@ func TestStatesRTTRecordLayouts(t *testing.T) {
 	}{
 		{func() (*btf.Spec, error) { s, err := bpfobj.LoadStates(); return specTypes(s, err) }, "state_event", unsafe.Sizeof(StateEvent{})},
 		{func() (*btf.Spec, error) { s, err := bpfobj.LoadRtt(); return specTypes(s, err) }, "rtt_event", unsafe.Sizeof(RTTEvent{})},
+		{func() (*btf.Spec, error) { s, err := bpfobj.LoadRetrans(); return specTypes(s, err) }, "retrans_event", unsafe.Sizeof(RetransEvent{})},
+		{func() (*btf.Spec, error) { s, err := bpfobj.LoadResets(); return specTypes(s, err) }, "reset_event", unsafe.Sizeof(bpfobj.ResetsResetEvent{})},
+		{func() (*btf.Spec, error) { s, err := bpfobj.LoadDrops(); return specTypes(s, err) }, "drop_event", unsafe.Sizeof(bpfobj.DropsDropEvent{})},
 	} {
 		spec, err := c.load()
 		if err != nil {
@@ -60,4 +64,49 @@ func specTypes(s *ebpf.CollectionSpec, err error) (*btf.Spec, error) {
 		return nil, err
 	}
 	return s.Types, nil
+}
+
+// TestRetransResetsDropsLoadAndAttach loads the tracepoint commands'
+// objects with every filter configuration, so the verifier accepts each,
+// attaches them, and checks that each program the loader knows is loaded
+// and its ring buffer and loss counters exist.
+func TestRetransResetsDropsLoadAndAttach(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	reasons, err := DropReasons()
+	if err != nil {
+		t.Fatalf("drop reasons from kernel BTF: %v", err)
+	}
+	noSocket, err := LookupDropReason(reasons, "NO_SOCKET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaders := []struct {
+		name  string
+		progs int
+		load  func(SockTracerOptions) (*SockTracer, error)
+	}{
+		{"retrans", 2, LoadRetrans},
+		{"resets", 2, LoadResets},
+		{"drops", 1, func(o SockTracerOptions) (*SockTracer, error) { return LoadDrops(o, DropsConfig{}, reasons) }},
+		{"drops skipping NO_SOCKET", 1, func(o SockTracerOptions) (*SockTracer, error) {
+			return LoadDrops(o, DropsConfig{SkipReasons: []uint32{noSocket}}, reasons)
+		}},
+	}
+	for _, l := range loaders {
+		for _, f := range sockFilterShapes() {
+			tr, err := l.load(SockTracerOptions{Filter: f})
+			if err != nil {
+				t.Fatalf("%s with %+v: %v", l.name, f, err)
+			}
+			if len(tr.Programs) < l.progs || len(tr.links) != l.progs {
+				t.Errorf("%s: %d programs loaded, %d attached, want %d attached", l.name, len(tr.Programs), len(tr.links), l.progs)
+			}
+			if tr.Events == nil || tr.Lost == nil {
+				t.Errorf("%s: ring buffer or loss counters missing", l.name)
+			}
+			if err := tr.Close(); err != nil {
+				t.Errorf("%s: close: %v", l.name, err)
+			}
+		}
+	}
 }
