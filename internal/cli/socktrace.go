@@ -53,13 +53,17 @@ func (s *sockTraceFlags) textStyle() (textStyle, error) {
 
 // sockTrace is a loaded, attached socket-path object and its reader.
 type sockTrace struct {
-	tracer *probe.SockTracer
-	reader *events.Reader
+	tracer *probe.SockTracer // nil when tests fake the kernel side
+	reader recordReader
 }
 
-// startSockTrace loads and attaches one object, opens its ring buffer and
-// writes the ready file, or does none of it.
-func startSockTrace(c *common, what string, opts probe.SockTracerOptions,
+// startSockTrace is startKernelSockTrace, or in tests a fake that hands
+// recorded records to the commands without loading anything.
+var startSockTrace = startKernelSockTrace
+
+// startKernelSockTrace loads and attaches one object, opens its ring
+// buffer and writes the ready file, or does none of it.
+func startKernelSockTrace(c *common, what string, opts probe.SockTracerOptions,
 	load func(probe.SockTracerOptions) (*probe.SockTracer, error)) (*sockTrace, error) {
 	if err := probe.CheckPrivileges(what); err != nil {
 		return nil, err
@@ -86,6 +90,9 @@ func startSockTrace(c *common, what string, opts probe.SockTracerOptions,
 
 func (s *sockTrace) Close() error {
 	rerr := s.reader.Close()
+	if s.tracer == nil {
+		return rerr
+	}
 	return errors.Join(rerr, s.tracer.Close())
 }
 

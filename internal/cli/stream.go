@@ -9,6 +9,25 @@ import (
 	"github.com/tcplens/tcplens/internal/events"
 )
 
+// recordReader is what streamLoop and the end-of-run summary need of a
+// socket-path object's ring buffer: events.Reader in tcplens, a fake fed
+// from recorded bytes in tests (stream_test.go), so that --count,
+// --duration, the drain on stop and the loss summary are tested without
+// root.
+type recordReader interface {
+	// Next returns the next record, os.ErrDeadlineExceeded once the
+	// deadline passes, or events.ErrClosed after Close.
+	Next() ([]byte, error)
+	SetDeadline(t time.Time)
+	// Pending is how many bytes of records wait to be read.
+	Pending() int
+	// Lost is how many records the kernel could not hand over.
+	Lost() (uint64, error)
+	Close() error
+}
+
+var _ recordReader = (*events.Reader)(nil)
+
 // streamLoop drives a socket-path command: it hands every ring buffer
 // record to handle, calls tick every interval (when tick is set), and stops
 // on a signal, after --duration, or after --count: records that handle
@@ -16,7 +35,7 @@ import (
 // records that arrived before the stop are not lost.
 type streamLoop struct {
 	c      *common
-	reader *events.Reader
+	reader recordReader
 	// handle decodes and prints one record; it returns whether the record
 	// counts towards --count (filtered-out records do not).
 	handle func(raw []byte) (counted bool, err error)
