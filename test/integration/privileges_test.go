@@ -159,6 +159,11 @@ func TestMinimalCapabilities(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal(err)
 	}
+	// The documented precondition for running without CAP_SYS_ADMIN:
+	// tracefs is mounted (a fresh VM may not have it yet).
+	if _, err := probe.EnsureTracefs(); err != nil {
+		t.Fatal(err)
+	}
 	p := testnet.NewPair(t)
 	bin := nobodyCopy(t)
 	for _, args := range [][]string{
