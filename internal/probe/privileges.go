@@ -4,8 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Capability is one Linux capability, by its bit in CapEff.
@@ -33,9 +37,15 @@ var (
 //   - CAP_NET_ADMIN: XDP and TC programs, and attaching them to a device;
 //   - CAP_DAC_READ_SEARCH: tracepoint IDs are read from tracefs, which the
 //     kernel mounts mode 0700 for root; uid 0 needs no capability for that.
+//
+// Debian's and Ubuntu's kernels add a level 3 to kernel.perf_event_paranoid,
+// their default, that refuses perf_event_open to all but CAP_SYS_ADMIN, and
+// tracepoints attach through perf_event_open: there the socket path needs
+// SocketPathCapsPerfRestricted (measured on Debian's 6.1 and 6.12).
 var (
-	PacketPathCaps = []Capability{CapBPF, CapNetAdmin, CapPerfmon}
-	SocketPathCaps = []Capability{CapBPF, CapPerfmon, CapDACReadSearch}
+	PacketPathCaps               = []Capability{CapBPF, CapNetAdmin, CapPerfmon}
+	SocketPathCaps               = []Capability{CapBPF, CapPerfmon, CapDACReadSearch}
+	SocketPathCapsPerfRestricted = []Capability{CapSysAdmin, CapDACReadSearch}
 )
 
 // CommandCaps lists, per command, the capabilities it needs without root.
@@ -110,15 +120,34 @@ func has(eff uint64, c Capability) bool {
 
 // MissingCaps lists the capabilities of command that this process lacks.
 // CAP_DAC_READ_SEARCH is tried rather than required: uid 0 reads tracefs
-// as its owner. Nothing is missing when the capabilities cannot be read:
-// the kernel decides then.
+// as its owner. So is the perf_event_open that attaching a tracepoint
+// needs. Nothing is missing when the capabilities cannot be read: the
+// kernel decides then.
 func MissingCaps(command string) []Capability {
+	_, missing := capsNeeded(command)
+	return missing
+}
+
+// capsNeeded is the set command needs on this kernel, and what of it this
+// process lacks.
+func capsNeeded(command string) (needs, missing []Capability) {
+	needs = CommandCaps[command]
 	eff, err := effectiveCaps()
 	if err != nil {
-		return nil
+		return needs, nil
 	}
-	var missing []Capability
-	for _, c := range CommandCaps[command] {
+	if slices.Contains(needs, CapDACReadSearch) && eff&(1<<CapSysAdmin.Bit) == 0 {
+		// Try perf_event_open where CAP_PERFMON should be enough for it;
+		// without CAP_PERFMON the trial fails anyway, so go by the sysctl.
+		restricted := PerfEventsRestricted()
+		if has(eff, CapPerfmon) {
+			restricted = perfEventsRefused()
+		}
+		if restricted {
+			needs = SocketPathCapsPerfRestricted
+		}
+	}
+	for _, c := range needs {
 		if c == CapDACReadSearch {
 			if !tracefsReadable() {
 				missing = append(missing, c)
@@ -129,7 +158,33 @@ func MissingCaps(command string) []Capability {
 			missing = append(missing, c)
 		}
 	}
-	return missing
+	return needs, missing
+}
+
+// perfEventsRefused tries a system-wide perf event, as attaching a
+// tracepoint opens one, and reports whether the kernel refused it for want
+// of privileges.
+func perfEventsRefused() bool {
+	attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_DUMMY,
+		Size: uint32(unsafe.Sizeof(unix.PerfEventAttr{}))}
+	fd, err := unix.PerfEventOpen(&attr, -1, 0, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err == nil {
+		unix.Close(fd)
+		return false
+	}
+	return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
+}
+
+// PerfEventsRestricted reports whether kernel.perf_event_paranoid is 3 or
+// more, where Debian's and Ubuntu's kernels want CAP_SYS_ADMIN for
+// perf_event_open (upstream treats 3 as 2).
+func PerfEventsRestricted() bool {
+	b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid")
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && n >= 3
 }
 
 // tracefsReadable reports whether this process can read tracepoint IDs;
@@ -143,13 +198,13 @@ func tracefsReadable() bool {
 // capabilities this process does not hold, and mounts tracefs for the
 // socket-path commands when it is missing (which needs CAP_SYS_ADMIN).
 func CheckPrivileges(command string) error {
-	needs, ok := CommandCaps[command]
-	if !ok {
+	if _, ok := CommandCaps[command]; !ok {
 		return fmt.Errorf("no privileges listed for command %q", command)
 	}
 	var missing []Capability
 	tracefs := false
-	for _, c := range MissingCaps(command) {
+	needs, all := capsNeeded(command)
+	for _, c := range all {
 		if c == CapDACReadSearch {
 			tracefs = true
 		} else {
@@ -157,7 +212,11 @@ func CheckPrivileges(command string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return &PrivilegeError{Needs: needs, Missing: missing}
+		perr := &PrivilegeError{Needs: needs, Missing: missing}
+		if len(missing) == 1 && missing[0] == CapSysAdmin {
+			perr.Why = "the kernel refuses perf_event_open, which attaching a tracepoint needs (kernel.perf_event_paranoid=3 allows it only to CAP_SYS_ADMIN on Debian and Ubuntu; 2 allows CAP_PERFMON)"
+		}
+		return perr
 	}
 	for _, c := range needs {
 		if c != CapDACReadSearch {
