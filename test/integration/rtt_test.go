@@ -42,11 +42,9 @@ type rttRec struct {
 // connection's last record), so between two records cwnd may drift by
 // less than 25% of the earlier one without a record: cwnd must lie in
 // those samples' range widened by that 25% band, and by 2% + 2 segments
-// for the change the next segment's processing makes; srtt (smoothed per
-// ACK, 1 µs units, and a sample may be up to --sample old while cwnd is
-// steady) in their range widened by 50% either way, relative and with no
-// absolute floor, as veth RTTs under bulk load swing between tens of µs
-// and a few ms with queueing. At most 10%
+// for the change the next segment's processing makes. srtt (1 µs units)
+// is judged over the run, by the medians of the snapshots and of the
+// periodic samples, within 1.5x and with no absolute floor (see below). At most 10%
 // of snapshots may miss: a cwnd reduction and its undo between two
 // segments' arrivals is visible to TCP_INFO but not, by design, to
 // tcp_probe. The log reports how close the nearest sample was.
@@ -160,21 +158,16 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 				}
 				srttDev = append(srttDev, absF(float64(nearest.srttUS)-float64(s.srttUS))/float64(max(s.srttUS, 1)))
 				cwndLo, cwndHi := ^uint32(0), uint32(0)
-				lo, hi := ^uint32(0), uint32(0)
 				for _, r := range around {
 					cwndLo, cwndHi = min(cwndLo, r.cwnd), max(cwndHi, r.cwnd)
-					lo, hi = min(lo, r.srttUS), max(hi, r.srttUS)
 				}
 				// The default --cwnd-change band: no record while cwnd
 				// moved by less than 25% from the last record.
 				const band = 0.25
 				cwndOK := float64(s.cwnd) >= float64(cwndLo)*(1-band)*0.98-2 && float64(s.cwnd) <= float64(cwndHi)*(1+band)*1.02+2
-				// Relative only: an absolute floor of even 100 µs passes
-				// anything on a veth, whose RTTs are tens of µs.
-				srttOK := float64(s.srttUS) >= float64(lo)/1.5 && float64(s.srttUS) <= float64(hi)*1.5
-				if !cwndOK || !srttOK {
+				if !cwndOK {
 					bad++
-					t.Logf("outside tolerance: snapshot at %s: cwnd %d ssthresh %d srtt %dµs; samples around it: %+v",
+					t.Logf("outside the cwnd tolerance: snapshot at %s: cwnd %d ssthresh %d srtt %dµs; samples around it: %+v",
 						s.at.Format("15:04:05.000000"), s.cwnd, s.ssthresh, s.srttUS, around)
 				}
 			}
@@ -182,10 +175,38 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 			// between two segments' arrivals (spurious loss recovery on a
 			// busy veth): TCP_INFO sees it, tcp_probe by design does not.
 			if bad > len(snaps)/10 {
-				t.Errorf("%d of %d snapshots outside tolerance (at most %d allowed)", bad, len(snaps), len(snaps)/10)
+				t.Errorf("%d of %d snapshots outside the cwnd tolerance (at most %d allowed)", bad, len(snaps), len(snaps)/10)
+			}
+			// srtt: on a busy veth it swings several-fold within a
+			// millisecond (measured: a quarter of snapshots differ by more
+			// than 1.5x from a sample less than 1 ms away), so one snapshot
+			// cannot be held to one sample, and an absolute floor (even
+			// 100 µs) would pass anything at veth RTTs of tens of µs. The
+			// medians over the run must agree within 1.5x, relative only:
+			// that catches a wrong unit or scale (the kernel keeps srtt
+			// <<3: 8x) and a field read from the wrong place.
+			var snapSrtt, recSrtt []float64
+			for _, s := range snaps {
+				snapSrtt = append(snapSrtt, float64(s.srttUS))
+			}
+			for _, r := range recs {
+				// Periodic samples only: cwnd-change records come in
+				// bursts when ACKs flow fast, a biased sample of srtt.
+				if strings.Contains(r.reason, "periodic") && !r.at.Before(snaps[0].at) && !r.at.After(snaps[len(snaps)-1].at) {
+					recSrtt = append(recSrtt, float64(r.srttUS))
+				}
+			}
+			if len(recSrtt) < len(snaps)/3 {
+				t.Errorf("only %d samples during the %d snapshots: too few to compare srtt", len(recSrtt), len(snaps))
+			} else {
+				ms, mr := median(snapSrtt), median(recSrtt)
+				t.Logf("srtt median: TCP_INFO %.0fµs, tcplens %.0fµs", ms, mr)
+				if ms > mr*1.5 || mr > ms*1.5 {
+					t.Errorf("srtt medians differ by more than 1.5x: TCP_INFO %.0fµs, tcplens %.0fµs", ms, mr)
+				}
 			}
 			sort.Float64s(srttDev)
-			t.Logf("%s: %d samples, %d snapshots, %d outside tolerance; nearest sample: cwnd equal in %d, srtt off by median %.0f%%, max %.0f%%",
+			t.Logf("%s: %d samples, %d snapshots, %d outside the cwnd tolerance; nearest sample: cwnd equal in %d, srtt off by median %.0f%%, max %.0f%%",
 				cli, len(recs), len(snaps), bad, cwndExact, 100*srttDev[len(srttDev)/2], 100*srttDev[len(srttDev)-1])
 			if sum := res.Summary(t, ""); sum.Uint(t, "lost") != 0 {
 				t.Errorf("lost %d records", sum.Uint(t, "lost"))
@@ -195,5 +216,11 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 }
 
 func absDur(d time.Duration) time.Duration { return max(d, -d) }
+
+func median(v []float64) float64 {
+	v = append([]float64(nil), v...)
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
 
 func absF(v float64) float64 { return max(v, -v) }
