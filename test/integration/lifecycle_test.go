@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
 	"github.com/tcplens/tcplens/internal/testnet"
@@ -150,9 +151,25 @@ func ownedBPF(t *testing.T, pid int) bpfOwned {
 }
 
 // liveBPF lists the kernel's programs (ID to name) and links (ID to
-// program ID), the way bpftool does, by walking their IDs.
+// program ID), the way bpftool does, by walking their IDs. A link being
+// torn down meanwhile (other tests run) fails the walk with EAGAIN: then
+// it starts over, a bounded number of times.
 func liveBPF(t *testing.T) (map[ebpf.ProgramID]string, map[link.ID]ebpf.ProgramID) {
 	t.Helper()
+	for try := 0; ; try++ {
+		progs, links, err := walkBPF()
+		if err == nil {
+			return progs, links
+		}
+		again := errors.Is(err, unix.EAGAIN) || strings.Contains(err.Error(), unix.EAGAIN.Error())
+		if !again || try == 20 {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func walkBPF() (map[ebpf.ProgramID]string, map[link.ID]ebpf.ProgramID, error) {
 	progs := map[ebpf.ProgramID]string{}
 	for id := ebpf.ProgramID(0); ; {
 		next, err := ebpf.ProgramGetNextID(id)
@@ -160,7 +177,7 @@ func liveBPF(t *testing.T) (map[ebpf.ProgramID]string, map[link.ID]ebpf.ProgramI
 			break
 		}
 		if err != nil {
-			t.Fatalf("list programs: %v", err)
+			return nil, nil, fmt.Errorf("list programs: %w", err)
 		}
 		id = next
 		p, err := ebpf.NewProgramFromID(id)
@@ -168,7 +185,7 @@ func liveBPF(t *testing.T) (map[ebpf.ProgramID]string, map[link.ID]ebpf.ProgramI
 			continue // gone meanwhile
 		}
 		if err != nil {
-			t.Fatalf("program %d: %v", id, err)
+			return nil, nil, fmt.Errorf("program %d: %w", id, err)
 		}
 		if info, err := p.Info(); err == nil {
 			progs[id] = info.Name
@@ -183,9 +200,9 @@ func liveBPF(t *testing.T) (map[ebpf.ProgramID]string, map[link.ID]ebpf.ProgramI
 		}
 	}
 	if err := it.Err(); err != nil {
-		t.Fatalf("list links: %v", err)
+		return nil, nil, fmt.Errorf("list links: %w", err)
 	}
-	return progs, links
+	return progs, links, nil
 }
 
 // programNames are the names of the programs in an embedded object, full

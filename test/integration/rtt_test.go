@@ -44,7 +44,7 @@ type rttRec struct {
 // those samples' range widened by that 25% band, and by 2% + 2 segments
 // for the change the next segment's processing makes. srtt (1 µs units)
 // is judged over the run, by the medians of the snapshots and of the
-// periodic samples, within 1.5x and with no absolute floor (see below). At most 10%
+// periodic samples, within 3x and with no absolute floor (see below). At most 10%
 // of snapshots may miss: a cwnd reduction and its undo between two
 // segments' arrivals is visible to TCP_INFO but not, by design, to
 // tcp_probe. The log reports how close the nearest sample was.
@@ -182,7 +182,10 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 			// than 1.5x from a sample less than 1 ms away), so one snapshot
 			// cannot be held to one sample, and an absolute floor (even
 			// 100 µs) would pass anything at veth RTTs of tens of µs. The
-			// medians over the run must agree within 1.5x, relative only:
+			// medians over the run must agree within 3x, relative only
+			// (samples come as ACKs arrive, snapshots while the sender
+			// waits on a full window: measured up to 2.1x apart, TCP_INFO
+			// the higher, with other tests loading the machine):
 			// that catches a wrong unit or scale (the kernel keeps srtt
 			// <<3: 8x) and a field read from the wrong place.
 			var snapSrtt, recSrtt []float64
@@ -201,8 +204,8 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 			} else {
 				ms, mr := median(snapSrtt), median(recSrtt)
 				t.Logf("srtt median: TCP_INFO %.0fµs, tcplens %.0fµs", ms, mr)
-				if ms > mr*1.5 || mr > ms*1.5 {
-					t.Errorf("srtt medians differ by more than 1.5x: TCP_INFO %.0fµs, tcplens %.0fµs", ms, mr)
+				if ms > mr*3 || mr > ms*3 {
+					t.Errorf("srtt medians differ by more than 3x: TCP_INFO %.0fµs, tcplens %.0fµs", ms, mr)
 				}
 			}
 			sort.Float64s(srttDev)
