@@ -32,7 +32,7 @@ struct conn_info {
 	__u32 pid;      /* 0: not known */
 	__u8 state;     /* current state as last seen; 0: not seen */
 	__u8 flags;     /* CONN_* */
-	__u8 syn_sent_pending; /* CLOSE -> SYN_SENT not yet reported */
+	__u8 pending;   /* SYN_SENT or SYN_RECV: the birth transition, not yet reported */
 	__u8 pad;
 	char comm[16];
 };
@@ -126,22 +126,29 @@ int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			info = &fresh; /* report without what an entry would remember */
 	}
 
-	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+	if ((oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
+	    (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		/*
-		 * connect(): the process is current, but the local port is
-		 * not chosen yet (tcp_v4_connect sets SYN_SENT before
-		 * inet_hash_connect). Remember it and report at the next
-		 * transition, when the 4-tuple is complete.
+		 * A birth, reported at the socket's next transition, when its
+		 * 4-tuple is complete: connect() sets SYN_SENT before it picks
+		 * the local port (tcp_v4_connect calls inet_hash_connect
+		 * after), and a listener's child enters SYN_RECV, on 6.1 and
+		 * 6.12 (measured; not on 6.18), before inet_csk_clone_lock
+		 * sets its remote port and address, so the record carries the
+		 * listener's (remote port 0). At connect() the process is
+		 * current: remember it.
 		 */
-		__u64 id = bpf_get_current_pid_tgid();
-		info->pid = id >> 32;
-		bpf_get_current_comm(info->comm, sizeof(info->comm));
+		if (newstate == TCP_SYN_SENT) {
+			__u64 id = bpf_get_current_pid_tgid();
+			info->pid = id >> 32;
+			bpf_get_current_comm(info->comm, sizeof(info->comm));
+		}
 		info->start_ns = now;
 		info->flags |= CONN_START_KNOWN;
 		info->state_ns = now;
 		info->syn_ns = now;
 		info->state = newstate;
-		info->syn_sent_pending = 1;
+		info->pending = newstate;
 		return 0;
 	}
 
@@ -150,11 +157,12 @@ int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	int match = filter_match(&a);
 	struct state_event *e;
 
-	if (info->syn_sent_pending) {
-		info->syn_sent_pending = 0;
+	if (info->pending) {
+		__u8 born = info->pending;
+		info->pending = 0;
 		if (match && (e = new_event(info->syn_ns, &a, info, STATE_KIND_TRANSITION))) {
-			e->old_state = TCP_CLOSE;
-			e->new_state = TCP_SYN_SENT;
+			e->old_state = born == TCP_SYN_SENT ? TCP_CLOSE : TCP_LISTEN;
+			e->new_state = born;
 			submit_event(e);
 		}
 	}

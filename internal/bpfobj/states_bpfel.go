@@ -14,16 +14,16 @@ import (
 )
 
 type StatesConnInfo struct {
-	_              structs.HostLayout
-	StartNs        uint64
-	StateNs        uint64
-	SynNs          uint64
-	Pid            uint32
-	State          uint8
-	Flags          uint8
-	SynSentPending uint8
-	Pad            uint8
-	Comm           [16]int8
+	_       structs.HostLayout
+	StartNs uint64
+	StateNs uint64
+	SynNs   uint64
+	Pid     uint32
+	State   uint8
+	Flags   uint8
+	Pending uint8
+	Pad     uint8
+	Comm    [16]int8
 }
 
 type StatesSockFilterCfg struct {
