@@ -221,7 +221,13 @@ static __always_inline void addrs_from_tp(struct sock_addrs *a, __u16 family, __
  */
 #define LOST_RING_BUFFER 0 /* a record found the ring buffer full */
 #define LOST_MAP_FULL 1    /* a per-socket map entry could not be created */
-#define LOST_CAUSES 2
+/*
+ * states: a socket freed (tcp_destroy_sock) whose CLOSE the program never
+ * saw, a missed run found after the fact. Kernels before 6.7 do not count
+ * recursion misses of tracepoint programs, so there this is the only sign.
+ */
+#define LOST_UNSEEN_CLOSE 2
+#define LOST_CAUSES 3
 
 /* One ring buffer and its loss counters per object; size set at load. */
 #define DEFINE_EVENT_OUTPUT()                                   \

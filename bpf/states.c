@@ -256,6 +256,8 @@ int destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
 {
 	__u64 key = (__u64)ctx->skaddr;
 
-	bpf_map_delete_elem(&conns, &key);
+	/* An entry still here means its CLOSE (deleting it) went unseen. */
+	if (bpf_map_delete_elem(&conns, &key) == 0)
+		count_lost(LOST_UNSEEN_CLOSE);
 	return 0;
 }

@@ -132,7 +132,8 @@ func (s *sockTrace) finish(runErr error, r eventReport, start time.Time) error {
 
 // loss adds up what the object did not see: records the ring buffer had no
 // room for and per-socket entries it could not make (counted by the BPF
-// side), and runs the kernel skipped for recursion (counted by the kernel).
+// side), and runs the kernel skipped for recursion (counted by the kernel,
+// or found by states at tcp_destroy_sock).
 func (s *sockTrace) loss() (output.Loss, error) {
 	k, err := s.reader.Lost()
 	if err != nil {
@@ -142,6 +143,10 @@ func (s *sockTrace) loss() (output.Loss, error) {
 	if err != nil {
 		return output.Loss{}, err
 	}
+	// A CLOSE found unseen is one of the runs the kernel skipped; kernels
+	// before 6.7 do not count those for tracepoint programs, so take the
+	// larger of the two rather than both.
+	rec = max(rec, k.UnseenClose)
 	return output.NewLoss(output.LostByCause{RingBuffer: k.RingBuffer, MapFull: k.MapFull, Recursion: rec}), nil
 }
 

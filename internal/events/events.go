@@ -58,14 +58,18 @@ func (r *Reader) Close() error { return r.rb.Close() }
 
 // Keys of the per-CPU `lost` array (LOST_* in bpf/sock_common.h).
 const (
-	lostRingBuffer = 0
-	lostMapFull    = 1
+	lostRingBuffer  = 0
+	lostMapFull     = 1
+	lostUnseenClose = 2
 )
 
 // KernelLoss is what the BPF side counted itself as not delivered.
 type KernelLoss struct {
 	RingBuffer uint64 // records the ring buffer had no room for
 	MapFull    uint64 // per-socket map entries that could not be made
+	// UnseenClose: sockets freed whose CLOSE the program did not see
+	// (states): runs skipped for recursion, found after the fact.
+	UnseenClose uint64
 }
 
 // Lost reads the per-CPU loss counters, summed over CPUs.
@@ -74,7 +78,7 @@ func (r *Reader) Lost() (KernelLoss, error) {
 	for _, c := range []struct {
 		key uint32
 		dst *uint64
-	}{{lostRingBuffer, &l.RingBuffer}, {lostMapFull, &l.MapFull}} {
+	}{{lostRingBuffer, &l.RingBuffer}, {lostMapFull, &l.MapFull}, {lostUnseenClose, &l.UnseenClose}} {
 		var perCPU []uint64
 		if err := r.lost.Lookup(c.key, &perCPU); err != nil {
 			return KernelLoss{}, fmt.Errorf("read lost-record counter %d: %w", c.key, err)
