@@ -223,7 +223,7 @@ static __always_inline void addrs_from_tp(struct sock_addrs *a, __u16 family, __
 #define LOST_MAP_FULL 1    /* a per-socket map entry could not be created */
 /*
  * states: a socket freed (tcp_destroy_sock) whose CLOSE the program never
- * saw, a missed run found after the fact. Kernels before 6.7 do not count
+ * saw, a missed run found after the fact. Some kernels (6.1) do not count
  * recursion misses of tracepoint programs, so there this is the only sign.
  */
 #define LOST_UNSEEN_CLOSE 2

@@ -143,9 +143,9 @@ func (s *sockTrace) loss() (output.Loss, error) {
 	if err != nil {
 		return output.Loss{}, err
 	}
-	// A CLOSE found unseen is one of the runs the kernel skipped; kernels
-	// before 6.7 do not count those for tracepoint programs, so take the
-	// larger of the two rather than both.
+	// A CLOSE found unseen is one of the runs the kernel skipped; some
+	// kernels (6.1) do not count those for tracepoint programs, so take
+	// the larger of the two rather than both.
 	rec = max(rec, k.UnseenClose)
 	return output.NewLoss(output.LostByCause{RingBuffer: k.RingBuffer, MapFull: k.MapFull, Recursion: rec}), nil
 }
