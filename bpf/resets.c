@@ -7,35 +7,13 @@
  */
 #include "sock_common.h"
 #include "headers/skbuff.h"
+#include "headers/tracepoints.h"
 
 #include <bpf/bpf_core_read.h>
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
 DEFINE_EVENT_OUTPUT()
-
-/* Context layouts from /sys/kernel/tracing/events/tcp/<name>/format. */
-struct tp_tcp_send_reset {
-	__u64 common;
-	const void *skbaddr;
-	const void *skaddr;
-	int state;
-	__u32 reason;    /* enum sk_rst_reason */
-	__u8 saddr[28];  /* struct sockaddr_in or sockaddr_in6: this host's end */
-	__u8 daddr[28];
-};
-
-struct tp_tcp_receive_reset {
-	__u64 common;
-	const void *skaddr;
-	__u16 sport;
-	__u16 dport;
-	__u16 family;
-	__u8 saddr[4];
-	__u8 daddr[4];
-	__u8 saddr_v6[16];
-	__u8 daddr_v6[16];
-};
 
 #define RESET_SENT 0
 #define RESET_RECEIVED 1
@@ -45,17 +23,18 @@ struct reset_event {
 	__u64 ts_ns;
 	struct sock_addrs addrs;
 	__u32 reason;   /* enum sk_rst_reason, sent resets only */
+	__u8 reason_known; /* the kernel gives the reason (6.10+) */
 	__u32 pid;
 	__u8 state;     /* TCP state; 0 when the kernel had no socket */
 	__u8 direction; /* RESET_* */
 	__u8 has_socket;
-	__u8 pad[5];
+	__u8 pad[4];
 };
 
 const struct reset_event *unused_reset_event __attribute__((unused));
 
-static __always_inline void submit(const struct sock_addrs *a, __u32 reason, __u8 state, __u8 direction,
-				   __u8 has_socket)
+static __always_inline void submit(const struct sock_addrs *a, __u32 reason, __u8 reason_known, __u8 state,
+				   __u8 direction, __u8 has_socket)
 {
 	struct reset_event *e = reserve_event(sizeof(*e));
 	if (!e)
@@ -63,6 +42,7 @@ static __always_inline void submit(const struct sock_addrs *a, __u32 reason, __u
 	e->ts_ns = bpf_ktime_get_ns();
 	e->addrs = *a;
 	e->reason = reason;
+	e->reason_known = reason_known;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->state = state;
 	e->direction = direction;
@@ -102,38 +82,57 @@ static __always_inline int addrs_from_sockaddrs(struct sock_addrs *a, const __u8
 	return -1;
 }
 
-/* The programs copy their context to the stack first (see retrans.c). */
 SEC("tracepoint/tcp/tcp_send_reset")
 int send_reset(void *raw_ctx)
 {
-	struct tp_tcp_send_reset tp;
 	struct sock_addrs a = {};
+	__u32 reason = 0;
+	__u8 reason_known = 0, state;
+	const void *skaddr;
 
-	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
-		return 0;
-	if (addrs_from_sockaddrs(&a, tp.saddr, tp.daddr))
-		return 0;
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_send_reset)) {
+		/* 6.10+: its own record, with sockaddrs and (mostly) a reason */
+		struct trace_event_raw_tcp_send_reset *ctx = raw_ctx;
+		__u8 local[28], remote[28];
+		if (bpf_probe_read_kernel(local, sizeof(local), &ctx->saddr) ||
+		    bpf_probe_read_kernel(remote, sizeof(remote), &ctx->daddr))
+			return 0;
+		if (addrs_from_sockaddrs(&a, local, remote))
+			return 0;
+		if (bpf_core_field_exists(ctx->reason)) {
+			reason = ctx->reason;
+			reason_known = 1;
+		}
+		skaddr = ctx->skaddr;
+		state = ctx->state;
+	} else {
+		/* 6.1-6.9: tcp_event_sk_skb, only for resets with a socket,
+		 * whose addresses it gives; no reason. */
+		struct trace_event_raw_tcp_event_sk_skb *ctx = raw_ctx;
+		if (READ_TP_ADDRS(&a, ctx))
+			return 0;
+		skaddr = ctx->skaddr;
+		state = ctx->state;
+	}
 	if (!filter_match(&a))
 		return 0;
-	submit(&a, tp.reason, (__u8)tp.state, RESET_SENT, tp.skaddr != 0);
+	submit(&a, reason, reason_known, state, RESET_SENT, skaddr != 0);
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_receive_reset")
-int receive_reset(void *raw_ctx)
+int receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
 {
-	struct tp_tcp_receive_reset tp;
 	struct sock_addrs a = {};
 
-	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+	if (READ_TP_ADDRS(&a, ctx))
 		return 0;
-	addrs_from_tp(&a, tp.family, tp.sport, tp.dport, tp.saddr, tp.daddr, tp.saddr_v6, tp.daddr_v6);
 	if (!filter_match(&a))
 		return 0;
 	__u8 state = 0;
-	const struct sock *sk = tp.skaddr;
+	const struct sock *sk = ctx->skaddr;
 	if (sk)
 		state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	submit(&a, 0, state, RESET_RECEIVED, sk != 0);
+	submit(&a, 0, 0, state, RESET_RECEIVED, sk != 0);
 	return 0;
 }

@@ -9,41 +9,13 @@
  */
 #include "sock_common.h"
 #include "headers/skbuff.h"
+#include "headers/tracepoints.h"
 
 #include <bpf/bpf_core_read.h>
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
 DEFINE_EVENT_OUTPUT()
-
-/* Context layouts from /sys/kernel/tracing/events/tcp/<name>/format. */
-struct tp_tcp_retransmit_skb {
-	__u64 common;
-	const void *skbaddr;
-	const void *skaddr;
-	int state;
-	__u16 sport;
-	__u16 dport;
-	__u16 family;
-	__u8 saddr[4];
-	__u8 daddr[4];
-	__u8 saddr_v6[16];
-	__u8 daddr_v6[16];
-	int err; /* offset 76; added in 6.13, reads as 0 before */
-};
-
-struct tp_tcp_retransmit_synack {
-	__u64 common;
-	const void *skaddr;
-	const void *req;
-	__u16 sport;
-	__u16 dport;
-	__u16 family;
-	__u8 saddr[4];
-	__u8 daddr[4];
-	__u8 saddr_v6[16];
-	__u8 daddr_v6[16];
-};
 
 #define RETRANS_KIND_DATA 0
 #define RETRANS_KIND_SYNACK 1
@@ -124,59 +96,76 @@ static __always_inline void submit(const struct sock_addrs *a, int err, __u32 to
 }
 
 /*
- * The programs copy their context to the stack first: the verifier refuses
- * loads through a moved context pointer, which is what copying the
- * unaligned address arrays straight from the context compiles to.
+ * The record's fields as retransmit_skb needs them, whichever class the
+ * kernel's tcp_retransmit_skb is of (headers/tracepoints.h).
  */
+struct retransmit_fields {
+	const void *skbaddr;
+	const void *skaddr;
+	int state;
+	int err; /* 0 where the kernel does not say (before 6.13) */
+};
+
+#define READ_RETRANSMIT_FIELDS(f, a, ctx)               \
+	({                                              \
+		(f)->skbaddr = (ctx)->skbaddr;          \
+		(f)->skaddr = (ctx)->skaddr;            \
+		(f)->state = (ctx)->state;              \
+		READ_TP_ADDRS(a, ctx);                  \
+	})
+
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int retransmit_skb(void *raw_ctx)
 {
-	struct tp_tcp_retransmit_skb tp;
-	const struct tp_tcp_retransmit_skb *ctx = &tp;
+	struct retransmit_fields f = {};
 	struct sock_addrs a = {};
 
-	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
-		return 0;
-	addrs_from_tp(&a, ctx->family, ctx->sport, ctx->dport, ctx->saddr, ctx->daddr,
-		      ctx->saddr_v6, ctx->daddr_v6);
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb)) {
+		struct trace_event_raw_tcp_retransmit_skb *ctx = raw_ctx;
+		if (READ_RETRANSMIT_FIELDS(&f, &a, ctx))
+			return 0;
+		if (bpf_core_field_exists(ctx->err))
+			f.err = ctx->err;
+	} else {
+		struct trace_event_raw_tcp_event_sk_skb *ctx = raw_ctx;
+		if (READ_RETRANSMIT_FIELDS(&f, &a, ctx))
+			return 0;
+	}
 	if (!filter_match(&a))
 		return 0;
 
 	/* tcp_skb_pcount(skb): TCP_SKB_CB(skb)->tcp_gso_segs */
 	__u16 skb_segs = 0;
-	const struct sk_buff *skb = ctx->skbaddr;
+	const struct sk_buff *skb = f.skbaddr;
 	if (skb) {
 		const struct tcp_skb_cb *cb = (const void *)&skb->cb[0];
 		skb_segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	}
 
-	__u64 key = (__u64)ctx->skaddr;
-	const struct tcp_sock *tcp = ctx->skaddr;
+	__u64 key = (__u64)f.skaddr;
+	const struct tcp_sock *tcp = f.skaddr;
 	__u32 total = tcp ? BPF_CORE_READ(tcp, total_retrans) : 0;
 	__u16 segs;
 	struct retrans_seen *seen = bpf_map_lookup_elem(&retrans_seen, &key);
 	if (seen && seen->sport == a.sport && seen->dport == a.dport && total >= seen->total_retrans)
 		segs = total - seen->total_retrans;
 	else
-		segs = failed_before_count(ctx->err) ? 0 : skb_segs;
+		segs = failed_before_count(f.err) ? 0 : skb_segs;
 	struct retrans_seen now = { .total_retrans = total, .sport = a.sport, .dport = a.dport };
-	bpf_map_update_elem(&retrans_seen, &key, &now, BPF_ANY);
+	if (bpf_map_update_elem(&retrans_seen, &key, &now, BPF_ANY))
+		count_lost(LOST_MAP_FULL);
 
-	submit(&a, ctx->err, total, segs, skb_segs, (__u8)ctx->state, RETRANS_KIND_DATA);
+	submit(&a, f.err, total, segs, skb_segs, (__u8)f.state, RETRANS_KIND_DATA);
 	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_synack")
-int retransmit_synack(void *raw_ctx)
+int retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
 {
-	struct tp_tcp_retransmit_synack tp;
-	const struct tp_tcp_retransmit_synack *ctx = &tp;
 	struct sock_addrs a = {};
 
-	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+	if (READ_TP_ADDRS(&a, ctx))
 		return 0;
-	addrs_from_tp(&a, ctx->family, ctx->sport, ctx->dport, ctx->saddr, ctx->daddr,
-		      ctx->saddr_v6, ctx->daddr_v6);
 	if (!filter_match(&a))
 		return 0;
 	/* The tracepoint fires only for a SYN-ACK that was sent; the request

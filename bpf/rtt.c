@@ -18,6 +18,7 @@
  */
 #include "sock_common.h"
 #include "headers/tcp_sock.h"
+#include "headers/tracepoints.h"
 
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
@@ -155,7 +156,8 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 					 .ca_state = ca_state};
 		sock_addrs_of(&fresh.addrs, sk);
 		fresh.excluded = !filter_match(&fresh.addrs);
-		bpf_map_update_elem(&last, &key, &fresh, BPF_ANY);
+		if (bpf_map_update_elem(&last, &key, &fresh, BPF_ANY))
+			count_lost(LOST_MAP_FULL);
 		if (fresh.excluded)
 			return 0;
 		l = bpf_map_lookup_elem(&last, &key);
@@ -208,18 +210,12 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/* tcp:tcp_destroy_sock, from the format file: only skaddr is read. */
-struct tcp_destroy_sock_ctx {
-	__u64 common;
-	const void *skaddr;
-};
-
 /*
  * A freed socket's memory can come back as a new connection: forget what
  * the old one cached (addresses, filter verdict) when the kernel frees it.
  */
 SEC("tracepoint/tcp/tcp_destroy_sock")
-int tcp_destroy_sock(struct tcp_destroy_sock_ctx *ctx)
+int tcp_destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
 {
 	__u64 key = (__u64)ctx->skaddr;
 

@@ -212,7 +212,24 @@ static __always_inline void addrs_from_tp(struct sock_addrs *a, __u16 family, __
  */
 #define EVENT_WAKEUP_FRACTION 16
 
-/* One ring buffer and its loss counter per object; size set at load. */
+/*
+ * What a program could not do, by cause: the keys of the per-CPU `lost`
+ * array (internal/events reads them by these numbers). A third cause,
+ * runs the kernel skipped because a tracepoint program was re-entered on
+ * its CPU, is counted by the kernel itself (recursion_misses of each
+ * program) and read by user space.
+ */
+#define LOST_RING_BUFFER 0 /* a record found the ring buffer full */
+#define LOST_MAP_FULL 1    /* a per-socket map entry could not be created */
+/*
+ * states: a socket freed (tcp_destroy_sock) whose CLOSE the program never
+ * saw, a missed run found after the fact. Some kernels (6.1) do not count
+ * recursion misses of tracepoint programs, so there this is the only sign.
+ */
+#define LOST_UNSEEN_CLOSE 2
+#define LOST_CAUSES 3
+
+/* One ring buffer and its loss counters per object; size set at load. */
 #define DEFINE_EVENT_OUTPUT()                                   \
 	struct {                                                \
 		__uint(type, BPF_MAP_TYPE_RINGBUF);             \
@@ -220,19 +237,21 @@ static __always_inline void addrs_from_tp(struct sock_addrs *a, __u16 family, __
 	} events SEC(".maps");                                  \
 	struct {                                                \
 		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);        \
-		__uint(max_entries, 1);                         \
+		__uint(max_entries, LOST_CAUSES);               \
 		__type(key, __u32);                             \
 		__type(value, __u64);                           \
 	} lost SEC(".maps");                                    \
+	static __always_inline void count_lost(__u32 cause)     \
+	{                                                       \
+		__u64 *n = bpf_map_lookup_elem(&lost, &cause);  \
+		if (n)                                          \
+			(*n)++;                                 \
+	}                                                       \
 	static __always_inline void *reserve_event(__u64 size)  \
 	{                                                       \
 		void *e = bpf_ringbuf_reserve(&events, size, 0); \
-		if (!e) {                                       \
-			__u32 zero = 0;                         \
-			__u64 *n = bpf_map_lookup_elem(&lost, &zero); \
-			if (n)                                  \
-				(*n)++;                         \
-		}                                               \
+		if (!e)                                         \
+			count_lost(LOST_RING_BUFFER);           \
 		return e;                                       \
 	}                                                       \
 	static __always_inline void submit_event(void *e)       \

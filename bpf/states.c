@@ -12,6 +12,7 @@
  */
 #include "sock_common.h"
 #include "headers/tcp_sock.h"
+#include "headers/tracepoints.h"
 
 #include <bpf/bpf_core_read.h>
 
@@ -19,31 +20,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 
 DEFINE_EVENT_OUTPUT()
 
-/* From /sys/kernel/tracing/events/sock/inet_sock_set_state/format. */
-struct tp_inet_sock_set_state {
-	__u64 common;
-	const void *skaddr;
-	int oldstate;
-	int newstate;
-	__u16 sport;
-	__u16 dport;
-	__u16 family;
-	__u16 protocol;
-	__u8 saddr[4];
-	__u8 daddr[4];
-	__u8 saddr_v6[16];
-	__u8 daddr_v6[16];
-};
-
-/* From /sys/kernel/tracing/events/sock/sock_{send,recv}_length/format. */
-struct tp_sock_length {
-	__u64 common;
-	const void *sk;
-	__u16 family;
-	__u16 protocol;
-	int ret;
-	int flags;
-};
+#define EEXIST 17
 
 #define CONN_START_KNOWN 1 /* start_ns is when the socket was born */
 
@@ -55,13 +32,21 @@ struct conn_info {
 	__u32 pid;      /* 0: not known */
 	__u8 state;     /* current state as last seen; 0: not seen */
 	__u8 flags;     /* CONN_* */
-	__u8 syn_sent_pending; /* CLOSE -> SYN_SENT not yet reported */
+	__u8 pending;   /* SYN_SENT or SYN_RECV: the birth transition, not yet reported */
 	__u8 pad;
 	char comm[16];
 };
 
+/*
+ * A plain hash, not an LRU: an LRU would evict a live socket's entry
+ * without a trace, and its next transition would lose its duration and
+ * owner unnoticed. Here an entry that cannot be made is counted
+ * (LOST_MAP_FULL) and the record still goes out, without what the entry
+ * would have told. Entries go at CLOSE, and at tcp_destroy_sock for a
+ * socket whose CLOSE this program missed.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct conn_info);
@@ -112,20 +97,17 @@ static __always_inline struct state_event *new_event(__u64 ts, const struct sock
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
-int set_state(void *raw_ctx)
+int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
-	struct tp_inet_sock_set_state tp;
-	const struct tp_inet_sock_set_state *ctx = &tp;
 	struct sock_addrs a = {};
 	struct conn_info fresh = {};
 	struct conn_info *info;
 	__u64 now = bpf_ktime_get_ns();
 
-	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
-		return 0;
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	__u64 key = (__u64)ctx->skaddr;
+	const void *skaddr = ctx->skaddr;
+	__u64 key = (__u64)skaddr;
 	__u8 oldstate = ctx->oldstate, newstate = ctx->newstate;
 
 	info = bpf_map_lookup_elem(&conns, &key);
@@ -134,41 +116,53 @@ int set_state(void *raw_ctx)
 		fresh.start_ns = now;
 		if (oldstate == TCP_CLOSE || oldstate == TCP_LISTEN)
 			fresh.flags = CONN_START_KNOWN;
-		bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
+		if (newstate != TCP_CLOSE) {
+			long err = bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST);
+			if (err && err != -EEXIST) /* EEXIST: another CPU made it */
+				count_lost(LOST_MAP_FULL);
+		}
 		info = bpf_map_lookup_elem(&conns, &key);
 		if (!info)
-			return 0;
+			info = &fresh; /* report without what an entry would remember */
 	}
 
-	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+	if ((oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||
+	    (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		/*
-		 * connect(): the process is current, but the local port is
-		 * not chosen yet (tcp_v4_connect sets SYN_SENT before
-		 * inet_hash_connect). Remember it and report at the next
-		 * transition, when the 4-tuple is complete.
+		 * A birth, reported at the socket's next transition, when its
+		 * 4-tuple is complete: connect() sets SYN_SENT before it picks
+		 * the local port (tcp_v4_connect calls inet_hash_connect
+		 * after), and a listener's child enters SYN_RECV, on 6.1 and
+		 * 6.12 (measured; not on 6.18), before inet_csk_clone_lock
+		 * sets its remote port and address, so the record carries the
+		 * listener's (remote port 0). At connect() the process is
+		 * current: remember it.
 		 */
-		__u64 id = bpf_get_current_pid_tgid();
-		info->pid = id >> 32;
-		bpf_get_current_comm(info->comm, sizeof(info->comm));
+		if (newstate == TCP_SYN_SENT) {
+			__u64 id = bpf_get_current_pid_tgid();
+			info->pid = id >> 32;
+			bpf_get_current_comm(info->comm, sizeof(info->comm));
+		}
 		info->start_ns = now;
 		info->flags |= CONN_START_KNOWN;
 		info->state_ns = now;
 		info->syn_ns = now;
 		info->state = newstate;
-		info->syn_sent_pending = 1;
+		info->pending = newstate;
 		return 0;
 	}
 
-	addrs_from_tp(&a, ctx->family, ctx->sport, ctx->dport, ctx->saddr, ctx->daddr,
-		      ctx->saddr_v6, ctx->daddr_v6);
+	if (READ_TP_ADDRS(&a, ctx))
+		return 0;
 	int match = filter_match(&a);
 	struct state_event *e;
 
-	if (info->syn_sent_pending) {
-		info->syn_sent_pending = 0;
+	if (info->pending) {
+		__u8 born = info->pending;
+		info->pending = 0;
 		if (match && (e = new_event(info->syn_ns, &a, info, STATE_KIND_TRANSITION))) {
-			e->old_state = TCP_CLOSE;
-			e->new_state = TCP_SYN_SENT;
+			e->old_state = born == TCP_SYN_SENT ? TCP_CLOSE : TCP_LISTEN;
+			e->new_state = born;
 			submit_event(e);
 		}
 	}
@@ -201,7 +195,7 @@ int set_state(void *raw_ctx)
 	 */
 	if (match && oldstate != TCP_LISTEN && oldstate != TCP_TIME_WAIT && oldstate != TCP_NEW_SYN_RECV &&
 	    (e = new_event(now, &a, info, STATE_KIND_LIFETIME))) {
-		const struct tcp_sock___tl *tp = ctx->skaddr;
+		const struct tcp_sock___tl *tp = skaddr;
 		e->old_state = oldstate;
 		e->new_state = newstate;
 		e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
@@ -221,15 +215,11 @@ int set_state(void *raw_ctx)
  * not known yet (accepted connections, or ones older than tcplens). These
  * tracepoints fire in the sender's or receiver's own context.
  */
-static __always_inline int note_owner(void *raw_ctx)
+static __always_inline int note_owner(struct trace_event_raw_sock_msg_length *ctx)
 {
-	struct tp_sock_length tp;
-
-	if (bpf_probe_read_kernel(&tp, sizeof(tp), raw_ctx))
+	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	if (tp.protocol != IPPROTO_TCP)
-		return 0;
-	__u64 key = (__u64)tp.sk;
+	__u64 key = (__u64)ctx->sk;
 	struct conn_info *info = bpf_map_lookup_elem(&conns, &key);
 	if (info) {
 		if (info->pid)
@@ -243,12 +233,31 @@ static __always_inline int note_owner(void *raw_ctx)
 	fresh.start_ns = bpf_ktime_get_ns();
 	fresh.pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-	bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&conns, &key, &fresh, BPF_NOEXIST);
+	if (err && err != -EEXIST)
+		count_lost(LOST_MAP_FULL);
 	return 0;
 }
 
+/* Absent before 6.3: the loader then leaves these two programs out. */
 SEC("tracepoint/sock/sock_send_length")
-int send_length(void *ctx) { return note_owner(ctx); }
+int send_length(struct trace_event_raw_sock_msg_length *ctx) { return note_owner(ctx); }
 
 SEC("tracepoint/sock/sock_recv_length")
-int recv_length(void *ctx) { return note_owner(ctx); }
+int recv_length(struct trace_event_raw_sock_msg_length *ctx) { return note_owner(ctx); }
+
+/*
+ * The kernel frees the socket: forget it, in case this program missed its
+ * CLOSE (a run skipped for recursion), so the map does not fill up with
+ * dead sockets.
+ */
+SEC("tracepoint/tcp/tcp_destroy_sock")
+int destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	__u64 key = (__u64)ctx->skaddr;
+
+	/* An entry still here means its CLOSE (deleting it) went unseen. */
+	if (bpf_map_delete_elem(&conns, &key) == 0)
+		count_lost(LOST_UNSEEN_CLOSE);
+	return 0;
+}

@@ -25,12 +25,15 @@ type ResetsResetEvent struct {
 		Family uint8
 		Pad    [3]uint8
 	}
-	Reason    uint32
-	Pid       uint32
-	State     uint8
-	Direction uint8
-	HasSocket uint8
-	Pad       [5]uint8
+	Reason      uint32
+	ReasonKnown uint8
+	_           [3]byte
+	Pid         uint32
+	State       uint8
+	Direction   uint8
+	HasSocket   uint8
+	Pad         [4]uint8
+	_           [5]byte
 }
 
 type ResetsSockFilterCfg struct {

@@ -14,16 +14,16 @@ import (
 )
 
 type StatesConnInfo struct {
-	_              structs.HostLayout
-	StartNs        uint64
-	StateNs        uint64
-	SynNs          uint64
-	Pid            uint32
-	State          uint8
-	Flags          uint8
-	SynSentPending uint8
-	Pad            uint8
-	Comm           [16]int8
+	_       structs.HostLayout
+	StartNs uint64
+	StateNs uint64
+	SynNs   uint64
+	Pid     uint32
+	State   uint8
+	Flags   uint8
+	Pending uint8
+	Pad     uint8
+	Comm    [16]int8
 }
 
 type StatesSockFilterCfg struct {
@@ -80,6 +80,7 @@ const (
 	StatesMapConns            = "conns"
 	StatesMapEvents           = "events"
 	StatesMapLost             = "lost"
+	StatesProgDestroySock     = "destroy_sock"
 	StatesProgRecvLength      = "recv_length"
 	StatesProgSendLength      = "send_length"
 	StatesProgSetState        = "set_state"
@@ -129,9 +130,10 @@ type StatesSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StatesProgramSpecs struct {
-	RecvLength *ebpf.ProgramSpec `ebpf:"recv_length"`
-	SendLength *ebpf.ProgramSpec `ebpf:"send_length"`
-	SetState   *ebpf.ProgramSpec `ebpf:"set_state"`
+	DestroySock *ebpf.ProgramSpec `ebpf:"destroy_sock"`
+	RecvLength  *ebpf.ProgramSpec `ebpf:"recv_length"`
+	SendLength  *ebpf.ProgramSpec `ebpf:"send_length"`
+	SetState    *ebpf.ProgramSpec `ebpf:"set_state"`
 }
 
 // StatesMapSpecs contains maps before they are loaded into the kernel.
@@ -196,13 +198,15 @@ type StatesVariables struct {
 //
 // It can be passed to LoadStatesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StatesPrograms struct {
-	RecvLength *ebpf.Program `ebpf:"recv_length"`
-	SendLength *ebpf.Program `ebpf:"send_length"`
-	SetState   *ebpf.Program `ebpf:"set_state"`
+	DestroySock *ebpf.Program `ebpf:"destroy_sock"`
+	RecvLength  *ebpf.Program `ebpf:"recv_length"`
+	SendLength  *ebpf.Program `ebpf:"send_length"`
+	SetState    *ebpf.Program `ebpf:"set_state"`
 }
 
 func (p *StatesPrograms) Close() error {
 	return _StatesClose(
+		p.DestroySock,
 		p.RecvLength,
 		p.SendLength,
 		p.SetState,

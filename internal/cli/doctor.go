@@ -29,6 +29,9 @@ type doctorCommand struct {
 	Command string   `json:"command"`
 	Ready   bool     `json:"ready"`
 	Missing []string `json:"missing"`
+	// Without: what the command runs without on this kernel, such as
+	// "reset reasons"; omitted when nothing.
+	Without []string `json:"without,omitempty"`
 }
 
 func runDoctor(ctx context.Context, env Env, args []string) error {
@@ -52,6 +55,7 @@ func runDoctor(ctx context.Context, env Env, args []string) error {
 			missing[c] = append(missing[c], probe.Feature(cp.Name))
 		}
 	}
+	degraded := probe.Degraded(checks)
 	cmds := make([]string, 0, len(probe.CommandNeeds))
 	for c := range probe.CommandNeeds {
 		cmds = append(cmds, c)
@@ -65,7 +69,7 @@ func runDoctor(ctx context.Context, env Env, args []string) error {
 		}
 		for _, c := range cmds {
 			m := featureNames(missing[c])
-			out.Emit(doctorCommand{Type: "command", Command: c, Ready: len(m) == 0, Missing: m})
+			out.Emit(doctorCommand{Type: "command", Command: c, Ready: len(m) == 0, Missing: m, Without: degraded[c]})
 		}
 		if err := out.Flush(); err != nil {
 			return err
@@ -85,6 +89,8 @@ func runDoctor(ctx context.Context, env Env, args []string) error {
 			ready, list := "yes", "-"
 			if len(m) > 0 {
 				ready, list = "no", strings.Join(m, ", ")
+			} else if w := degraded[c]; len(w) > 0 {
+				ready = "yes, without " + strings.Join(w, ", ")
 			}
 			t.Row(c, ready, list)
 		}

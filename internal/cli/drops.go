@@ -205,8 +205,8 @@ func (r *dropReport) record(raw []byte) error {
 	return nil
 }
 
-func (r *dropReport) summary(elapsed time.Duration, lost uint64) error {
-	s := output.DropSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Drops: r.drops, Reasons: r.byReason, Lost: lost}
+func (r *dropReport) summary(elapsed time.Duration, loss output.Loss) error {
+	s := output.DropSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Drops: r.drops, Reasons: r.byReason, Loss: loss}
 	var firstErr error
 	if r.stacksLost != nil {
 		n, err := r.stacksLost()
@@ -238,9 +238,9 @@ func (r *dropReport) summary(elapsed time.Duration, lost uint64) error {
 	if s.StacksLost != nil {
 		stacks = fmt.Sprintf("; %s lost (stack map full)", output.Plural(*s.StacksLost, "stack"))
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s dropped; %s lost%s\n"+
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s dropped; %s%s\n"+
 		"Listen queues (the namespace's kernel counters, not in the records above): %s, %s\n",
-		s.DurationSeconds, output.Plural(s.Drops, "TCP packet"), output.Plural(s.Lost, "record"), stacks,
+		s.DurationSeconds, output.Plural(s.Drops, "TCP packet"), s.Loss.Text(), stacks,
 		output.Plural(s.ListenOverflows, "overflow"), output.Plural(s.ListenDrops, "listen drop"))
 	if err != nil {
 		return err

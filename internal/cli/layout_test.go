@@ -75,7 +75,7 @@ func layoutReport(t *testing.T, cmd string, st textStyle, endsList ...[2]netip.A
 			var e bpfobj.ResetsResetEvent
 			e.TsNs = uint64(i) * 1_234_567
 			fillAddrs(&e.Addrs.Family, &e.Addrs.Saddr, &e.Addrs.Daddr, &e.Addrs.Sport, &e.Addrs.Dport, ends)
-			e.Reason, e.Direction, e.State, e.Pid = 1, events.ResetSent, 1, 4194304
+			e.Reason, e.ReasonKnown, e.Direction, e.State, e.Pid = 1, 1, events.ResetSent, 1, 4194304
 			raws = append(raws, rawRecord(&e))
 		}
 	case "drops":
@@ -184,7 +184,7 @@ func TestLifetimesOnlyJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.summary(time.Second, 0)
+	r.summary(time.Second, output.Loss{})
 	r.out.Flush()
 	golden(t, "states_lifetimes.json.golden", buf.Bytes())
 	if n := strings.Count(buf.String(), `"type":"state"`); n != 0 {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -24,8 +25,12 @@ func runResets(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	reasons, err := probe.ResetReasons()
-	if err != nil {
+	// Kernels before 6.10 have no enum sk_rst_reason and give no reason:
+	// resets then come without one.
+	var reasons events.EnumNamer
+	if names, err := probe.ResetReasons(); err == nil {
+		reasons = names
+	} else if !errors.Is(err, probe.ErrUnsupported) {
 		return err
 	}
 	st, err := startSockTrace(c, "resets", opts, probe.LoadResets)
@@ -61,9 +66,10 @@ type resetReport struct {
 	byReason       map[string]uint64
 }
 
-// reasonName is the reason's BTF name, or its number when BTF has none.
+// reasonName is the reason's BTF name, or its number when BTF has none,
+// or "" when the kernel gave none.
 func (r *resetReport) reasonName(ev *events.Reset) string {
-	if ev.Direction != events.ResetSent {
+	if ev.Direction != events.ResetSent || !ev.ReasonKnown {
 		return ""
 	}
 	if ev.ReasonName != "" {
@@ -80,7 +86,9 @@ func (r *resetReport) record(raw []byte) error {
 	reason := r.reasonName(ev)
 	if ev.Direction == events.ResetSent {
 		r.sent++
-		r.byReason[reason]++
+		if reason != "" {
+			r.byReason[reason]++
+		}
 	} else {
 		r.received++
 	}
@@ -100,22 +108,24 @@ func (r *resetReport) record(raw []byte) error {
 	dir := "->" // sent to the remote end
 	if ev.Direction == events.ResetReceived {
 		dir = "<-"
+	}
+	if reason == "" {
 		reason = "-"
 	}
 	return r.table.Row(ev.Time, strconv.FormatUint(uint64(ev.PID), 10), ev.Local.String(), dir, ev.Remote.String(),
 		events.TCPStateName(ev.State), reason)
 }
 
-func (r *resetReport) summary(elapsed time.Duration, lost uint64) error {
+func (r *resetReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := output.ResetSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Sent: r.sent, Received: r.received,
-		Reasons: r.byReason, Lost: lost}
+		Reasons: r.byReason, Loss: loss}
 	if r.format == output.JSON {
 		if err := r.out.Emit(s); err != nil {
 			return err
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s sent, %d received; %s lost\n",
-		s.DurationSeconds, output.Plural(s.Sent, "reset"), s.Received, output.Plural(s.Lost, "record"))
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s sent, %d received; %s\n",
+		s.DurationSeconds, output.Plural(s.Sent, "reset"), s.Received, s.Loss.Text())
 	return err
 }

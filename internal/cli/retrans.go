@@ -226,17 +226,17 @@ func (r *retransReport) flushInterval(now time.Time) error {
 	return nil
 }
 
-func (r *retransReport) summary(elapsed time.Duration, lost uint64) error {
+func (r *retransReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := output.RetransSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Retransmits: r.totals.events,
-		Segments: r.totals.segments, SynAcks: r.totals.synacks, Failed: r.totals.failed, Lost: lost}
+		Segments: r.totals.segments, SynAcks: r.totals.synacks, Failed: r.totals.failed, Loss: loss}
 	if r.format == output.JSON {
 		if err := r.out.Emit(s); err != nil {
 			return err
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%d SYN-ACK), %s; %d failed to send; %s lost\n",
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%d SYN-ACK), %s; %d failed to send; %s\n",
 		s.DurationSeconds, output.Plural(s.Retransmits, "retransmission"), s.SynAcks, output.Plural(s.Segments, "segment"),
-		s.Failed, output.Plural(s.Lost, "record"))
+		s.Failed, s.Loss.Text())
 	return err
 }

@@ -281,9 +281,9 @@ func writeLog2Hist(w io.Writer, h *conn.Log2Hist, first, last int) {
 	}
 }
 
-func (r *rttReport) summary(elapsed time.Duration, lost uint64) error {
+func (r *rttReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := output.RTTSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Samples: r.samples,
-		Connections: uint64(len(r.conns)), Lost: lost}
+		Connections: uint64(len(r.conns)), Loss: loss}
 	if r.hists != nil {
 		n := r.hists.Samples()
 		s.HistogramSamples = &n
@@ -300,8 +300,8 @@ func (r *rttReport) summary(elapsed time.Duration, lost uint64) error {
 		// the totals look as if samples went missing.
 		inHists = fmt.Sprintf(", %d of them periodic and in the histograms (records made for a cwnd or ssthresh change are not)", *s.HistogramSamples)
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s of %s%s; %s lost\n",
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s of %s%s; %s\n",
 		s.DurationSeconds, output.Plural(s.Samples, "sample"), output.Plural(s.Connections, "connection"), inHists,
-		output.Plural(s.Lost, "record"))
+		s.Loss.Text())
 	return err
 }

@@ -68,7 +68,7 @@ func TestStatesOutputGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := r.summary(2500*time.Millisecond, 7); err != nil {
+		if err := r.summary(2500*time.Millisecond, output.NewLoss(output.LostByCause{RingBuffer: 4, Recursion: 2, MapFull: 1})); err != nil {
 			t.Fatal(err)
 		}
 		r.out.Flush()
@@ -99,7 +99,7 @@ func TestRTTOutputGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := r.summary(time.Second, 0); err != nil {
+		if err := r.summary(time.Second, output.Loss{}); err != nil {
 			t.Fatal(err)
 		}
 		r.out.Flush()
@@ -133,7 +133,7 @@ func TestRTTHistogramGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The summary says how many of the samples the histograms hold.
-			if err := r.summary(time.Second, 0); err != nil {
+			if err := r.summary(time.Second, output.Loss{}); err != nil {
 				t.Fatal(err)
 			}
 			r.out.Flush()

@@ -109,7 +109,7 @@ func (s *sockTrace) flushWhenIdle(out *output.JSONLines) error {
 // summary at the end.
 type eventReport interface {
 	record(raw []byte) error
-	summary(elapsed time.Duration, lost uint64) error
+	summary(elapsed time.Duration, loss output.Loss) error
 }
 
 // streamed is the streamLoop handler of a command that prints every record
@@ -127,17 +127,39 @@ func (s *sockTrace) streamed(r eventReport, out *output.JSONLines) func(raw []by
 	}
 }
 
-// finish prints the summary with what the ring buffer lost, even after a
-// runtime error, and returns the first error.
+// finish prints the summary with what was lost, even after a runtime
+// error, and returns the first error.
 func (s *sockTrace) finish(runErr error, r eventReport, start time.Time) error {
-	lost, err := s.reader.Lost()
+	loss, err := s.loss()
 	if err != nil && runErr == nil {
 		runErr = err
 	}
-	if err := r.summary(time.Since(start), lost); err != nil && runErr == nil {
+	if err := r.summary(time.Since(start), loss); err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr
+}
+
+// loss adds up what the object did not see: records the ring buffer had no
+// room for and per-socket entries it could not make (counted by the BPF
+// side), and runs the kernel skipped for recursion (counted by the kernel,
+// or found by states at tcp_destroy_sock).
+func (s *sockTrace) loss() (output.Loss, error) {
+	k, err := s.reader.Lost()
+	if err != nil {
+		return output.Loss{}, err
+	}
+	var rec uint64
+	if s.tracer != nil { // nil when tests fake the kernel side
+		if rec, err = s.tracer.RecursionMisses(); err != nil {
+			return output.Loss{}, err
+		}
+	}
+	// A CLOSE found unseen is one of the runs the kernel skipped; some
+	// kernels (6.1) do not count those for tracepoint programs, so take
+	// the larger of the two rather than both.
+	rec = max(rec, k.UnseenClose)
+	return output.NewLoss(output.LostByCause{RingBuffer: k.RingBuffer, MapFull: k.MapFull, Recursion: rec}), nil
 }
 
 // jsonOut is out in JSON mode and nil in text mode.

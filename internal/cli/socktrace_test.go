@@ -42,7 +42,7 @@ func TestSockTraceJSONGolden(t *testing.T) {
 	rs.Addrs.Saddr = netip.MustParseAddr("fd00:200::2").As16()
 	rs.Addrs.Daddr = netip.MustParseAddr("fd00:200::1").As16()
 	rs.Addrs.Sport, rs.Addrs.Dport = 80, 50000
-	rs.Reason, rs.Direction = 1, events.ResetSent
+	rs.Reason, rs.ReasonKnown, rs.Direction = 1, 1, events.ResetSent
 
 	var dr bpfobj.DropsDropEvent
 	dr.TsNs = 3_000_000_000
@@ -70,14 +70,14 @@ func TestSockTraceJSONGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.out.Flush()
-		r.summary(1500*time.Millisecond, 2)
+		r.summary(1500*time.Millisecond, output.NewLoss(output.LostByCause{RingBuffer: 2}))
 		rr := &resetReport{w: &buf, out: output.NewJSONLines(&buf), format: f, clock: clock,
 			reasons: names{1: "NO_SOCKET"}, byReason: map[string]uint64{}}
 		if err := rr.record(rawRecord(&rs)); err != nil {
 			t.Fatal(err)
 		}
 		rr.out.Flush()
-		rr.summary(time.Second, 0)
+		rr.summary(time.Second, output.Loss{})
 		dp := &dropReport{w: &buf, out: output.NewJSONLines(&buf), format: f, clock: clock,
 			reasons: names{3: "NO_SOCKET"}, byReason: map[string]uint64{}, syms: syms, stack: stack, stacksLost: stacksLost,
 			listenStart: netstat.Listen{Overflows: 10, Drops: 10}, readListen: listen}
@@ -85,7 +85,7 @@ func TestSockTraceJSONGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		dp.out.Flush()
-		dp.summary(time.Second, 0)
+		dp.summary(time.Second, output.Loss{})
 
 		// Interval mode: two records of one connection add up.
 		buf2 := &buf

@@ -30,6 +30,10 @@ func runStates(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if len(st.tracer.Without) > 0 {
+		fmt.Fprintf(env.Stderr, "tcplens states: this kernel has no %s tracepoint: accepted connections show no owner\n",
+			st.tracer.Without[0])
+	}
 
 	r := newStatesReport(env.Stdout, c.format, events.NewClock())
 	if r.style, err = sf.textStyle(); err != nil {
@@ -210,17 +214,17 @@ func (r *statesReport) lifetimeText(ev *events.StateChange, pid, comm string) er
 		strconv.FormatUint(uint64(ev.TotalRetrans), 10), events.TCPStateName(ev.OldState), lifetimeText(ev))
 }
 
-func (r *statesReport) summary(elapsed time.Duration, lost uint64) error {
+func (r *statesReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := r.totals
-	s.Type, s.DurationSeconds, s.Lost = "summary", elapsed.Seconds(), lost
+	s.Type, s.DurationSeconds, s.Loss = "summary", elapsed.Seconds(), loss
 	if r.format == output.JSON {
 		if err := r.out.Emit(s); err != nil {
 			return err
 		}
 		return r.out.Flush()
 	}
-	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%s), %s; %s lost\n",
+	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%s), %s; %s\n",
 		s.DurationSeconds, output.Plural(s.Transitions, "transition"), output.Plural(s.Handshakes, "handshake"),
-		output.Plural(s.Lifetimes, "lifetime"), output.Plural(s.Lost, "record"))
+		output.Plural(s.Lifetimes, "lifetime"), s.Loss.Text())
 	return err
 }

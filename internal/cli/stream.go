@@ -21,8 +21,8 @@ type recordReader interface {
 	SetDeadline(t time.Time)
 	// Pending is how many bytes of records wait to be read.
 	Pending() int
-	// Lost is how many records the kernel could not hand over.
-	Lost() (uint64, error)
+	// Lost is what the BPF side counted as not delivered, by cause.
+	Lost() (events.KernelLoss, error)
 	Close() error
 }
 

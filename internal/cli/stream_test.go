@@ -21,7 +21,7 @@ import (
 type fakeReader struct {
 	mu       sync.Mutex
 	records  [][]byte
-	lost     uint64
+	lost     events.KernelLoss
 	lostErr  error
 	deadline time.Time
 	closed   bool
@@ -59,7 +59,7 @@ func (f *fakeReader) Pending() int {
 	return n
 }
 
-func (f *fakeReader) Lost() (uint64, error) { return f.lost, f.lostErr }
+func (f *fakeReader) Lost() (events.KernelLoss, error) { return f.lost, f.lostErr }
 
 func (f *fakeReader) Close() error { f.mu.Lock(); f.closed = true; f.mu.Unlock(); return nil }
 
@@ -174,7 +174,7 @@ func TestStreamDrainsOnStop(t *testing.T) {
 
 // What the kernel could not hand over is in the summary, JSON and text.
 func TestStreamLossSummary(t *testing.T) {
-	fakeKernel(t, &fakeReader{records: retransRecords(2), lost: 7})
+	fakeKernel(t, &fakeReader{records: retransRecords(2), lost: events.KernelLoss{RingBuffer: 4, MapFull: 3}})
 	code, stdout, stderr := runCLI("retrans", "-o", "json", "--duration", "50ms")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -182,7 +182,7 @@ func TestStreamLossSummary(t *testing.T) {
 	if _, sum := jsonTypes(t, stdout); sum["lost"] != 7.0 {
 		t.Errorf("JSON summary lost %v, want 7", sum["lost"])
 	}
-	fakeKernel(t, &fakeReader{records: retransRecords(2), lost: 7})
+	fakeKernel(t, &fakeReader{records: retransRecords(2), lost: events.KernelLoss{RingBuffer: 4, MapFull: 3}})
 	code, stdout, stderr = runCLI("retrans", "--duration", "50ms")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)

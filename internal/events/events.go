@@ -56,17 +56,38 @@ func (r *Reader) Pending() int { return r.rb.AvailableBytes() }
 // Close unblocks Next and releases the ring buffer.
 func (r *Reader) Close() error { return r.rb.Close() }
 
-// Lost sums the records the kernel dropped because the ring buffer was full.
-func (r *Reader) Lost() (uint64, error) {
-	var perCPU []uint64
-	if err := r.lost.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, fmt.Errorf("read lost-record counter: %w", err)
+// Keys of the per-CPU `lost` array (LOST_* in bpf/sock_common.h).
+const (
+	lostRingBuffer  = 0
+	lostMapFull     = 1
+	lostUnseenClose = 2
+)
+
+// KernelLoss is what the BPF side counted itself as not delivered.
+type KernelLoss struct {
+	RingBuffer uint64 // records the ring buffer had no room for
+	MapFull    uint64 // per-socket map entries that could not be made
+	// UnseenClose: sockets freed whose CLOSE the program did not see
+	// (states): runs skipped for recursion, found after the fact.
+	UnseenClose uint64
+}
+
+// Lost reads the per-CPU loss counters, summed over CPUs.
+func (r *Reader) Lost() (KernelLoss, error) {
+	var l KernelLoss
+	for _, c := range []struct {
+		key uint32
+		dst *uint64
+	}{{lostRingBuffer, &l.RingBuffer}, {lostMapFull, &l.MapFull}, {lostUnseenClose, &l.UnseenClose}} {
+		var perCPU []uint64
+		if err := r.lost.Lookup(c.key, &perCPU); err != nil {
+			return KernelLoss{}, fmt.Errorf("read lost-record counter %d: %w", c.key, err)
+		}
+		for _, n := range perCPU {
+			*c.dst += n
+		}
 	}
-	var sum uint64
-	for _, n := range perCPU {
-		sum += n
-	}
-	return sum, nil
+	return l, nil
 }
 
 // Cast views raw as a *T without copying. It returns false when raw is too

@@ -27,6 +27,7 @@ type Reset struct {
 	Direction     uint8 // ResetSent or ResetReceived
 	HasSocket     bool
 	Reason        uint32 // enum sk_rst_reason; sent resets only
+	ReasonKnown   bool   // the kernel gave a reason (sent resets, 6.10+)
 	ReasonName    string // "" for received resets, or a value BTF does not name
 	PID           uint32
 }
@@ -51,8 +52,9 @@ func DecodeReset(raw []byte, clock Clock, reasons EnumNamer, r *Reset) error {
 	r.Direction = e.Direction
 	r.HasSocket = e.HasSocket != 0
 	r.Reason = e.Reason
+	r.ReasonKnown = e.ReasonKnown != 0
 	r.ReasonName = ""
-	if r.Direction == ResetSent && reasons != nil {
+	if r.Direction == ResetSent && r.ReasonKnown && reasons != nil {
 		r.ReasonName = reasons.Name(uint64(e.Reason))
 	}
 	r.PID = e.Pid

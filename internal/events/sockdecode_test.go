@@ -49,7 +49,7 @@ func TestDecodeResetAndDrop(t *testing.T) {
 	copy(re.Addrs.Saddr[:], []byte{10, 0, 0, 1})
 	copy(re.Addrs.Daddr[:], []byte{10, 0, 0, 2})
 	re.Addrs.Sport, re.Addrs.Dport = 80, 5555
-	re.Reason, re.Direction = 1, ResetSent
+	re.Reason, re.ReasonKnown, re.Direction = 1, 1, ResetSent
 	var r Reset
 	if err := DecodeReset(rawOf(&re), ClockFrom(zero), fakeNames{1: "NO_SOCKET"}, &r); err != nil {
 		t.Fatal(err)
@@ -58,6 +58,14 @@ func TestDecodeResetAndDrop(t *testing.T) {
 		r.DirectionName() != "sent" || TCPStateName(r.State) != "UNKNOWN" || r.HasSocket {
 		t.Errorf("reset decoded as %+v", r)
 	}
+	// Before 6.10 the kernel gives no reason: none is named, whatever the
+	// field holds.
+	re.ReasonKnown = 0
+	DecodeReset(rawOf(&re), ClockFrom(zero), fakeNames{1: "NO_SOCKET"}, &r)
+	if r.ReasonKnown || r.ReasonName != "" {
+		t.Errorf("a reset without a reason from the kernel has one: %+v", r)
+	}
+	re.ReasonKnown = 1
 	re.Direction = ResetReceived
 	DecodeReset(rawOf(&re), ClockFrom(zero), fakeNames{1: "NO_SOCKET"}, &r)
 	if r.ReasonName != "" || r.DirectionName() != "received" {

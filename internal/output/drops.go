@@ -30,7 +30,7 @@ type DropSummary struct {
 	DurationSeconds float64           `json:"duration_seconds"`
 	Drops           uint64            `json:"drops"`
 	Reasons         map[string]uint64 `json:"reasons"`
-	Lost            uint64            `json:"lost"`
+	Loss
 	// StacksLost (with --stack) counts drops whose stack was not recorded.
 	StacksLost *uint64 `json:"stacks_lost,omitempty"`
 	// ListenOverflows and ListenDrops are the growth of the namespace's

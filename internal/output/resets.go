@@ -22,5 +22,5 @@ type ResetSummary struct {
 	Sent            uint64            `json:"sent"`
 	Received        uint64            `json:"received"`
 	Reasons         map[string]uint64 `json:"reasons"` // sent resets by reason
-	Lost            uint64            `json:"lost"`
+	Loss
 }

@@ -47,5 +47,5 @@ type RetransSummary struct {
 	Segments        uint64  `json:"segments"`
 	SynAcks         uint64  `json:"synacks"`
 	Failed          uint64  `json:"failed"`
-	Lost            uint64  `json:"lost"` // records the ring buffer had no room for
+	Loss
 }

@@ -56,5 +56,5 @@ type RTTSummary struct {
 	// its own: counting them would weigh busy connections more).
 	HistogramSamples *uint64 `json:"histogram_samples,omitempty"`
 	Connections      uint64  `json:"connections"`
-	Lost             uint64  `json:"lost"`
+	Loss
 }

@@ -41,5 +41,5 @@ type StatesSummary struct {
 	Transitions     uint64  `json:"transitions"`
 	Handshakes      uint64  `json:"handshakes"`
 	Lifetimes       uint64  `json:"lifetimes"`
-	Lost            uint64  `json:"lost"`
+	Loss
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -26,6 +27,8 @@ const (
 	FeatTCXLink    Feature = "tcx_link"
 	FeatTracefs    Feature = "tracefs"
 	FeatPacketHook Feature = "xdp_link|tcx_link" // either hook will do
+	// FeatResetReasons: the kernel's BTF has enum sk_rst_reason (6.10+).
+	FeatResetReasons Feature = "btf enum sk_rst_reason"
 )
 
 // Tracepoint is one kernel tracepoint the project attaches to.
@@ -67,9 +70,25 @@ var CommandNeeds = map[string][]Feature{
 	"syn":     {FeatBPF, FeatPacketHook},
 	"retrans": {FeatBPF, FeatRingbuf, FeatTracefs, TPRetransmitSKB.Feature(), TPRetransmitSynack.Feature()},
 	"rtt":     {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPTCPProbe.Feature(), TPDestroySock.Feature()},
-	"states":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSetState.Feature(), TPSockSendLength.Feature(), TPSockRecvLength.Feature()},
+	"states":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSetState.Feature(), TPDestroySock.Feature()},
 	"resets":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSendReset.Feature(), TPReceiveReset.Feature()},
 	"drops":   {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPKfreeSKB.Feature()},
+}
+
+// CommandExtras are features a command uses where the kernel has them and
+// runs without otherwise, each with what is missing then.
+var CommandExtras = map[string][]Extra{
+	"states": {
+		{TPSockSendLength.Feature(), optionalTracepoints[TPSockSendLength]},
+		{TPSockRecvLength.Feature(), optionalTracepoints[TPSockRecvLength]},
+	},
+	"resets": {{FeatResetReasons, "reset reasons"}},
+}
+
+// Extra is a feature a command can do without, and what it then lacks.
+type Extra struct {
+	Feature Feature
+	Lacks   string
 }
 
 // Check is one line of doctor's table.
@@ -103,6 +122,7 @@ func RunChecks() []Check {
 	info("capabilities", capabilitySummary())
 
 	add(FeatBTF, "BTF (/sys/kernel/btf/vmlinux)", checkBTF(), "kernel BTF loads")
+	add(FeatResetReasons, "reset reasons (BTF enum sk_rst_reason)", checkResetReasons(), "resets are named by the kernel's reasons")
 	bpfErr := checkBPF()
 	add(FeatBPF, "bpf() syscall", bpfErr, "maps and programs can be created")
 	if mountedAs(bpffsPath, bpffsMagic) {
@@ -135,6 +155,26 @@ func RunChecks() []Check {
 	return checks
 }
 
+// Degraded lists, per command, what it runs without on this kernel: the
+// Lacks of each of its extras that failed, once each.
+func Degraded(checks []Check) map[string][]string {
+	ok := map[Feature]bool{}
+	for _, c := range checks {
+		if c.Feature != "" {
+			ok[c.Feature] = c.OK
+		}
+	}
+	out := map[string][]string{}
+	for cmd, extras := range CommandExtras {
+		for _, e := range extras {
+			if !ok[e.Feature] && !slices.Contains(out[cmd], e.Lacks) {
+				out[cmd] = append(out[cmd], e.Lacks)
+			}
+		}
+	}
+	return out
+}
+
 // Missing lists, per command, the needed features that failed.
 func Missing(checks []Check) map[string][]Feature {
 	ok := map[Feature]bool{}
@@ -153,6 +193,11 @@ func Missing(checks []Check) map[string][]Feature {
 		}
 	}
 	return out
+}
+
+func checkResetReasons() error {
+	_, err := ResetReasons()
+	return err
 }
 
 func checkBTF() error {

@@ -24,6 +24,9 @@ type SockTracerOptions struct {
 type SockTracer struct {
 	Events, Lost *ebpf.Map
 	Programs     map[string]*ebpf.Program
+	// Without lists the optional tracepoints this kernel lacks: their
+	// programs were left out, and what they add is missing.
+	Without []Tracepoint
 
 	coll  *ebpf.Collection
 	links []link.Link
@@ -33,6 +36,23 @@ type SockTracer struct {
 type tracepointProgram struct {
 	prog string
 	tp   Tracepoint
+}
+
+// optionalTracepoints add something to a command without being needed:
+// where the kernel lacks one, its program is not loaded and the command
+// runs without what it adds (SockTracer.Without, doctor's "ready, without").
+var optionalTracepoints = map[Tracepoint]string{
+	TPSockSendLength: "owner of accepted connections",
+	TPSockRecvLength: "owner of accepted connections",
+}
+
+// tracepointExists says whether tracefs lists the tracepoint.
+func tracepointExists(tp Tracepoint) bool {
+	if tp.Raw {
+		return true // raw tracepoints have no tracefs entry; attach tells
+	}
+	_, err := os.Stat(fmt.Sprintf("%s/events/%s/%s", tracefsPath, tp.Group, tp.Name))
+	return err == nil
 }
 
 // loadSockTracer loads spec (after configure, when set, has changed it)
@@ -57,12 +77,22 @@ func loadSockTracer(what string, spec *ebpf.CollectionSpec, opts SockTracerOptio
 	if _, err := EnsureTracefs(); err != nil {
 		return nil, err
 	}
+	var without []Tracepoint
+	attach := progs[:0:0]
+	for _, p := range progs {
+		if _, optional := optionalTracepoints[p.tp]; optional && !tracepointExists(p.tp) {
+			delete(spec.Programs, p.prog)
+			without = append(without, p.tp)
+			continue
+		}
+		attach = append(attach, p)
+	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, explainLoadError("load "+what+" programs", err)
 	}
-	t := &SockTracer{Events: coll.Maps["events"], Lost: coll.Maps["lost"], Programs: coll.Programs, coll: coll}
-	for _, p := range progs {
+	t := &SockTracer{Events: coll.Maps["events"], Lost: coll.Maps["lost"], Programs: coll.Programs, Without: without, coll: coll}
+	for _, p := range attach {
 		prog := coll.Programs[p.prog]
 		if prog == nil {
 			t.Close()
@@ -100,4 +130,20 @@ func (t *SockTracer) Close() error {
 		t.coll = nil
 	}
 	return errors.Join(errs...)
+}
+
+// RecursionMisses adds up the runs the kernel skipped for each program of
+// the object because a tracing program was already running on that CPU:
+// events the object never saw. Kernels before 5.12 do not report it (0).
+func (t *SockTracer) RecursionMisses() (uint64, error) {
+	var sum uint64
+	for name, p := range t.Programs {
+		// Counted whether or not BPF statistics are enabled.
+		st, err := p.Stats()
+		if err != nil {
+			return 0, fmt.Errorf("read recursion misses of program %s: %w", name, err)
+		}
+		sum += st.RecursionMisses
+	}
+	return sum, nil
 }

@@ -10,8 +10,11 @@ import (
 type StateEvent = bpfobj.StatesStateEvent
 
 // LoadStates loads bpf/states.c and attaches it to sock:inet_sock_set_state
-// (transitions and lifetimes) and sock:sock_send_length/sock_recv_length
-// (the owning process of sockets it did not see connect).
+// (transitions and lifetimes), tcp:tcp_destroy_sock (forgets freed
+// sockets), and, where the kernel has them (6.3+),
+// sock:sock_send_length/sock_recv_length (the owning process of sockets it
+// did not see connect). Without them, SockTracer.Without names them and
+// accepted connections show no owner.
 func LoadStates(opts SockTracerOptions) (*SockTracer, error) {
 	spec, err := bpfobj.LoadStates()
 	if err != nil {
@@ -19,7 +22,8 @@ func LoadStates(opts SockTracerOptions) (*SockTracer, error) {
 	}
 	return loadSockTracer("states", spec, opts, nil, []tracepointProgram{
 		{bpfobj.StatesProgSetState, TPSetState},
-		{bpfobj.StatesProgSendLength, TPSockSendLength},
+		{bpfobj.StatesProgDestroySock, TPDestroySock},
+		{bpfobj.StatesProgSendLength, TPSockSendLength}, // optional: 6.3+
 		{bpfobj.StatesProgRecvLength, TPSockRecvLength},
 	})
 }

@@ -211,9 +211,14 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 			sort.Float64s(srttDev)
 			t.Logf("%s: %d samples, %d snapshots, %d outside the cwnd tolerance; nearest sample: cwnd equal in %d, srtt off by median %.0f%%, max %.0f%%",
 				cli, len(recs), len(snaps), bad, cwndExact, 100*srttDev[len(srttDev)/2], 100*srttDev[len(srttDev)-1])
-			if sum := res.Summary(t, ""); sum.Uint(t, "lost") != 0 {
-				t.Errorf("lost %d records", sum.Uint(t, "lost"))
+			// Runs skipped for recursion (tcp_probe re-entered from a softirq
+			// on a busy CPU, as when other tests run alongside) are counted in
+			// lost too; only records the ring buffer had to drop are a defect.
+			sum := res.Summary(t, "")
+			if n := sum.Uint(t, "lost_by_cause.ring_buffer"); n != 0 {
+				t.Errorf("lost %d records to a full ring buffer", n)
 			}
+			t.Logf("lost %d (recursion %d)", sum.Uint(t, "lost"), sum.Uint(t, "lost_by_cause.recursion"))
 		})
 	}
 }
