@@ -254,9 +254,7 @@ func TestStatesSequences(t *testing.T) {
 			activeServerSeq := []string{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->FIN_WAIT1", "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"}
 			checkStates(t, recs, passiveCli.c, passiveClientSeq, 0, passiveCli.acked, passiveCli.received, from, to)
 			checkStates(t, recs, passiveSrv.c, activeServerSeq, acceptedOwnerFrom, passiveSrv.acked, passiveSrv.received, from, to)
-			if sum := res.Summary(t, ""); sum.Uint(t, "lost") != 0 {
-				t.Errorf("lost %d records", sum.Uint(t, "lost"))
-			}
+			checkNoDeliveryLoss(t, res.Summary(t, ""))
 		})
 	}
 }
