@@ -97,9 +97,9 @@ func (d *Drops) Stack(id int32, buf []uint64) ([]uint64, error) {
 // LoadDrops loads bpf/drops.c and attaches it to skb:kfree_skb.
 // reasons is nil on kernels without drop reasons.
 func LoadDrops(opts SockTracerOptions, cfg DropsConfig, reasons *EnumNames) (*Drops, error) {
-	spec, err := bpfobj.LoadDrops()
+	spec, err := DropsObject.Spec()
 	if err != nil {
-		return nil, fmt.Errorf("read embedded drops object: %w", err)
+		return nil, err
 	}
 	skip := cfg.SkipReasons
 	if reasons != nil {
@@ -132,9 +132,7 @@ func LoadDrops(opts SockTracerOptions, cfg DropsConfig, reasons *EnumNames) (*Dr
 		}
 		return nil
 	}
-	st, err := loadSockTracer("drops", spec, opts, configure, []tracepointProgram{
-		{bpfobj.DropsProgKfreeSkb, TPKfreeSKB},
-	})
+	st, err := DropsObject.loadSpec(spec, opts, configure)
 	if err != nil {
 		return nil, err
 	}

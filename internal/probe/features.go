@@ -47,7 +47,7 @@ func (t Tracepoint) String() string {
 // Feature is the name doctor checks the tracepoint under.
 func (t Tracepoint) Feature() Feature { return Feature("tp " + t.String()) }
 
-// Tracepoints lists every tracepoint tcplens uses, in one place.
+// The tracepoints tcplens uses; Tracepoints (sockobjects.go) lists them.
 var (
 	TPRetransmitSKB    = Tracepoint{Group: "tcp", Name: "tcp_retransmit_skb"}
 	TPRetransmitSynack = Tracepoint{Group: "tcp", Name: "tcp_retransmit_synack"}
@@ -59,31 +59,7 @@ var (
 	TPSockSendLength   = Tracepoint{Group: "sock", Name: "sock_send_length"}
 	TPSockRecvLength   = Tracepoint{Group: "sock", Name: "sock_recv_length"}
 	TPDestroySock      = Tracepoint{Group: "tcp", Name: "tcp_destroy_sock"}
-
-	Tracepoints = []Tracepoint{TPRetransmitSKB, TPRetransmitSynack, TPSendReset, TPReceiveReset, TPSetState, TPKfreeSKB, TPTCPProbe,
-		TPSockSendLength, TPSockRecvLength, TPDestroySock}
 )
-
-// CommandNeeds says which features each command needs.
-var CommandNeeds = map[string][]Feature{
-	"flags":   {FeatBPF, FeatPacketHook},
-	"syn":     {FeatBPF, FeatPacketHook},
-	"retrans": {FeatBPF, FeatRingbuf, FeatTracefs, TPRetransmitSKB.Feature(), TPRetransmitSynack.Feature()},
-	"rtt":     {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPTCPProbe.Feature(), TPDestroySock.Feature()},
-	"states":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSetState.Feature(), TPDestroySock.Feature()},
-	"resets":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSendReset.Feature(), TPReceiveReset.Feature()},
-	"drops":   {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPKfreeSKB.Feature()},
-}
-
-// CommandExtras are features a command uses where the kernel has them and
-// runs without otherwise, each with what is missing then.
-var CommandExtras = map[string][]Extra{
-	"states": {
-		{TPSockSendLength.Feature(), optionalTracepoints[TPSockSendLength]},
-		{TPSockRecvLength.Feature(), optionalTracepoints[TPSockRecvLength]},
-	},
-	"resets": {{FeatResetReasons, "reset reasons"}},
-}
 
 // Extra is a feature a command can do without, and what it then lacks.
 type Extra struct {

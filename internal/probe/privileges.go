@@ -48,17 +48,6 @@ var (
 	SocketPathCapsPerfRestricted = []Capability{CapSysAdmin, CapDACReadSearch}
 )
 
-// CommandCaps lists, per command, the capabilities it needs without root.
-var CommandCaps = map[string][]Capability{
-	"flags":   PacketPathCaps,
-	"syn":     PacketPathCaps,
-	"retrans": SocketPathCaps,
-	"rtt":     SocketPathCaps,
-	"states":  SocketPathCaps,
-	"resets":  SocketPathCaps,
-	"drops":   SocketPathCaps,
-}
-
 // PrivilegeError says which of a command's capabilities are missing. It
 // matches ErrPrivileges, which the CLI turns into exit code 2.
 type PrivilegeError struct {

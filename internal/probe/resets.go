@@ -1,11 +1,5 @@
 package probe
 
-import (
-	"fmt"
-
-	"github.com/tcplens/tcplens/internal/bpfobj"
-)
-
 // ResetReasonPrefix is stripped from enum sk_rst_reason's names: reasons
 // read as the tracepoint prints them, "NO_SOCKET" for
 // SK_RST_REASON_NO_SOCKET.
@@ -14,14 +8,7 @@ const ResetReasonPrefix = "SK_RST_REASON_"
 // LoadResets loads bpf/resets.c and attaches it to tcp:tcp_send_reset and
 // tcp:tcp_receive_reset.
 func LoadResets(opts SockTracerOptions) (*SockTracer, error) {
-	spec, err := bpfobj.LoadResets()
-	if err != nil {
-		return nil, fmt.Errorf("read embedded resets object: %w", err)
-	}
-	return loadSockTracer("resets", spec, opts, nil, []tracepointProgram{
-		{bpfobj.ResetsProgSendReset, TPSendReset},
-		{bpfobj.ResetsProgReceiveReset, TPReceiveReset},
-	})
+	return ResetsObject.load(opts, nil)
 }
 
 // ResetReasons names the kernel's reset reasons (enum sk_rst_reason) from

@@ -1,8 +1,6 @@
 package probe
 
 import (
-	"fmt"
-
 	"github.com/tcplens/tcplens/internal/bpfobj"
 )
 
@@ -12,12 +10,5 @@ type RetransEvent = bpfobj.RetransRetransEvent
 // LoadRetrans loads bpf/retrans.c and attaches it to tcp:tcp_retransmit_skb
 // and tcp:tcp_retransmit_synack.
 func LoadRetrans(opts SockTracerOptions) (*SockTracer, error) {
-	spec, err := bpfobj.LoadRetrans()
-	if err != nil {
-		return nil, fmt.Errorf("read embedded retrans object: %w", err)
-	}
-	return loadSockTracer("retrans", spec, opts, nil, []tracepointProgram{
-		{bpfobj.RetransProgRetransmitSkb, TPRetransmitSKB},
-		{bpfobj.RetransProgRetransmitSynack, TPRetransmitSynack},
-	})
+	return RetransObject.load(opts, nil)
 }

@@ -40,10 +40,6 @@ func LoadRTT(opts SockTracerOptions, cfg RTTConfig) (*SockTracer, error) {
 	if cfg.CwndChangePct > 100 {
 		return nil, fmt.Errorf("rtt: cwnd change threshold is 0 to 100 percent, not %d", cfg.CwndChangePct)
 	}
-	spec, err := bpfobj.LoadRtt()
-	if err != nil {
-		return nil, fmt.Errorf("read embedded rtt object: %w", err)
-	}
 	configure := func(spec *ebpf.CollectionSpec) error {
 		v, ok := spec.Variables["sample_ns"]
 		if !ok {
@@ -61,8 +57,5 @@ func LoadRTT(opts SockTracerOptions, cfg RTTConfig) (*SockTracer, error) {
 		}
 		return nil
 	}
-	return loadSockTracer("rtt", spec, opts, configure, []tracepointProgram{
-		{bpfobj.RttProgTcpProbe, TPTCPProbe},
-		{bpfobj.RttProgTcpDestroySock, TPDestroySock},
-	})
+	return RTTObject.load(opts, configure)
 }

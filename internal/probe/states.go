@@ -1,8 +1,6 @@
 package probe
 
 import (
-	"fmt"
-
 	"github.com/tcplens/tcplens/internal/bpfobj"
 )
 
@@ -16,14 +14,5 @@ type StateEvent = bpfobj.StatesStateEvent
 // did not see connect). Without them, SockTracer.Without names them and
 // accepted connections show no owner.
 func LoadStates(opts SockTracerOptions) (*SockTracer, error) {
-	spec, err := bpfobj.LoadStates()
-	if err != nil {
-		return nil, fmt.Errorf("read embedded states object: %w", err)
-	}
-	return loadSockTracer("states", spec, opts, nil, []tracepointProgram{
-		{bpfobj.StatesProgSetState, TPSetState},
-		{bpfobj.StatesProgDestroySock, TPDestroySock},
-		{bpfobj.StatesProgSendLength, TPSockSendLength}, // optional: 6.3+
-		{bpfobj.StatesProgRecvLength, TPSockRecvLength},
-	})
+	return StatesObject.load(opts, nil)
 }
