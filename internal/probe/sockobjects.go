@@ -142,3 +142,12 @@ func init() {
 		}
 	}
 }
+
+// SockCommands names the socket-path commands, in a fixed order.
+func SockCommands() []string {
+	out := make([]string, len(sockObjects))
+	for i, o := range sockObjects {
+		out[i] = o.Command
+	}
+	return out
+}

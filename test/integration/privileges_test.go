@@ -65,15 +65,7 @@ func TestNoPrivilegesExitsTwo(t *testing.T) {
 	setpriv := lookSetpriv(t)
 	p := testnet.NewPair(t)
 	bin := testnet.Tcplens(t)
-	for _, args := range [][]string{
-		{"flags", "-i", p.B.Link, "--hook", "tc"},
-		{"syn", "-i", p.B.Link, "--hook", "xdp"},
-		{"retrans"},
-		{"rtt"},
-		{"states"},
-		{"resets"},
-		{"drops"},
-	} {
+	for _, args := range commandsUnderTest(p.B.Link) {
 		t.Run(args[0], func(t *testing.T) {
 			cmd := p.B.Command(setpriv, append([]string{"--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--", bin}, args...)...)
 			code, stdout, msg := runPrivCmd(t, cmd)
@@ -166,15 +158,7 @@ func TestMinimalCapabilities(t *testing.T) {
 	}
 	p := testnet.NewPair(t)
 	bin := nobodyCopy(t)
-	for _, args := range [][]string{
-		{"flags", "-i", p.B.Link, "--hook", "tc"},
-		{"syn", "-i", p.B.Link, "--hook", "xdp"},
-		{"retrans"},
-		{"rtt"},
-		{"states"},
-		{"resets"},
-		{"drops"},
-	} {
+	for _, args := range commandsUnderTest(p.B.Link) {
 		packetPath := len(args) > 1
 		caps := probe.CommandCaps[args[0]]
 		if !packetPath && probe.PerfEventsRestricted() {
@@ -221,4 +205,18 @@ func TestMinimalCapabilities(t *testing.T) {
 			}
 		})
 	}
+}
+
+// commandsUnderTest is every command that loads BPF, with the arguments it
+// needs to start: the packet path on link, and every socket-path command
+// that probe describes, so a new command is tested without a new line here.
+func commandsUnderTest(link string) [][]string {
+	cmds := [][]string{
+		{"flags", "-i", link, "--hook", "tc"},
+		{"syn", "-i", link, "--hook", "xdp"},
+	}
+	for _, c := range probe.SockCommands() {
+		cmds = append(cmds, []string{c})
+	}
+	return cmds
 }
