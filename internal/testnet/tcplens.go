@@ -193,6 +193,20 @@ func (p *Process) Stop() Result {
 	return p.signal(syscall.SIGINT, 10*time.Second)
 }
 
+// Wait waits up to timeout for tcplens to exit by itself; after that it is
+// killed and the test fails.
+func (p *Process) Wait(timeout time.Duration) Result {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.done
+		p.t.Fatalf("testnet: tcplens (pid %d) still running after %v; killed. stderr: %s", p.PID(), timeout, p.result.Stderr)
+	}
+	return p.result
+}
+
 // Kill ends tcplens with SIGKILL, leaving it no chance to clean up.
 func (p *Process) Kill() Result {
 	p.t.Helper()
