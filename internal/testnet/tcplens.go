@@ -149,8 +149,15 @@ func (ns *NS) StartTcplens(t testing.TB, args ...string) *Process {
 			t.Fatalf("testnet: tcplens %s exited with %d before it was ready; stderr: %s",
 				strings.Join(args, " "), p.result.ExitCode, p.result.Stderr)
 		case <-deadline:
-			p.cmd.Process.Kill()
-			<-p.done
+			// SIGQUIT first: a Go program prints every goroutine's stack,
+			// which says where it hangs.
+			p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.done:
+			case <-time.After(2 * time.Second):
+				p.cmd.Process.Kill()
+				<-p.done
+			}
 			t.Fatalf("testnet: tcplens %s not ready after 15 s; stderr: %s", strings.Join(args, " "), p.result.Stderr)
 		case <-time.After(10 * time.Millisecond):
 		}
