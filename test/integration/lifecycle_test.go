@@ -492,3 +492,30 @@ func TestDoctorPacketCommandsNeedDefaultRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoNetlinkRunsShareAnInterface: a second tcplens on the same
+// interface must take the first one's filter for live (its owner holds
+// the program), not for stale, and each removes only its own.
+func TestTwoNetlinkRunsShareAnInterface(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	first := p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", "tc-netlink")
+	second := p.B.StartTcplens(t, "syn", "-i", p.B.Link, "-o", "json", "--hook", "tc-netlink")
+	if att := p.B.Attachments(t); len(att.TCFilters) != 2 {
+		t.Fatalf("two runs: %v, want two netlink TC filters", att)
+	}
+	if res := second.Stop(); res.ExitCode != 0 || strings.Contains(res.Stderr, "stale") {
+		t.Fatalf("second run: exit code %d, stderr: %s", res.ExitCode, res.Stderr)
+	}
+	att := p.B.Attachments(t)
+	if len(att.TCFilters) != 1 || att.TCFilters[0].Handle != uint32(first.PID()) {
+		t.Fatalf("after the second run ended: %v, want only the first run's filter (handle %#x)", att, first.PID())
+	}
+	if res := first.Stop(); res.ExitCode != 0 {
+		t.Fatalf("first run: exit code %d, stderr: %s", res.ExitCode, res.Stderr)
+	}
+	if att := p.B.Attachments(t); !att.Empty() {
+		t.Errorf("after both runs ended: %v", att)
+	}
+}
