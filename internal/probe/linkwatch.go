@@ -28,18 +28,20 @@ type LinkWatcher struct {
 }
 
 // WatchLinks subscribes to link notifications in the network namespace of
-// the calling thread. The socket is bound to that namespace when it is
-// made, so the goroutine that reads it may run on any thread.
-func WatchLinks() (*LinkWatcher, error) {
-	ns, err := netns.Get()
-	if err != nil {
-		return nil, fmt.Errorf("watch interfaces: open this network namespace: %w", err)
-	}
-	defer ns.Close()
+// the calling thread: tcplens never moves a thread to another namespace,
+// so that is the namespace of the whole process, the one whose interfaces
+// it attached to. Entering a namespace (WatchLinksIn) would need
+// CAP_SYS_ADMIN, which the packet path does not need otherwise.
+func WatchLinks() (*LinkWatcher, error) { return WatchLinksIn(nil) }
+
+// WatchLinksIn subscribes to link notifications in network namespace ns
+// (nil: the calling thread's). The socket is bound to its namespace when
+// it is made, so the goroutine that reads it may run on any thread.
+func WatchLinksIn(ns *netns.NsHandle) (*LinkWatcher, error) {
 	updates := make(chan netlink.LinkUpdate, 64)
 	w := &LinkWatcher{events: make(chan LinkEvent, 64), done: make(chan struct{})}
-	err = netlink.LinkSubscribeWithOptions(updates, w.done, netlink.LinkSubscribeOptions{
-		Namespace: &ns,
+	err := netlink.LinkSubscribeWithOptions(updates, w.done, netlink.LinkSubscribeOptions{
+		Namespace: ns,
 		ErrorCallback: func(err error) {
 			w.errMu.Lock()
 			if w.err == nil {
