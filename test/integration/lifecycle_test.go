@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -517,5 +518,41 @@ func TestTwoNetlinkRunsShareAnInterface(t *testing.T) {
 	}
 	if att := p.B.Attachments(t); !att.Empty() {
 		t.Errorf("after both runs ended: %v", att)
+	}
+}
+
+// TestNetlinkPathUnderPacketCapabilities: netlink TC, the stale-filter
+// sweep and the interface watch need no capability beyond the packet
+// path's CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON (the watch once entered
+// the namespace with setns, which needs CAP_SYS_ADMIN).
+func TestNetlinkPathUnderPacketCapabilities(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		if os.Getenv("TCPLENS_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatalf("setpriv (util-linux) is needed: %v", err)
+		}
+		t.Skipf("setpriv (util-linux) is needed: %v", err)
+	}
+	p := testnet.NewPair(t)
+	caps := "+bpf,+net_admin,+perfmon"
+	cmd := p.B.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps="+caps, "--ambient-caps="+caps,
+		testnet.Tcplens(t), "flags", "-i", p.B.Link, "-o", "json", "--hook", "tc-netlink", "--duration", "500ms")
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("flags --hook tc-netlink as nobody with %s: %v; stderr: %s", caps, err, stderr)
+	}
+	res := testnet.Result{Stdout: string(out)}
+	if hook := res.Summary(t, p.B.Link).String(t, "hook"); hook != "tc/netlink" {
+		t.Errorf("hook %q, want tc/netlink", hook)
+	}
+	if att := p.B.Attachments(t); !att.Empty() {
+		t.Errorf("after the run: %v", att)
 	}
 }
