@@ -38,6 +38,7 @@ type common struct {
 	count      int
 	readyFile  string
 	hook       string
+	waitIface  bool
 
 	format output.Format
 	fs     *pflag.FlagSet
@@ -62,7 +63,8 @@ func (c *common) register(fs *pflag.FlagSet, defaultInterval time.Duration) {
 
 func (c *common) registerPacket(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&c.interfaces, "interface", "i", nil, "watch interface `NAME` (repeatable; default: the default route's)")
-	fs.StringVar(&c.hook, "hook", "auto", "attach with auto, xdp or tc (tcx); auto: native XDP where the driver pays for it, tcx elsewhere")
+	fs.StringVar(&c.hook, "hook", "auto", "attach with `HOOK`: auto, xdp, tc (tcx, else netlink TC), tcx or tc-netlink; auto: native XDP where the driver pays for it, else tcx, netlink TC, generic XDP, the first that works")
+	fs.BoolVar(&c.waitIface, "wait-interface", false, "when a watched interface is removed, wait for one of that name and attach to it (default: exit 1)")
 }
 
 func (c *common) validate() error {

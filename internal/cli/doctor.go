@@ -20,7 +20,7 @@ func init() {
 type doctorCheck struct {
 	Type   string `json:"type"` // "check"
 	Name   string `json:"name"`
-	Status string `json:"status"` // "ok", "missing" or "info"
+	Status string `json:"status"` // "ok", "missing", "info" or "warning"
 	Detail string `json:"detail"`
 }
 
@@ -111,6 +111,8 @@ func runDoctor(ctx context.Context, env Env, args []string) error {
 
 func checkStatus(c probe.Check) string {
 	switch {
+	case c.Warn:
+		return "warning"
 	case c.Info:
 		return "info"
 	case c.OK:

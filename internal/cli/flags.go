@@ -33,19 +33,19 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 
-	pp, err := startPacketPath(&c, "flags", probe.PacketConfig{DropSYNPorts: ports})
+	pp, ctx, err := startPacketPath(ctx, env, "flags", &c, probe.PacketConfig{DropSYNPorts: ports})
 	if err != nil {
 		return err
 	}
 	defer pp.Close()
 	if c.format == output.Text {
-		fmt.Fprintf(env.Stderr, "tcplens flags: watching %s; Ctrl-C to stop\n", describeAttachments(pp.Attached))
+		fmt.Fprintf(env.Stderr, "tcplens flags: watching %s; Ctrl-C to stop\n", describeAttachments(pp.Attachments()))
 	}
 
 	start := time.Now()
-	rep := newFlagsReporter(env, c.format, pp.Attached)
+	rep := newFlagsReporter(env, c.format, pp.Attachments())
 	rep.since = start
-	prev := make([]probe.FlagCounters, len(pp.Attached))
+	prev := make([]probe.FlagCounters, pp.Slots())
 	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
 		cur, err := readAllCounters(pp)
 		if err != nil {
@@ -68,17 +68,19 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 	if err := rep.summary(time.Now(), time.Since(start), final); err != nil {
 		return err
 	}
-	return runErr
+	return packetRunError(ctx, runErr)
 }
 
+// readAllCounters reads every slot's counters. A slot's counters outlive
+// its interface: with --wait-interface they go on where they stopped.
 func readAllCounters(pp *probe.PacketPath) ([]probe.FlagCounters, error) {
-	out := make([]probe.FlagCounters, len(pp.Attached))
-	for i, a := range pp.Attached {
-		c, err := pp.Counters(a.Slot)
+	out := make([]probe.FlagCounters, pp.Slots())
+	for slot := range out {
+		c, err := pp.Counters(uint32(slot))
 		if err != nil {
 			return nil, err
 		}
-		out[i] = c
+		out[slot] = c
 	}
 	return out, nil
 }

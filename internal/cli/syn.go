@@ -53,7 +53,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 
-	pp, err := startPacketPath(&c, "syn", probe.PacketConfig{
+	pp, ctx, err := startPacketPath(ctx, env, "syn", &c, probe.PacketConfig{
 		TrackSYN: true, MaxTuples: maxTuples, MaxSources: maxSources, SourceThreshold: threshold, DropSYNPorts: ports,
 	})
 	if err != nil {
@@ -61,11 +61,11 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	}
 	defer pp.Close()
 	if c.format == output.Text {
-		fmt.Fprintf(env.Stderr, "tcplens syn: watching %s; Ctrl-C to stop\n", describeAttachments(pp.Attached))
+		fmt.Fprintf(env.Stderr, "tcplens syn: watching %s; Ctrl-C to stop\n", describeAttachments(pp.Attachments()))
 	}
 
 	start := time.Now()
-	tr := newSynTracker(pp.Attached, top)
+	tr := newSynTracker(pp.Attachments(), top)
 	out := output.NewJSONLines(env.Stdout)
 	emit := func(rep synReport, now time.Time) error {
 		if c.format == output.JSON {
@@ -108,8 +108,8 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	} else {
 		writeSynSummary(env.Stdout, sum)
 	}
-	if runErr != nil {
-		return runErr
+	if err := packetRunError(ctx, runErr); err != nil {
+		return err
 	}
 	return detachErr
 }

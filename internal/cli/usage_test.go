@@ -40,7 +40,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"flags", "--duration", "-1s"}, "--duration must not be negative"},
 		{[]string{"flags", "-c", "-3"}, "--count must not be negative"},
 		{[]string{"flags", "-o", "xml"}, `unknown output format "xml"`},
-		{[]string{"flags", "--hook", "tcx"}, `unknown hook "tcx"`},
+		{[]string{"flags", "--hook", "tc-bpf"}, `unknown hook "tc-bpf"`},
 		{[]string{"flags", "--drop-syn-port", "0"}, "--drop-syn-port 0: a port is 1 to 65535"},
 		{[]string{"flags", "--drop-syn-port", "70000"}, "--drop-syn-port 70000: a port is 1 to 65535"},
 		{[]string{"flags", "-i", "no-such-if0"}, "interface no-such-if0: no such network device"},

@@ -26,7 +26,11 @@ const (
 	FeatXDPLink    Feature = "xdp_link"
 	FeatTCXLink    Feature = "tcx_link"
 	FeatTracefs    Feature = "tracefs"
-	FeatPacketHook Feature = "xdp_link|tcx_link" // either hook will do
+	FeatTCNetlink  Feature = "tc_netlink"                   // clsact qdisc + cls_bpf filter, TC before tcx
+	FeatPacketHook Feature = "xdp_link|tcx_link|tc_netlink" // any hook will do
+	// FeatDefaultRoute: flags and syn watch the default route's interface
+	// when no -i is given.
+	FeatDefaultRoute Feature = "default_route"
 	// FeatResetReasons: the kernel's BTF has enum sk_rst_reason (6.10+).
 	FeatResetReasons Feature = "btf enum sk_rst_reason"
 )
@@ -73,6 +77,7 @@ type Check struct {
 	Name    string
 	OK      bool
 	Info    bool // informational: never makes a command unready
+	Warn    bool // something to act on that makes no command unready
 	Detail  string
 }
 
@@ -112,9 +117,11 @@ func RunChecks() []Check {
 		detail = "was not mounted; doctor mounted it at " + tracefsPath
 	}
 	add(FeatTracefs, "tracefs", err, detail)
+	routeIface, routeErr := DefaultRouteInterface()
+	add(FeatDefaultRoute, "default route", routeErr, "via "+routeIface+": flags and syn watch it when no -i is given")
 
 	if bpfErr != nil {
-		for _, f := range []Feature{FeatRingbuf, FeatXDPLink, FeatTCXLink} {
+		for _, f := range []Feature{FeatRingbuf, FeatXDPLink, FeatTCXLink, FeatTCNetlink} {
 			add(f, string(f), errors.New("skipped: bpf() does not work"), "")
 		}
 		for _, tp := range Tracepoints {
@@ -125,6 +132,8 @@ func RunChecks() []Check {
 	add(FeatRingbuf, "ring buffer map", features.HaveMapType(ebpf.RingBuf), "BPF_MAP_TYPE_RINGBUF")
 	add(FeatXDPLink, "XDP link", checkXDPLink(), "bpf_link for XDP (tried on lo, generic mode)")
 	add(FeatTCXLink, "tcx link", checkTCXLink(), "bpf_link for TC ingress (tried on lo)")
+	add(FeatTCNetlink, "netlink TC", checkTCNetlink(), "clsact qdisc and cls_bpf filter (tried on lo); TC where tcx is missing")
+	checks = append(checks, staleFiltersCheck())
 	for _, tp := range Tracepoints {
 		add(tp.Feature(), "tracepoint "+tp.String(), checkTracepoint(tp), "attached and detached")
 	}
@@ -159,7 +168,7 @@ func Missing(checks []Check) map[string][]Feature {
 			ok[c.Feature] = c.OK
 		}
 	}
-	ok[FeatPacketHook] = ok[FeatXDPLink] || ok[FeatTCXLink]
+	ok[FeatPacketHook] = ok[FeatXDPLink] || ok[FeatTCXLink] || ok[FeatTCNetlink]
 	out := map[string][]Feature{}
 	for cmd, needs := range CommandNeeds {
 		for _, f := range needs {

@@ -21,19 +21,6 @@ func TestDefaultRouteFromProcFiles(t *testing.T) {
 	}
 }
 
-func TestParseHook(t *testing.T) {
-	for _, s := range []string{"auto", "xdp", "tc"} {
-		if h, err := ParseHook(s); err != nil || string(h) != s {
-			t.Errorf("ParseHook(%q) = %q, %v", s, h, err)
-		}
-	}
-	for _, s := range []string{"", "XDP", "tcx", "ingress"} {
-		if _, err := ParseHook(s); err == nil {
-			t.Errorf("ParseHook(%q) accepted a bad hook", s)
-		}
-	}
-}
-
 func TestChooseHook(t *testing.T) {
 	cases := map[string]Hook{
 		"":           HookTC, // veth, bridge, tunnel, lo: no driver in sysfs

@@ -1,14 +1,20 @@
-// Package probe loads the BPF programs, attaches them through bpf_link only
-// (so a killed process leaves nothing behind), and detaches them.
+// Package probe loads the BPF programs, attaches them through bpf_link
+// (so a killed process leaves nothing behind) or, for TC on kernels
+// without tcx, through tagged netlink TC filters that the next run
+// removes, and detaches them.
 package probe
 
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
 )
@@ -51,19 +57,24 @@ func (cfg PacketConfig) Validate() error {
 // sharing one set of maps.
 type PacketPath struct {
 	Maps     bpfobj.PacketMaps
-	Attached []Attachment
+	Attached []Attachment // by slot; guarded by mu once Follow runs
 
-	colls []*ebpf.Collection
-	syn   *synTables // nil unless TrackSYN
+	mu     sync.Mutex
+	colls  []*ebpf.Collection
+	syn    *synTables // nil unless TrackSYN
+	follow *follower
 }
 
 // Attachment is one program attached to one interface.
 type Attachment struct {
 	Interface Interface
-	Hook      Hook
-	Mode      string // "native", "generic" (XDP) or "tcx"
+	Hook      Hook   // HookXDP or HookTC
+	Mode      string // ModeNative, ModeGeneric (XDP), ModeTCX or ModeNetlink (TC)
 	Slot      uint32 // index of the interface's counters
-	link      link.Link
+	// StaleRemoved are filters of killed tcplens runs removed from the
+	// interface before attaching.
+	StaleRemoved []TCFilter
+	closer       io.Closer // the bpf_link, or the netlink TC filter
 }
 
 // FlagCounters are the packet path's counters for one interface.
@@ -176,63 +187,109 @@ func (p *PacketPath) Program(slot int, hook Hook) *ebpf.Program {
 	return p.colls[slot].Programs[name]
 }
 
-// Attach attaches slot's program to iface with hook (HookAuto picks one).
+// Attach attaches slot's program to iface with hook: the first of the
+// hook's trials that works. It first removes TC filters that a killed
+// tcplens left on iface (they would go on running a dead copy of the
+// program). On failure nothing of slot stays attached.
 func (p *PacketPath) Attach(slot int, iface Interface, hook Hook) error {
-	if hook == HookAuto {
-		hook = ChooseHook(iface)
-	}
-	a := Attachment{Interface: iface, Hook: hook, Slot: uint32(slot)}
-	var err error
-	switch hook {
-	case HookXDP:
-		a.link, a.Mode, err = attachXDP(p.Program(slot, HookXDP), iface, iface.preferNativeXDP())
-	case HookTC:
-		a.Mode = "tcx"
-		a.link, err = link.AttachTCX(link.TCXOptions{
-			Interface: iface.Index,
-			Program:   p.Program(slot, HookTC),
-			Attach:    ebpf.AttachTCXIngress,
-		})
-		if err != nil {
-			err = fmt.Errorf("attach tcx ingress to %s: %w", iface.Name, explainAttach(err))
-		}
-	default:
-		err = fmt.Errorf("unknown hook %q", hook)
-	}
+	a, err := p.attach(slot, iface, hook)
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
 	p.Attached = append(p.Attached, a)
+	p.mu.Unlock()
 	return nil
 }
 
-// attachXDP tries native XDP first, and generic XDP only where the caller
-// allows it.
-func attachXDP(prog *ebpf.Program, iface Interface, nativeOnly bool) (link.Link, string, error) {
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPDriverMode})
-	if err == nil {
-		return l, "native", nil
+func (p *PacketPath) attach(slot int, iface Interface, hook Hook) (Attachment, error) {
+	a := Attachment{Interface: iface, Slot: uint32(slot)}
+	removed, err := RemoveStaleTCFilters(iface)
+	if err != nil {
+		return a, err
 	}
-	if nativeOnly {
-		return nil, "", fmt.Errorf("attach native XDP to %s: %w", iface.Name, explainAttach(err))
+	a.StaleRemoved = removed
+	// Removing the last stale filter leaves a clsact qdisc that the killed
+	// tcplens most likely made, and nobody uses: remove it too.
+	if len(removed) > 0 && clsactEmpty(iface.Index) {
+		_ = netlink.QdiscDel(clsact(iface.Index))
 	}
-	l, gerr := link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPGenericMode})
-	if gerr != nil {
-		return nil, "", fmt.Errorf("attach XDP to %s: native: %v; generic: %w", iface.Name, err, explainAttach(gerr))
+	trials := hook.trials(iface)
+	if len(trials) == 0 {
+		return a, fmt.Errorf("unknown hook %q", hook)
 	}
-	return l, "generic", nil
+	var tried []string
+	for i, tr := range trials {
+		var closer io.Closer
+		switch tr.mode {
+		case ModeTCX:
+			var l link.Link
+			l, err = link.AttachTCX(link.TCXOptions{
+				Interface: iface.Index,
+				Program:   p.Program(slot, HookTC),
+				Attach:    ebpf.AttachTCXIngress,
+			})
+			closer = l
+		case ModeNetlink:
+			var t *tcAttachment
+			t, err = attachTCNetlink(p.Program(slot, HookTC), iface)
+			if t != nil {
+				closer = t
+			}
+		case ModeNative, ModeGeneric:
+			flags := link.XDPDriverMode
+			if tr.mode == ModeGeneric {
+				flags = link.XDPGenericMode
+			}
+			var l link.Link
+			l, err = link.AttachXDP(link.XDPOptions{Program: p.Program(slot, HookXDP), Interface: iface.Index, Flags: flags})
+			closer = l
+		}
+		if err == nil {
+			a.Hook, a.Mode, a.closer = tr.hook, tr.mode, closer
+			return a, nil
+		}
+		err = explainAttach(err)
+		// Without privileges the next trial would be refused as well.
+		if i == len(trials)-1 || errors.Is(err, ErrPrivileges) {
+			prefix := ""
+			if len(tried) > 0 {
+				prefix = strings.Join(tried, "; ") + "; "
+			}
+			return a, fmt.Errorf("attach to %s: %s%s %s: %w", iface.Name, prefix, tr.hook, tr.mode, err)
+		}
+		tried = append(tried, fmt.Sprintf("%s %s: %v", tr.hook, tr.mode, err))
+	}
+	panic("unreachable")
 }
 
-// Detach detaches every program and keeps the maps, so that a last read
-// sees counts no packet changes any more.
+// Attachments is a copy of what is attached now (Follow may replace an
+// attachment while the caller reads).
+func (p *PacketPath) Attachments() []Attachment {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Attachment(nil), p.Attached...)
+}
+
+// Slots is how many interfaces the packet path was loaded for.
+func (p *PacketPath) Slots() int { return len(p.colls) }
+
+// Detach stops following interfaces and detaches every program, keeping
+// the maps, so that a last read sees counts no packet changes any more.
 func (p *PacketPath) Detach() error {
+	p.stopFollowing()
 	var errs []error
+	p.mu.Lock()
 	for _, a := range p.Attached {
-		if err := a.link.Close(); err != nil {
+		if a.closer == nil {
+			continue // its interface went away
+		}
+		if err := a.closer.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach from %s: %w", a.Interface.Name, err))
 		}
 	}
 	p.Attached = nil
+	p.mu.Unlock()
 	return errors.Join(errs...)
 }
 

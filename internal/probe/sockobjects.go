@@ -112,8 +112,8 @@ var (
 	Tracepoints []Tracepoint
 	// CommandNeeds says which features each command needs.
 	CommandNeeds = map[string][]Feature{
-		"flags": {FeatBPF, FeatPacketHook},
-		"syn":   {FeatBPF, FeatPacketHook},
+		"flags": {FeatBPF, FeatPacketHook, FeatDefaultRoute},
+		"syn":   {FeatBPF, FeatPacketHook, FeatDefaultRoute},
 	}
 	// CommandExtras are features a command uses where the kernel has
 	// them and runs without otherwise, each with what is missing then.

@@ -116,7 +116,15 @@ func NewPair(t testing.TB) *Pair {
 		B: &NS{Name: "tcplens-" + id + "-b", Link: "tl" + id + "b", IPv4: addrB4, IPv6: addrB6},
 	}
 	t.Cleanup(func() { p.remove(t) })
+	if err := p.makeLink(); err != nil {
+		t.Fatalf("testnet: set up pair %s: %v", id, err)
+	}
+	p.waitLinkUp(t)
+	return p
+}
 
+// makeLink makes the veth pair between A and B, with addresses, up.
+func (p *Pair) makeLink() error {
 	steps := [][]string{
 		{"ip", "link", "add", p.A.Link, "netns", p.A.Name, "type", "veth", "peer", "name", p.B.Link, "netns", p.B.Name},
 	}
@@ -133,10 +141,16 @@ func NewPair(t testing.TB) *Pair {
 	}
 	for _, s := range steps {
 		if err := run(s[0], s[1:]...); err != nil {
-			t.Fatalf("testnet: set up pair %s: %v", id, err)
+			return err
 		}
 	}
-	// The link is up once both ends are (carrier); wait for it, bounded.
+	return nil
+}
+
+// waitLinkUp waits, bounded, until both ends are operationally up (the
+// link has carrier once both are up).
+func (p *Pair) waitLinkUp(t testing.TB) {
+	t.Helper()
 	for _, ns := range []*NS{p.A, p.B} {
 		ns := ns
 		WaitFor(t, 5*time.Second, ns.Link+" operationally up", func() bool {
@@ -144,7 +158,25 @@ func NewPair(t testing.TB) *Pair {
 			return err == nil && strings.Contains(out, " UP ")
 		})
 	}
-	return p
+}
+
+// DeleteLink deletes the veth pair (both ends go), as when a container
+// goes away.
+func (p *Pair) DeleteLink(t testing.TB) {
+	t.Helper()
+	if err := run("ip", "-n", p.A.Name, "link", "del", p.A.Link); err != nil {
+		t.Fatalf("testnet: delete %s: %v", p.A.Link, err)
+	}
+}
+
+// RecreateLink makes the veth pair again after DeleteLink, with the same
+// names and addresses (new interface indexes).
+func (p *Pair) RecreateLink(t testing.TB) {
+	t.Helper()
+	if err := p.makeLink(); err != nil {
+		t.Fatalf("testnet: recreate the veth pair: %v", err)
+	}
+	p.waitLinkUp(t)
 }
 
 func (p *Pair) remove(t testing.TB) {

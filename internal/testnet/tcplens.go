@@ -149,8 +149,15 @@ func (ns *NS) StartTcplens(t testing.TB, args ...string) *Process {
 			t.Fatalf("testnet: tcplens %s exited with %d before it was ready; stderr: %s",
 				strings.Join(args, " "), p.result.ExitCode, p.result.Stderr)
 		case <-deadline:
-			p.cmd.Process.Kill()
-			<-p.done
+			// SIGQUIT first: a Go program prints every goroutine's stack,
+			// which says where it hangs.
+			p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.done:
+			case <-time.After(2 * time.Second):
+				p.cmd.Process.Kill()
+				<-p.done
+			}
 			t.Fatalf("testnet: tcplens %s not ready after 15 s; stderr: %s", strings.Join(args, " "), p.result.Stderr)
 		case <-time.After(10 * time.Millisecond):
 		}
@@ -191,6 +198,20 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 func (p *Process) Stop() Result {
 	p.t.Helper()
 	return p.signal(syscall.SIGINT, 10*time.Second)
+}
+
+// Wait waits up to timeout for tcplens to exit by itself; after that it is
+// killed and the test fails.
+func (p *Process) Wait(timeout time.Duration) Result {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.done
+		p.t.Fatalf("testnet: tcplens (pid %d) still running after %v; killed. stderr: %s", p.PID(), timeout, p.result.Stderr)
+	}
+	return p.result
 }
 
 // Kill ends tcplens with SIGKILL, leaving it no chance to clean up.

@@ -17,11 +17,29 @@ import (
 // so the exact truth is A's own counters (A sends only to B, and nothing
 // is lost on a veth), and the sequence above is only logged when they
 // differ from it.
+// packetScenarios adds the netlink TC hook to every scenario: it is what
+// --hook tc falls back to on kernels without tcx (before 6.6), forced here
+// so that kernels with tcx test it too.
+var packetScenarios = append(append([]scenario(nil), scenarios...),
+	scenario{"tc-netlink", testnet.IPv4}, scenario{"tc-netlink", testnet.IPv6})
+
+// hookLabelPrefix is how the JSON "hook" of an attachment made with
+// --hook h begins ("tc/tcx" or "tc/netlink" for tc).
+func hookLabelPrefix(h string) string {
+	switch h {
+	case "tc-netlink":
+		return "tc/netlink"
+	case "tcx":
+		return "tc/tcx"
+	}
+	return h + "/"
+}
+
 func TestFlagsCountsHandshakes(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
 	const n = 20
-	for _, sc := range scenarios {
+	for _, sc := range packetScenarios {
 		t.Run(sc.String(), func(t *testing.T) {
 			t.Parallel()
 			p := testnet.NewPair(t)
@@ -44,8 +62,8 @@ func TestFlagsCountsHandshakes(t *testing.T) {
 				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
 			}
 			sum := res.Summary(t, p.B.Link)
-			if hook := sum.String(t, "hook"); !strings.HasPrefix(hook, sc.hook+"/") {
-				t.Errorf("hook %q, want %s/...", hook, sc.hook)
+			if hook := sum.String(t, "hook"); !strings.HasPrefix(hook, hookLabelPrefix(sc.hook)) {
+				t.Errorf("hook %q, want %s...", hook, hookLabelPrefix(sc.hook))
 			}
 			if sent != 4*n {
 				// Not a tcplens failure: the counts below are checked against
@@ -85,7 +103,7 @@ func TestFlagsCountsSegmentsOfBulkTransfer(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
 	const size = 8 << 20
-	for _, sc := range scenarios {
+	for _, sc := range packetScenarios {
 		t.Run(sc.String(), func(t *testing.T) {
 			t.Parallel()
 			p := testnet.NewPair(t)
@@ -137,7 +155,7 @@ func TestFlagsDropSYNPort(t *testing.T) {
 		fails, oks    = 2, 5
 		dialTimeout   = 1500 * time.Millisecond
 	)
-	for _, sc := range scenarios {
+	for _, sc := range packetScenarios {
 		t.Run(sc.String(), func(t *testing.T) {
 			t.Parallel()
 			p := testnet.NewPair(t)
