@@ -68,7 +68,7 @@ var (
 var CommandNeeds = map[string][]Feature{
 	"flags":   {FeatBPF, FeatPacketHook},
 	"syn":     {FeatBPF, FeatPacketHook},
-	"retrans": {FeatBPF, FeatRingbuf, FeatTracefs, TPRetransmitSKB.Feature(), TPRetransmitSynack.Feature()},
+	"retrans": {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPRetransmitSKB.Feature(), TPRetransmitSynack.Feature(), TPSetState.Feature()},
 	"rtt":     {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPTCPProbe.Feature(), TPDestroySock.Feature()},
 	"states":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSetState.Feature(), TPDestroySock.Feature()},
 	"resets":  {FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs, TPSendReset.Feature(), TPReceiveReset.Feature()},

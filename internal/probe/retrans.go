@@ -10,7 +10,8 @@ import (
 type RetransEvent = bpfobj.RetransRetransEvent
 
 // LoadRetrans loads bpf/retrans.c and attaches it to tcp:tcp_retransmit_skb
-// and tcp:tcp_retransmit_synack.
+// and tcp:tcp_retransmit_synack, and to sock:inet_sock_set_state for each
+// socket's total_retrans baseline at its birth.
 func LoadRetrans(opts SockTracerOptions) (*SockTracer, error) {
 	spec, err := bpfobj.LoadRetrans()
 	if err != nil {
@@ -19,5 +20,6 @@ func LoadRetrans(opts SockTracerOptions) (*SockTracer, error) {
 	return loadSockTracer("retrans", spec, opts, nil, []tracepointProgram{
 		{bpfobj.RetransProgRetransmitSkb, TPRetransmitSKB},
 		{bpfobj.RetransProgRetransmitSynack, TPRetransmitSynack},
+		{bpfobj.RetransProgSocketState, TPSetState},
 	})
 }
