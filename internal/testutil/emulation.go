@@ -1,9 +1,6 @@
 package testutil
 
-import (
-	"os"
-	"testing"
-)
+import "os"
 
 // Emulated says why the test's clock is not hardware timing, or "" when it
 // is. The kernel matrix (test/kernels) sets TCPLENS_EMULATION=tcg when qemu
@@ -15,13 +12,4 @@ func Emulated() string {
 		return "the CPU is emulated (TCPLENS_EMULATION=" + e + "): its clock and scheduling are not hardware timing"
 	}
 	return ""
-}
-
-// NeedsRealTiming skips t under an emulated CPU, saying why; use it only
-// for an assertion that cannot hold there, never to hide a wrong answer.
-func NeedsRealTiming(t testing.TB, what string) {
-	t.Helper()
-	if why := Emulated(); why != "" {
-		t.Skipf("%s needs real timing: %s", what, why)
-	}
 }
