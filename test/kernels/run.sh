@@ -8,7 +8,8 @@
 # Prints per kernel a verdict line and the pass/fail counts; exits 1 when a
 # kernel whose matrix policy is "gate" failed, else 0.
 #
-# Environment: TCPLENS_KERNELS_DIR (kernel packages, logs; default
+# Environment: TCPLENS_KERNELS_MATRIX (default test/kernels/matrix),
+# TCPLENS_KERNELS_DIR (kernel packages, logs; default
 # /tmp/tcplens-kernels), TCPLENS_KERNELS_PKGS (package dirs to test, default
 # every package with tests), TCPLENS_KERNELS_TESTARGS (extra test binary
 # flags, e.g. "-test.run TestStates"), and boot.sh's knobs.
@@ -40,7 +41,14 @@ done < <(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Dir}
 kernel_version() {
 	local dep
 	dep=$(apt-cache depends "$1" 2>/dev/null | sed -n 's/^ *Depends: linux-image-//p' | head -1)
-	if [ -n "$dep" ]; then echo "$dep"; else echo "${1#linux-image-}"; fi
+	if [ -n "$dep" ]; then
+		echo "$dep"
+	elif [[ $1 =~ ^linux-image-[0-9] ]]; then
+		echo "${1#linux-image-}"
+	else
+		echo "kernels: apt knows no kernel behind $1 (apt-get update first?)" >&2
+		return 1
+	fi
 }
 
 summary=()
@@ -49,13 +57,17 @@ while read -r name pkg policy; do
 	case $name in '' | '#'*) continue ;; esac
 	if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qxF "$name"; then continue; fi
 	case $policy in gate | report) ;; *) echo "kernels: matrix: $name: policy must be gate or report, not '$policy'" >&2; exit 2 ;; esac
-	kver=$(kernel_version "$pkg")
+	if ! kver=$(kernel_version "$pkg"); then
+		summary+=("$(printf '%-5s %-24s %-6s (policy %s)' "$name" "$pkg" BROKEN "$policy")")
+		[ "$policy" = gate ] && failed_gate=1
+		continue
+	fi
 	log=$DIR/logs/$name.log
 	rm -f "$log" "$log.console"
 	echo "kernels: $name: booting $kver"
 	start=$(date +%s)
 	set +e
-	"$HERE/boot.sh" "$kver" "$log" -- "$HERE/guest.sh" "$BUILD"
+	"$HERE/boot.sh" "$kver" "$log" -- "$HERE/guest.sh" "$BUILD" </dev/null
 	rc=$?
 	set -e
 	secs=$(($(date +%s) - start))
@@ -101,7 +113,7 @@ while read -r name pkg policy; do
 	echo "kernels: $line"
 	summary+=("$line")
 	if [ "$verdict" != PASS ] && [ "$policy" = gate ]; then failed_gate=1; fi
-done <"$HERE/matrix"
+done <"${TCPLENS_KERNELS_MATRIX:-$HERE/matrix}"
 
 echo "kernels: summary"
 printf '    %s\n' "${summary[@]}"
