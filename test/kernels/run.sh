@@ -51,6 +51,19 @@ kernel_version() {
 	fi
 }
 
+# progress LOG NAME prints each package's result as the guest finishes it,
+# so a CI log shows the run moving.
+progress() {
+	local seen=0 n
+	while sleep 5; do
+		n=$(grep -c '^=== tcplens-kernels package .* exit' "$1" 2>/dev/null || true)
+		[ "${n:-0}" -gt "$seen" ] || continue
+		grep '^=== tcplens-kernels package .* exit' "$1" | sed -n "$((seen + 1)),${n}p" |
+			sed "s|^=== tcplens-kernels package $ROOT/\(.*\) exit \(.*\) seconds \(.*\)|kernels: $2: \1: exit \2 in \3s|"
+		seen=$n
+	done
+}
+
 summary=()
 failed_gate=0
 while read -r name pkg policy; do
@@ -66,9 +79,13 @@ while read -r name pkg policy; do
 	rm -f "$log" "$log.console"
 	echo "kernels: $name: booting $kver"
 	start=$(date +%s)
+	progress "$log" "$name" &
+	progress_pid=$!
 	set +e
 	"$HERE/boot.sh" "$kver" "$log" -- "$HERE/guest.sh" "$BUILD" </dev/null
 	rc=$?
+	kill "$progress_pid" 2>/dev/null
+	wait "$progress_pid" 2>/dev/null
 	set -e
 	secs=$(($(date +%s) - start))
 	touch "$log"
