@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tcplens/tcplens/internal/testnet"
 	"github.com/tcplens/tcplens/internal/testutil"
@@ -22,7 +24,7 @@ func TestDoctorTellsTheTruth(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
 	p := testnet.NewPair(t)
-	doc := p.B.RunTcplens(t, "doctor", "-o", "json")
+	doc := runBounded(t, p.B, "doctor", "-o", "json")
 	ready := map[string]bool{}
 	for _, rec := range doc.Records(t) {
 		if rec.Type() != "command" {
@@ -52,7 +54,7 @@ func TestDoctorTellsTheTruth(t *testing.T) {
 			if slices.Contains([]string{"flags", "syn"}, cmd) {
 				args = append(args, "-i", p.B.Link)
 			}
-			res := p.B.RunTcplens(t, args...)
+			res := runBounded(t, p.B, args...)
 			started := res.ExitCode == 0 && strings.Contains(res.Stdout, `"type":"summary"`)
 			switch {
 			case want && !started:
@@ -65,4 +67,33 @@ func TestDoctorTellsTheTruth(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runBounded runs tcplens in ns to completion, as ns.RunTcplens does, but
+// allows 90 s instead of 15 under an emulated CPU: there loading and
+// verifying the programs of seven commands at once can take longer than a
+// --duration 1s run is worth on hardware (16 s for states on 6.12 under TCG
+// on a busy host).
+func runBounded(t *testing.T, ns *testnet.NS, args ...string) testnet.Result {
+	t.Helper()
+	limit := 15 * time.Second
+	if testutil.Emulated() != "" {
+		limit = 90 * time.Second
+	}
+	cmd := ns.Command(testnet.Tcplens(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start tcplens: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("tcplens %s still running after %v; killed. stderr: %s", strings.Join(args, " "), limit, stderr.String())
+	}
+	return testnet.Result{ExitCode: cmd.ProcessState.ExitCode(), Stdout: stdout.String(), Stderr: stderr.String()}
 }
