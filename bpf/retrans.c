@@ -147,7 +147,8 @@ int retransmit_skb(void *raw_ctx)
 	__u32 total = tcp ? BPF_CORE_READ(tcp, total_retrans) : 0;
 	__u16 segs;
 	struct retrans_seen *seen = bpf_map_lookup_elem(&retrans_seen, &key);
-	if (seen && seen->sport == a.sport && seen->dport == a.dport && total >= seen->total_retrans)
+	if (seen && ((seen->sport == a.sport && seen->dport == a.dport) || (!seen->sport && !seen->dport)) &&
+	    total >= seen->total_retrans)
 		segs = total - seen->total_retrans;
 	else
 		segs = failed_before_count(f.err) ? 0 : skb_segs;
@@ -171,5 +172,54 @@ int retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
 	/* The tracepoint fires only for a SYN-ACK that was sent; the request
 	 * socket it belongs to is in NEW_SYN_RECV by definition. */
 	submit(&a, 0, 0, 1, 1, TCP_NEW_SYN_RECV, RETRANS_KIND_SYNACK);
+	return 0;
+}
+
+/*
+ * A socket's first retransmission needs a baseline for total_retrans, and
+ * err does not give one before 6.13: there tcp:tcp_retransmit_skb fires only
+ * for a retransmission that was sent, while __tcp_retransmit_skb counts the
+ * segments before a device or neighbour error (a link that is down), so a
+ * socket whose first attempts failed would lose those from its count. So
+ * the baseline is taken where the socket is born: 0 at connect(), and for a
+ * listener's child at SYN_RECV -> ESTABLISHED, when total_retrans holds the
+ * SYN-ACK retransmissions (reported as kind synack) and no data has been
+ * retransmitted yet. Sockets older than tcplens keep the err fallback.
+ */
+struct trace_event_raw_inet_sock_set_state___retrans {
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 protocol;
+} __attribute__((preserve_access_index));
+
+#define TCP_ESTABLISHED_ 1
+#define TCP_SYN_SENT_ 2
+#define TCP_SYN_RECV_ 3
+#define TCP_CLOSE_ 7
+#define IPPROTO_TCP_ 6
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int socket_state(struct trace_event_raw_inet_sock_set_state___retrans *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP_)
+		return 0;
+	__u64 key = (__u64)ctx->skaddr;
+	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+
+	if (newstate == TCP_CLOSE_) {
+		bpf_map_delete_elem(&retrans_seen, &key);
+		return 0;
+	}
+	/* Ports 0: not known yet (connect() picks the local port after this);
+	 * retransmit_skb accepts such a baseline for any ports. */
+	struct retrans_seen born = {};
+	if (newstate == TCP_SYN_SENT_) {
+		bpf_map_update_elem(&retrans_seen, &key, &born, BPF_ANY);
+	} else if (oldstate == TCP_SYN_RECV_ && newstate == TCP_ESTABLISHED_) {
+		const struct tcp_sock *tcp = ctx->skaddr;
+		born.total_retrans = BPF_CORE_READ(tcp, total_retrans);
+		bpf_map_update_elem(&retrans_seen, &key, &born, BPF_NOEXIST);
+	}
 	return 0;
 }

@@ -72,6 +72,7 @@ const (
 	RetransMapRetransSeen        = "retrans_seen"
 	RetransProgRetransmitSkb     = "retransmit_skb"
 	RetransProgRetransmitSynack  = "retransmit_synack"
+	RetransProgSocketState       = "socket_state"
 	RetransVarFilter             = "filter"
 	RetransVarUnusedRetransEvent = "unused_retrans_event"
 )
@@ -120,6 +121,7 @@ type RetransSpecs struct {
 type RetransProgramSpecs struct {
 	RetransmitSkb    *ebpf.ProgramSpec `ebpf:"retransmit_skb"`
 	RetransmitSynack *ebpf.ProgramSpec `ebpf:"retransmit_synack"`
+	SocketState      *ebpf.ProgramSpec `ebpf:"socket_state"`
 }
 
 // RetransMapSpecs contains maps before they are loaded into the kernel.
@@ -186,12 +188,14 @@ type RetransVariables struct {
 type RetransPrograms struct {
 	RetransmitSkb    *ebpf.Program `ebpf:"retransmit_skb"`
 	RetransmitSynack *ebpf.Program `ebpf:"retransmit_synack"`
+	SocketState      *ebpf.Program `ebpf:"socket_state"`
 }
 
 func (p *RetransPrograms) Close() error {
 	return _RetransClose(
 		p.RetransmitSkb,
 		p.RetransmitSynack,
+		p.SocketState,
 	)
 }
 

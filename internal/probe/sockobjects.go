@@ -27,6 +27,7 @@ var (
 	RetransObject = SockObject{Command: "retrans", spec: bpfobj.LoadRetrans, programs: []tracepointProgram{
 		{bpfobj.RetransProgRetransmitSkb, TPRetransmitSKB},
 		{bpfobj.RetransProgRetransmitSynack, TPRetransmitSynack},
+		{bpfobj.RetransProgSocketState, TPSetState}, // each socket's total_retrans baseline at birth
 	}}
 	RTTObject = SockObject{Command: "rtt", spec: bpfobj.LoadRtt, programs: []tracepointProgram{
 		{bpfobj.RttProgTcpProbe, TPTCPProbe},

@@ -82,7 +82,7 @@ func TestRetransResetsDropsLoadAndAttach(t *testing.T) {
 		progs int
 		load  func(SockTracerOptions) (*SockTracer, error)
 	}{
-		{"retrans", 2, LoadRetrans},
+		{"retrans", 3, LoadRetrans}, // + the per-socket baseline on inet_sock_set_state
 		{"resets", 2, LoadResets},
 		{"drops", 1, func(o SockTracerOptions) (*SockTracer, error) {
 			d, err := LoadDrops(o, DropsConfig{}, reasons)

@@ -155,8 +155,15 @@ func checkStates(t *testing.T, recs []testnet.Record, c *testnet.Conn, want []st
 		t.Errorf("%s: lifetime bytes_acked %d bytes_received %d, TCP_INFO says %d %d", c,
 			l.Uint(t, "bytes_acked"), l.Uint(t, "bytes_received"), acked, received)
 	}
-	if l.Uint(t, "total_retrans") != 0 {
-		t.Errorf("%s: total_retrans %d, want 0", c, l.Uint(t, "total_retrans"))
+	// Usually 0 on a clean veth, but a slow machine (TCG) can time out
+	// and retransmit: the socket's own counter, still readable in CLOSE,
+	// is the oracle.
+	info, err := c.TCPInfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Uint(t, "total_retrans"); got != uint64(info.Total_retrans) {
+		t.Errorf("%s: lifetime total_retrans %d, TCP_INFO says %d", c, got, info.Total_retrans)
 	}
 	if l["from_start"] != true {
 		t.Errorf("%s: lifetime %v", c, l)
@@ -239,6 +246,10 @@ func TestStatesSequences(t *testing.T) {
 				t.Fatalf("tcplens exited %d: %s", res.ExitCode, res.Stderr)
 			}
 
+			// The same on every kernel: before 6.15 the kernel fires a
+			// child's LISTEN->SYN_RECV before it has its 4-tuple, and
+			// tcplens reports it at the child's next transition
+			// (bpf/states.c), as it does CLOSE->SYN_SENT.
 			activeClose := []string{"CLOSE->SYN_SENT", "SYN_SENT->ESTABLISHED", "ESTABLISHED->FIN_WAIT1", "FIN_WAIT1->FIN_WAIT2", "FIN_WAIT2->CLOSE"}
 			passiveClose := []string{"LISTEN->SYN_RECV", "SYN_RECV->ESTABLISHED", "ESTABLISHED->CLOSE_WAIT", "CLOSE_WAIT->LAST_ACK", "LAST_ACK->CLOSE"}
 			// The kernel names the owner at connect for the client; for an
