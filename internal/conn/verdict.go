@@ -66,7 +66,8 @@ type Thresholds struct {
 	RTTInflatedMin    time.Duration
 	// Stalled: data outstanding, nothing acknowledged in the interval, and
 	// no ACK for this many RTOs (or as many RTO backoffs).
-	StalledRTOs uint32
+	StalledRTOs     uint32
+	StalledBackoffs uint32
 }
 
 // DefaultThresholds are the README's numbers.
@@ -78,7 +79,11 @@ var DefaultThresholds = Thresholds{
 	RTTInflatedFactor: 4,
 	RTTInflatedMin:    20 * time.Millisecond,
 	StalledRTOs:       3,
+	StalledBackoffs:   2,
 }
+
+// caLoss is TCP_CA_Loss: the sender timed out and is retransmitting.
+const caLoss = 4
 
 // Interval is what the rules look at: one socket's sample now and its
 // TCP_INFO at the previous refresh.
@@ -124,14 +129,18 @@ func Judge(in Interval, th Thresholds) (Verdict, []string) {
 		hold(HandshakeRetrying, "SYN retransmitted %d times", max(uint32(cur.Retransmits), cur.TotalRetrans))
 	}
 	waiting := cur.NotsentBytes > 0 || s.WQueue > 0
-	if s.State == StateEstablished || s.State == StateCloseWait {
-		if cur.SndWnd == 0 && waiting {
-			hold(ZeroWindow, "peer's window is 0 with %d bytes waiting (%d zero-window probes)", s.WQueue, cur.Probes)
-		}
+	// A window at 0 for a moment is the peer's window flapping shut and
+	// open (receiver-limited); zero-window is when it stays shut: the
+	// sender probes it, or nothing was acknowledged all interval.
+	if (s.State == StateEstablished || s.State == StateCloseWait) && cur.SndWnd == 0 && waiting &&
+		(cur.Probes > 0 || (prev != nil && cur.BytesAcked == prev.BytesAcked)) {
+		hold(ZeroWindow, "peer's window is 0 with %d bytes waiting (%d zero-window probes)", s.WQueue, cur.Probes)
 	}
 	if cur.Unacked > 0 && (prev == nil || cur.BytesAcked == prev.BytesAcked) {
 		rto := max(cur.RTO/1000, 1) // ms
-		if cur.LastAckRecvMS >= th.StalledRTOs*rto || uint32(cur.Backoff) >= th.StalledRTOs {
+		// tcpi_rto is the backed-off RTO: after n backoffs the silence
+		// already spans 2^n - 1 initial RTOs.
+		if cur.LastAckRecvMS >= th.StalledRTOs*rto || uint32(cur.Backoff) >= th.StalledBackoffs {
 			hold(Stalled, "%d segments outstanding, no ACK for %d ms (RTO %d ms, %d backoffs)", cur.Unacked, cur.LastAckRecvMS, rto, cur.Backoff)
 		}
 	}
@@ -155,11 +164,17 @@ func Judge(in Interval, th Thresholds) (Verdict, []string) {
 	dataOut := cur.DataSegsOut - prev.DataSegsOut
 	if retrans > 0 && segs > 0 && float64(retrans) >= th.LossyShare*float64(segs) {
 		hold(Lossy, "%d of %d segments retransmitted (%.1f%%), %d lost", retrans, segs, 100*float64(retrans)/float64(segs), cur.Lost)
+	} else if cur.CAState == caLoss && cur.Retransmits > 0 {
+		// Between two timeouts nothing is sent, yet the loss goes on.
+		hold(Lossy, "in loss recovery after %d timeouts, %d lost", cur.Retransmits, cur.Lost)
 	}
-	if busy > 0 && rwnd >= th.LimitedShare*busy && rwnd >= th.LimitedMinOfWall*wall {
+	// The window or the buffer only limits a sender that makes progress;
+	// one that makes none is stalled or lossy, whatever the chronographs say.
+	progress := cur.BytesAcked > prev.BytesAcked
+	if progress && busy > 0 && rwnd >= th.LimitedShare*busy && rwnd >= th.LimitedMinOfWall*wall {
 		hold(ReceiverLimited, "peer's window limited it %.0f%% of busy time (%.0f ms)", 100*rwnd/busy, rwnd/1e3)
 	}
-	if busy > 0 && sndbuf >= th.LimitedShare*busy && sndbuf >= th.LimitedMinOfWall*wall {
+	if progress && busy > 0 && sndbuf >= th.LimitedShare*busy && sndbuf >= th.LimitedMinOfWall*wall {
 		hold(SendBufferLimited, "send buffer limited it %.0f%% of busy time (%.0f ms)", 100*sndbuf/busy, sndbuf/1e3)
 	}
 	if dataOut > 0 && busy < th.AppBusyShare*wall && v == OK {
