@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -388,5 +392,256 @@ func recordSeries(t *testing.T, path, stdout string, netns uint64, c *testnet.Co
 	}
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The tests start helper processes from their own binary: the server and
+// client whose sockets top must attribute to them.
+func init() {
+	switch os.Getenv("TCPLENS_TOP_HELPER") {
+	case "listen":
+		os.Exit(helperListen())
+	case "dial":
+		os.Exit(helperDial(os.Getenv("TCPLENS_TOP_DIAL")))
+	}
+}
+
+// helperListen listens dual-stack on [::], prints its port, holds every
+// connection, and exits when stdin closes.
+func helperListen() int {
+	ln, err := net.Listen("tcp", "[::]:0")
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// helperDial connects to addr, says so, and exits when stdin closes.
+func helperDial(addr string) int {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println(c.LocalAddr())
+	io.Copy(io.Discard, os.Stdin)
+	c.Close()
+	return 0
+}
+
+// startHelper runs this binary as a helper in ns and returns its process
+// and first line; it is ended by its PID when the test ends.
+func startHelper(t *testing.T, ns *testnet.NS, env ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := ns.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- strings.TrimSpace(l)
+	}()
+	select {
+	case l := <-line:
+		if strings.HasPrefix(l, "error") || l == "" {
+			t.Fatalf("helper %v: %q", env, l)
+		}
+		return cmd, l
+	case <-time.After(10 * time.Second):
+		t.Fatalf("helper %v: no answer in 10 s", env)
+	}
+	return nil, ""
+}
+
+// childCgroup makes a cgroup v2 child under the hierarchy's root and moves
+// pid into it; when the test ends pid goes back to the root and the child
+// is removed.
+func childCgroup(t *testing.T, pid int) string {
+	t.Helper()
+	root := ""
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[2] == "cgroup2" {
+			root = f[1]
+			break
+		}
+	}
+	if root == "" {
+		t.Fatal("no cgroup2 hierarchy mounted")
+	}
+	name := fmt.Sprintf("tcplens-top-test-%d", os.Getpid())
+	dir := filepath.Join(root, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0o644) // fails if it is gone
+		testnet.WaitFor(t, 5*time.Second, "cgroup "+dir+" removed", func() bool { return os.Remove(dir) == nil })
+	})
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "/" + name
+}
+
+// ssSockets is `ss -tanH` in ns: "STATE local remote" with addresses as
+// top prints them (v4-mapped as IPv4, ss's * as the unspecified address).
+func ssSockets(t *testing.T, ns *testnet.NS) map[string]bool {
+	t.Helper()
+	out := ns.Run(t, "ss", "-tanH")
+	states := map[string]string{"ESTAB": "ESTABLISHED", "LISTEN": "LISTEN", "TIME-WAIT": "TIME_WAIT", "SYN-SENT": "SYN_SENT",
+		"SYN-RECV": "SYN_RECV", "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "CLOSE-WAIT": "CLOSE_WAIT",
+		"LAST-ACK": "LAST_ACK", "CLOSING": "CLOSING"}
+	ep := func(s string) string {
+		i := strings.LastIndexByte(s, ':')
+		host, port := strings.Trim(s[:i], "[]"), s[i+1:]
+		if i := strings.IndexByte(host, '%'); i >= 0 {
+			host = host[:i]
+		}
+		switch host {
+		case "*":
+			host = "::"
+		}
+		if port == "*" {
+			port = "0"
+		}
+		a := netip.MustParseAddr(host).Unmap()
+		return netip.AddrPortFrom(a, uint16(mustAtoi(t, port))).String()
+	}
+	set := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 {
+			continue
+		}
+		set[states[f[0]]+" "+ep(f[3])+" "+ep(f[4])] = true
+	}
+	return set
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return n
+}
+
+// TestTopMatchesSSAndOwners checks one `top -o json` snapshot against `ss
+// -tan` in both namespaces (every socket, same ends and states: a
+// dual-stack listener's IPv4 clients as IPv4, TIME_WAIT sockets too), and
+// the owners of the sockets of a server and a client the test started as
+// processes, the client in a cgroup the test made.
+func TestTopMatchesSSAndOwners(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	srv, port := startHelper(t, p.B, "TCPLENS_TOP_HELPER=listen")
+	dst := netip.AddrPortFrom(p.B.IPv4, uint16(mustAtoi(t, port)))
+	cli, local := startHelper(t, p.A, "TCPLENS_TOP_HELPER=dial", "TCPLENS_TOP_DIAL="+dst.String())
+	cgroup := childCgroup(t, cli.Process.Pid)
+	cliLocal := netip.MustParseAddrPort(local)
+	// IPv6 clients and TIME_WAIT sockets: this process's own.
+	p.A.OpenConns(t, netip.AddrPortFrom(p.B.IPv6, dst.Port()), 2)
+	for _, c := range p.A.OpenConns(t, dst, 2) {
+		c.Close() // the client closes first: TIME_WAIT in A
+	}
+	time.Sleep(200 * time.Millisecond) // the closes' FINs and ACKs
+
+	res := p.A.RunTcplens(t, "top", "-o", "json", "-c", "1", "--interval", "100ms", "--no-events")
+	if res.ExitCode != 0 {
+		t.Fatalf("top exited %d: %s", res.ExitCode, res.Stderr)
+	}
+	recs := topRecords(t, res.Stdout)
+	for _, ns := range []*testnet.NS{p.A, p.B} {
+		ino := nsInode(t, ns)
+		want := ssSockets(t, ns)
+		got := map[string]bool{}
+		for _, r := range recs {
+			if r.Type == "conn" && r.NetNS == ino && !r.closed() {
+				got[r.State+" "+r.local().String()+" "+r.remote().String()] = true
+			}
+		}
+		for k := range want {
+			if !got[k] {
+				t.Errorf("%s: ss has %s, top does not", ns.Name, k)
+			}
+		}
+		for k := range got {
+			if !want[k] {
+				t.Errorf("%s: top has %s, ss does not", ns.Name, k)
+			}
+		}
+		if len(want) < 4 {
+			t.Errorf("%s: only %d sockets: %v", ns.Name, len(want), want)
+		}
+	}
+	comm := filepath.Base(os.Args[0])
+	if len(comm) > 15 {
+		comm = comm[:15]
+	}
+	var sawServer, sawListener, sawClient bool
+	inoA, inoB := nsInode(t, p.A), nsInode(t, p.B)
+	for _, r := range recs {
+		switch {
+		case r.NetNS == inoB && r.State == "LISTEN" && r.LPort == dst.Port():
+			sawListener = true
+			if r.PID != srv.Process.Pid || r.Comm != comm {
+				t.Errorf("listener owned by %d/%s, want %d/%s", r.PID, r.Comm, srv.Process.Pid, comm)
+			}
+		case r.NetNS == inoB && r.State == "ESTABLISHED" && r.remote() == cliLocal:
+			sawServer = true
+			if r.PID != srv.Process.Pid {
+				t.Errorf("server's connection owned by %d, want %d", r.PID, srv.Process.Pid)
+			}
+			if r.LAddr != p.B.IPv4.String() {
+				t.Errorf("dual-stack server's IPv4 connection shows local %s, want %s", r.LAddr, p.B.IPv4)
+			}
+		case r.NetNS == inoA && r.State == "ESTABLISHED" && r.local() == cliLocal:
+			sawClient = true
+			if r.PID != cli.Process.Pid || r.Cgroup != cgroup {
+				t.Errorf("client's connection owned by %d in %q, want %d in %q", r.PID, r.Cgroup, cli.Process.Pid, cgroup)
+			}
+		}
+	}
+	if !sawServer || !sawListener || !sawClient {
+		t.Errorf("server %v listener %v client %v seen, want all", sawServer, sawListener, sawClient)
 	}
 }
