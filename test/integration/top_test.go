@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -645,3 +646,84 @@ func TestTopMatchesSSAndOwners(t *testing.T) {
 		t.Errorf("server %v listener %v client %v seen, want all", sawServer, sawListener, sawClient)
 	}
 }
+
+// tmux runs a tmux command, failing the test on error.
+func tmux(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("tmux", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tmux %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestTopScreen runs `top` full screen in a tmux pane: it shows the
+// scenario's listener with its verdict, sorts on another key when s is
+// pressed, and on q exits 0 and leaves the alternate screen.
+func TestTopScreen(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("no tmux")
+	}
+	t.Parallel()
+	p := testnet.NewPair(t)
+	ln := listenBacklog(t, p.B, netip.AddrPortFrom(p.B.IPv4, 0), 1)
+	for i := 0; i < 4; i++ {
+		go func() {
+			if c, err := p.A.Dial(ln, 2*time.Second); err == nil {
+				time.Sleep(10 * time.Second)
+				c.Close()
+			}
+		}()
+	}
+	bin := testnet.Tcplens(t)
+	session := fmt.Sprintf("tcplens-top-%d", os.Getpid())
+	tmux(t, "new-session", "-d", "-s", session, "-x", "200", "-y", "50")
+	t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", session).Run() })
+	tmux(t, "set-option", "-t", session, "remain-on-exit", "on")
+	tmux(t, "respawn-pane", "-k", "-t", session, fmt.Sprintf("ip netns exec %s %s top --interval 200ms --port %d", p.A.Name, bin, ln.Port()))
+	screen := func() string { return tmux(t, "capture-pane", "-p", "-t", session) }
+	var last string
+	waitScreen := func(what string, cond func(s string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			last = screen()
+			if cond(last) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("screen never showed %s; it shows:\n%s", what, last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	row := regexpMust(fmt.Sprintf(`%s\s+0\.0\.0\.0:0\s+LISTEN\s.*backlog-full`, regexpQuote(ln.String())))
+	waitScreen("the listener with verdict backlog-full", func(s string) bool { return row.MatchString(s) })
+	if !strings.Contains(last, "sort: verdict") {
+		t.Errorf("no sort status on the screen:\n%s", last)
+	}
+	tmux(t, "send-keys", "-t", session, "s")
+	waitScreen("sort: tx after s", func(s string) bool { return strings.Contains(s, "sort: tx") })
+	tmux(t, "send-keys", "-t", session, "q")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := strings.Fields(tmux(t, "display", "-p", "-t", session, "#{pane_dead} #{pane_dead_status} #{alternate_on}"))
+		if len(st) >= 1 && st[0] == "1" {
+			if len(st) != 3 || st[1] != "0" || st[2] != "0" {
+				t.Errorf("after q: pane_dead pane_dead_status alternate_on = %v, want 1 0 0", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("top still running 10 s after q:\n%s", screen())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if row.MatchString(screen()) {
+		t.Errorf("the table is still on the screen after q:\n%s", screen())
+	}
+}
+
+func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
+func regexpQuote(s string) string        { return regexp.QuoteMeta(s) }
