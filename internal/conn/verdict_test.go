@@ -161,7 +161,9 @@ func TestJudgeRules(t *testing.T) {
 			func(p, c *TCPInfo, s *Sample) { c.MinRTT, c.RTT = 1000, 21000 },
 			func(p, c *TCPInfo, s *Sample) { c.MinRTT, c.RTT = 1000, 20999 }},
 		{"zero-window", ZeroWindow,
-			func(p, c *TCPInfo, s *Sample) { c.SndWnd, s.WQueue, c.BytesAcked, c.BusyTime = 0, 1000, p.BytesAcked, p.BusyTime },
+			func(p, c *TCPInfo, s *Sample) {
+				c.SndWnd, s.WQueue, c.BytesAcked, c.BusyTime = 0, 1000, p.BytesAcked, p.BusyTime
+			},
 			func(p, c *TCPInfo, s *Sample) { c.SndWnd, s.WQueue = 0, 1000 }}, // progress: it opened and shut
 		{"zero-window probed", ZeroWindow,
 			func(p, c *TCPInfo, s *Sample) { c.SndWnd, s.WQueue, c.Probes = 0, 1000, 1 },
