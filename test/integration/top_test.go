@@ -727,3 +727,74 @@ func TestTopScreen(t *testing.T) {
 
 func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
 func regexpQuote(s string) string        { return regexp.QuoteMeta(s) }
+
+// childCost runs cmd to completion and returns its CPU time (user+system)
+// and peak resident memory.
+func childCost(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
+	b.Helper()
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), ru.Maxrss * 1024
+}
+
+// BenchmarkTopRefresh measures what one `top` refresh costs with 1,000
+// and 10,000 open connections between two namespaces, against `ss -tainp`
+// gathering the same snapshot (every TCP socket with TCP_INFO and its
+// process) in both namespaces. top's cost per refresh is the difference
+// between a run of 11 refreshes and a run of 1, so its start is left out;
+// ss's is the CPU time of the two runs. top reads every namespace on the
+// host, ss only the two. Run with -benchtime 1x:
+//
+//	go test -run '^$' -bench TopRefresh -benchtime 1x ./test/integration/
+func BenchmarkTopRefresh(b *testing.B) {
+	testutil.RequirePrivileged(b)
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+			p := testnet.NewPair(b)
+			// The server is a process of its own: both ends of 10,000
+			// connections would pass this process's descriptor limit.
+			srvCmd := p.B.Command(os.Args[0], "-test.run=^$")
+			srvCmd.Env = append(os.Environ(), "TCPLENS_TOP_HELPER=listen")
+			stdin, _ := srvCmd.StdinPipe()
+			stdout, _ := srvCmd.StdoutPipe()
+			if err := srvCmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { stdin.Close(); srvCmd.Wait() })
+			line, _ := bufio.NewReader(stdout).ReadString('\n')
+			port, err := strconv.Atoi(strings.TrimSpace(line))
+			if err != nil {
+				b.Fatalf("server helper: %q", line)
+			}
+			p.A.OpenConns(b, netip.AddrPortFrom(p.B.IPv4, uint16(port)), n)
+			testnet.WaitFor(b, 30*time.Second, "every connection accepted", func() bool {
+				return p.B.CountSockets(1) >= n
+			})
+			bin := testnet.Tcplens(b)
+			top := func(count int) (time.Duration, int64) {
+				return childCost(b, exec.Command(bin, "top", "-o", "json", "--no-events", "--interval", "100ms", "-c", fmt.Sprint(count)))
+			}
+			var topCPU, ssCPU time.Duration
+			var rss int64
+			for i := 0; i < b.N; i++ {
+				one, _ := top(1)
+				eleven, r := top(11)
+				topCPU += (eleven - one) / 10
+				rss = max(rss, r)
+				for _, ns := range []*testnet.NS{p.A, p.B} {
+					c, _ := childCost(b, ns.Command("ss", "-tainp"))
+					ssCPU += c
+				}
+			}
+			topMS := float64(topCPU.Microseconds()) / 1e3 / float64(b.N)
+			ssMS := float64(ssCPU.Microseconds()) / 1e3 / float64(b.N)
+			b.ReportMetric(topMS, "top-cpu-ms/refresh")
+			b.ReportMetric(ssMS, "ss-cpu-ms/snapshot")
+			b.ReportMetric(topMS/ssMS, "top/ss")
+			b.ReportMetric(float64(rss)/(1<<20), "top-maxrss-MiB")
+		})
+	}
+}
