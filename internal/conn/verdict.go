@@ -136,6 +136,11 @@ func Judge(in Interval, th Thresholds) (Verdict, []string) {
 		(cur.Probes > 0 || (prev != nil && cur.BytesAcked == prev.BytesAcked)) {
 		hold(ZeroWindow, "peer's window is 0 with %d bytes waiting (%d zero-window probes)", s.WQueue, cur.Probes)
 	}
+	// A live peer answers each zero-window probe (the kernel then resets
+	// tcpi_probes); probes that go unanswered mean it is gone.
+	if cur.SndWnd == 0 && waiting && uint32(cur.Probes) >= th.StalledBackoffs {
+		hold(Stalled, "%d zero-window probes unanswered, no ACK for %d ms", cur.Probes, cur.LastAckRecvMS)
+	}
 	if cur.Unacked > 0 && (prev == nil || cur.BytesAcked == prev.BytesAcked) {
 		rto := max(cur.RTO/1000, 1) // ms
 		// tcpi_rto is the backed-off RTO: after n backoffs the silence

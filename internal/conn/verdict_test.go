@@ -176,6 +176,9 @@ func TestJudgeRules(t *testing.T) {
 		{"stalled after two backoffs", Stalled,
 			func(p, c *TCPInfo, s *Sample) { quiet(p, c); c.Unacked, c.Backoff = 5, 2 },
 			func(p, c *TCPInfo, s *Sample) { quiet(p, c); c.Unacked, c.Backoff = 5, 1 }},
+		{"stalled: zero-window probes unanswered", Stalled,
+			func(p, c *TCPInfo, s *Sample) { quiet(p, c); c.SndWnd, s.WQueue, c.Probes = 0, 1000, 2 },
+			func(p, c *TCPInfo, s *Sample) { quiet(p, c); c.SndWnd, s.WQueue, c.Probes = 0, 1000, 0 }}, // zero-window, below
 		{"handshake-retrying", HandshakeRetrying,
 			func(p, c *TCPInfo, s *Sample) { *p, *c = TCPInfo{}, TCPInfo{Retransmits: 1}; s.State = StateSynSent },
 			func(p, c *TCPInfo, s *Sample) { *p, *c = TCPInfo{}, TCPInfo{}; s.State = StateSynSent }},
@@ -191,8 +194,8 @@ func TestJudgeRules(t *testing.T) {
 			}
 			prev, cur, s = busy()
 			tc.short(&prev, &cur, &s)
-			if v := judge(prev, cur, s); v != OK && tc.want != OK {
-				t.Errorf("short of the threshold: %s, want ok", v)
+			if v := judge(prev, cur, s); v == tc.want && tc.want != OK {
+				t.Errorf("short of the threshold: still %s", v)
 			}
 		})
 	}
