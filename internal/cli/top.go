@@ -211,7 +211,15 @@ func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *
 		NewConnections: tot.NewConnections, NewPerSec: tot.PerSecond(tot.NewConnections), Closed: tot.Closed,
 		RetransSegments: retrans, RetransPerSec: tot.PerSecond(retrans), SYNRetrans: tot.SYNRetrans,
 		ResetsSent: tot.ResetsSent, ResetsReceived: tot.ResetsReceived, ListenOverflows: tot.ListenOverflows,
-		ListenDrops: tot.ListenDrops, Lost: tot.Lost, EventsMissing: tot.EventsMissing, Warnings: warnings}
+		ListenDrops: tot.ListenDrops, Lost: tot.Lost, EventsMissing: tot.EventsMissing, Warnings: warnings,
+		DropsByReason: tot.Drops, Handshakes: tot.Handshakes,
+		HandshakeAvgUS: micros(tot.HandshakeAvg), HandshakeMaxUS: micros(tot.HandshakeMax)}
+	if f.Totals.DropsByReason == nil {
+		f.Totals.DropsByReason = map[string]uint64{}
+	}
+	for _, n := range tot.Drops {
+		f.Totals.Drops += n
+	}
 	return f
 }
 
@@ -267,6 +275,8 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 	var rt events.Retransmit
 	var rs events.Reset
 	var sc events.StateChange
+	var dr events.Drop
+	dropReasons, dropErr := probe.DropReasons()
 	sources := []source{
 		{"retransmissions", probe.LoadRetrans, func(raw []byte) error {
 			if err := events.DecodeRetransmit(raw, clock, &rt); err != nil {
@@ -291,7 +301,22 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 					sc.BytesAcked, sc.BytesReceived, sc.TotalRetrans, sc.PID, sc.CommString())
 			} else {
 				t.tracker.StateChange(sc.Time, sc.Local, sc.Remote, sc.OldState, sc.NewState)
+				if sc.HandshakeKnown {
+					t.tracker.Handshake(sc.Handshake)
+				}
 			}
+			return nil
+		}},
+		{"drops", func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
+			if dropReasons == nil {
+				return nil, fmt.Errorf("drop reasons: %w", dropErr)
+			}
+			return probe.LoadDrops(o, probe.DropsConfig{}, dropReasons)
+		}, func(raw []byte) error {
+			if err := events.DecodeDrop(raw, clock, dropReasons, &dr); err != nil {
+				return err
+			}
+			t.tracker.Drop(dr.Time, dr.Local, dr.Remote, dr.ReasonName)
 			return nil
 		}},
 	}

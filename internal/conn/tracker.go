@@ -56,7 +56,13 @@ type Totals struct {
 	ListenOverflows uint64
 	ListenDrops     uint64
 	Lost            uint64 // socket-path events lost (ring buffer, recursion)
-	ByVerdict       map[string]int
+	// Drops are TCP packets the kernel dropped in the interval, by reason.
+	Drops map[string]uint64
+	// Handshakes completed in the interval, and their latency (SYN_SENT or
+	// SYN_RECV to ESTABLISHED).
+	Handshakes                 uint64
+	HandshakeAvg, HandshakeMax time.Duration
+	ByVerdict                  map[string]int
 	// EventsMissing says which socket-path events are not seen, and why.
 	EventsMissing []string
 }
@@ -87,6 +93,10 @@ type Tracker struct {
 	resetsRecv uint64
 	closed     []closedConn
 	opened     uint64 // connections seen opening (SYN_SENT or SYN_RECV)
+	drops      map[string]uint64
+	handshakes uint64
+	hsSum      time.Duration
+	hsMax      time.Duration
 	lost       uint64
 	eventNotes map[tuple][]string
 	// Recently is the closed connections of the last few refreshes.
@@ -161,6 +171,25 @@ func (t *Tracker) ResetEvent(at time.Time, local, remote netip.AddrPort, sent bo
 	t.note(k, at.Format("15:04:05.000")+" reset "+dir)
 }
 
+// Drop records a TCP packet the kernel dropped, by its reason's name.
+func (t *Tracker) Drop(at time.Time, local, remote netip.AddrPort, reason string) {
+	if t.drops == nil {
+		t.drops = map[string]uint64{}
+	}
+	if reason == "" {
+		reason = "UNKNOWN"
+	}
+	t.drops[reason]++
+	t.note(tuple{normalize(local), normalize(remote)}, at.Format("15:04:05.000")+" drop "+reason)
+}
+
+// Handshake records a handshake's latency (a transition to ESTABLISHED).
+func (t *Tracker) Handshake(d time.Duration) {
+	t.handshakes++
+	t.hsSum += d
+	t.hsMax = max(t.hsMax, d)
+}
+
 // StateChange records a transition; opening states count new connections.
 func (t *Tracker) StateChange(at time.Time, local, remote netip.AddrPort, from, to uint8) {
 	// A passive open's child socket is born in SYN_RECV without a
@@ -191,7 +220,11 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 	}
 	tot := Totals{Time: s.Time, Elapsed: elapsed, ByState: map[string]int{}, ByVerdict: map[string]int{},
 		Namespaces: len(s.NetNS), RetransSegments: 0, SYNRetrans: t.synRetrans,
-		ResetsSent: t.resetsSent, ResetsReceived: t.resetsRecv, Lost: t.lost}
+		ResetsSent: t.resetsSent, ResetsReceived: t.resetsRecv, Lost: t.lost, Drops: t.drops,
+		Handshakes: t.handshakes, HandshakeMax: t.hsMax}
+	if t.handshakes > 0 {
+		tot.HandshakeAvg = t.hsSum / time.Duration(t.handshakes)
+	}
 	overflows := map[uint64]uint64{}
 	for ns, c := range s.NetNS {
 		if p, ok := t.netns[ns]; ok && t.started {
@@ -323,6 +356,7 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 	t.prev, t.prevTime, t.netns, t.started = next, s.Time, s.NetNS, true
 	t.retrans, t.resets, t.closed = map[tuple]uint64{}, map[tuple]bool{}, nil
 	t.synRetrans, t.resetsSent, t.resetsRecv, t.opened, t.lost = 0, 0, 0, 0, 0
+	t.drops, t.handshakes, t.hsSum, t.hsMax = nil, 0, 0, 0
 	if len(t.eventNotes) > 4*len(next)+1024 {
 		t.eventNotes = map[tuple][]string{}
 	}

@@ -37,8 +37,16 @@ func TestTrackerRatesAndClosed(t *testing.T) {
 	tr.StateChange(t0, lb, ra, StateClose, StateSynSent)
 	tr.ResetEvent(t0, lb, ra, false)
 	tr.Lifetime(t0, lb, ra, StateEstablished, 300*time.Millisecond, true, 10, 0, 2, 9, "cli")
+	tr.Handshake(2 * time.Millisecond)
+	tr.Handshake(4 * time.Millisecond)
+	tr.Drop(t0, la, ra, "NO_SOCKET")
+	tr.Drop(t0, la, ra, "")
 	s.Info = &info2
 	conns, tot = tr.Refresh(snapshotAt(t0, 2*time.Second, s))
+	if tot.Handshakes != 2 || tot.HandshakeAvg != 3*time.Millisecond || tot.HandshakeMax != 4*time.Millisecond ||
+		tot.Drops["NO_SOCKET"] != 1 || tot.Drops["UNKNOWN"] != 1 {
+		t.Errorf("handshakes %d avg %s max %s drops %v", tot.Handshakes, tot.HandshakeAvg, tot.HandshakeMax, tot.Drops)
+	}
 	if len(conns) != 2 {
 		t.Fatalf("%d connections, want the open one and the closed one: %+v", len(conns), conns)
 	}

@@ -53,26 +53,31 @@ type TopConnRecord struct {
 
 // TopTotalsRecord closes each refresh.
 type TopTotalsRecord struct {
-	Type            string         `json:"type"` // "totals"
-	Time            string         `json:"time"`
-	IntervalSeconds float64        `json:"interval_seconds"`
-	Connections     int            `json:"connections"`
-	Namespaces      int            `json:"namespaces"`
-	ByState         map[string]int `json:"by_state"`
-	ByVerdict       map[string]int `json:"by_verdict"`
-	NewConnections  uint64         `json:"new_connections"`
-	NewPerSec       float64        `json:"new_per_sec"`
-	Closed          uint64         `json:"closed"`
-	RetransSegments uint64         `json:"retrans_segments"`
-	RetransPerSec   float64        `json:"retrans_per_sec"`
-	SYNRetrans      uint64         `json:"syn_retrans"`
-	ResetsSent      uint64         `json:"resets_sent"`
-	ResetsReceived  uint64         `json:"resets_received"`
-	ListenOverflows uint64         `json:"listen_overflows"`
-	ListenDrops     uint64         `json:"listen_drops"`
-	Lost            uint64         `json:"lost"`
-	EventsMissing   []string       `json:"events_missing,omitempty"`
-	Warnings        []string       `json:"warnings,omitempty"`
+	Type            string            `json:"type"` // "totals"
+	Time            string            `json:"time"`
+	IntervalSeconds float64           `json:"interval_seconds"`
+	Connections     int               `json:"connections"`
+	Namespaces      int               `json:"namespaces"`
+	ByState         map[string]int    `json:"by_state"`
+	ByVerdict       map[string]int    `json:"by_verdict"`
+	NewConnections  uint64            `json:"new_connections"`
+	NewPerSec       float64           `json:"new_per_sec"`
+	Closed          uint64            `json:"closed"`
+	RetransSegments uint64            `json:"retrans_segments"`
+	RetransPerSec   float64           `json:"retrans_per_sec"`
+	SYNRetrans      uint64            `json:"syn_retrans"`
+	ResetsSent      uint64            `json:"resets_sent"`
+	ResetsReceived  uint64            `json:"resets_received"`
+	ListenOverflows uint64            `json:"listen_overflows"`
+	ListenDrops     uint64            `json:"listen_drops"`
+	Lost            uint64            `json:"lost"`
+	Drops           uint64            `json:"drops"`
+	DropsByReason   map[string]uint64 `json:"drops_by_reason"`
+	Handshakes      uint64            `json:"handshakes"`
+	HandshakeAvgUS  float64           `json:"handshake_avg_us"`
+	HandshakeMaxUS  float64           `json:"handshake_max_us"`
+	EventsMissing   []string          `json:"events_missing,omitempty"`
+	Warnings        []string          `json:"warnings,omitempty"`
 }
 
 // TopGroupRecord is one group of `top --group-by`.
@@ -164,6 +169,31 @@ func TopHeader(t *TopTotalsRecord) []string {
 		fmt.Sprintf("new %.1f/s (%d), closed %d, retrans %.1f seg/s (%d, SYN %d), resets sent %d received %d, listen overflows %d drops %d, lost %d",
 			t.NewPerSec, t.NewConnections, t.Closed, t.RetransPerSec, t.RetransSegments, t.SYNRetrans,
 			t.ResetsSent, t.ResetsReceived, t.ListenOverflows, t.ListenDrops, t.Lost),
+	}
+	if t.Handshakes > 0 || t.Drops > 0 {
+		type kv struct {
+			k string
+			v uint64
+		}
+		var reasons []kv
+		for k, v := range t.DropsByReason {
+			reasons = append(reasons, kv{k, v})
+		}
+		sort.Slice(reasons, func(i, j int) bool {
+			if reasons[i].v != reasons[j].v {
+				return reasons[i].v > reasons[j].v
+			}
+			return reasons[i].k < reasons[j].k
+		})
+		var top []string
+		for i := 0; i < len(reasons) && i < 3; i++ {
+			top = append(top, fmt.Sprintf("%s %d", reasons[i].k, reasons[i].v))
+		}
+		line := fmt.Sprintf("handshakes %d (avg %s ms, max %s ms), drops %d", t.Handshakes, Millis(t.HandshakeAvgUS), Millis(t.HandshakeMaxUS), t.Drops)
+		if len(top) > 0 {
+			line += ": " + strings.Join(top, ", ")
+		}
+		lines = append(lines, line)
 	}
 	if len(verdicts) > 0 {
 		lines = append(lines, "unhealthy: "+strings.Join(verdicts, ", "))

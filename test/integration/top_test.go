@@ -49,6 +49,8 @@ type topConn struct {
 	ListenOverflows uint64 `json:"listen_overflows"`
 	ResetsSent      uint64 `json:"resets_sent"`
 	ResetsReceived  uint64 `json:"resets_received"`
+	Handshakes      uint64 `json:"handshakes"`
+	Drops           uint64 `json:"drops"`
 }
 
 func (c *topConn) closed() bool { return c.Type == "conn" && string(c.ClosedRaw) == "true" }
@@ -385,11 +387,22 @@ func TestTopVerdicts(t *testing.T) {
 	if index(lnV, "backlog-full", 0) < 0 {
 		t.Errorf("listener that never accepts: never backlog-full: %v", lnV)
 	}
-	var overflows uint64
+	var overflows, handshakes, drops uint64
 	for _, r := range recs {
 		if r.Type == "totals" {
 			overflows += r.ListenOverflows
+			handshakes += r.Handshakes
+			drops += r.Drops
 		}
+	}
+	// Handshakes: at least both ends of the test's own six connections
+	// (the states tracepoint sees every namespace, so others' count too).
+	if handshakes < 12 {
+		t.Errorf("%d handshakes in the header, want at least the test's 12", handshakes)
+	}
+	// The listener's overflows are drops the kernel makes (skb:kfree_skb).
+	if d := snmpDelta(t, before, after, "TcpExt:ListenDrops"); d > 0 && drops == 0 {
+		t.Errorf("no drops in the header, though the namespace counted %d listen drops", d)
 	}
 	want := snmpDelta(t, before, after, "TcpExt:ListenOverflows")
 	if want == 0 || overflows < want {
