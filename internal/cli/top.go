@@ -153,6 +153,7 @@ type topRun struct {
 	tracker *conn.Tracker
 
 	last     []conn.Conn // the last refresh's connections, filtered
+	frame    *tui.Frame  // tests only: the last rendered refresh
 	readers  []*sockTrace
 	lostSeen []uint64
 	missing  []string

@@ -166,7 +166,7 @@ func TopHeader(t *TopTotalsRecord) []string {
 	sort.Strings(verdicts)
 	lines := []string{
 		fmt.Sprintf("%s  %d connections in %d namespaces: %s", t.Time, t.Connections, t.Namespaces, strings.Join(states, ", ")),
-		fmt.Sprintf("new %.1f/s (%d), closed %d, retrans %.1f seg/s (%d, SYN %d), resets sent %d received %d, listen overflows %d drops %d, lost %d",
+		fmt.Sprintf("new %.1f/s (%d), closed %d, retrans %.1f seg/s (%d, SYN %d), resets sent %d received %d, listen overflows %d, listen drops %d, lost %d",
 			t.NewPerSec, t.NewConnections, t.Closed, t.RetransPerSec, t.RetransSegments, t.SYNRetrans,
 			t.ResetsSent, t.ResetsReceived, t.ListenOverflows, t.ListenDrops, t.Lost),
 	}
@@ -214,8 +214,11 @@ var TopColumns = []string{"NETNS", "LOCAL", "REMOTE", "STATE", "PROCESS", "AGE",
 // TopRow is one connection's cells under TopColumns.
 func TopRow(r *TopConnRecord) []string {
 	ns := fmt.Sprint(r.NetNS)
-	if r.NetNSName != "" {
+	switch {
+	case r.NetNSName != "":
 		ns = r.NetNSName
+	case r.NetNS == 0:
+		ns = "-" // seen only by the events, which carry no namespace
 	}
 	state := r.State
 	if r.Closed {
