@@ -703,6 +703,9 @@ func tmux(t *testing.T, args ...string) string {
 func TestTopScreen(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("TCPLENS_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatal("tmux not installed (.ci/run installs it)")
+		}
 		t.Skip("no tmux")
 	}
 	t.Parallel()
