@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,10 @@ func init() {
 	register("top", "every TCP connection in every network namespace, live, with a verdict on its health", runTop)
 }
 
+// topEventSources are the socket-path sources top can attach, in the
+// order it attaches them.
+var topEventSources = []string{"retrans", "resets", "states", "drops"}
+
 // topMemoryLimit is top's soft memory limit unless GOMEMLIMIT says otherwise.
 const topMemoryLimit = 48 << 20
 
@@ -31,6 +37,7 @@ type topOptions struct {
 	groupBy  conn.GroupBy
 	filter   conn.Filter
 	noEvents bool
+	events   []string // which socket-path sources to attach
 	tcpInfo  bool
 }
 
@@ -44,6 +51,7 @@ func runTop(ctx context.Context, env Env, args []string) error {
 	var opts topOptions
 	fs.StringVar(&groupBy, "group-by", "", "group connections by `KEY`: process, lport, raddr, rnet/24 or container")
 	fs.BoolVar(&opts.noEvents, "no-events", false, "snapshots only: no socket-path tracepoints between refreshes")
+	fs.StringSliceVar(&opts.events, "events", topEventSources, "attach these socket-path `SOURCES` between refreshes: retrans, resets, states, drops")
 	fs.BoolVar(&opts.tcpInfo, "tcp-info", false, "with -o json: add each connection's TCP_INFO fields")
 	if err := parseFlags(fs, env, args); err != nil {
 		return err
@@ -61,6 +69,11 @@ func runTop(ctx context.Context, env Env, args []string) error {
 			return usageError{err.Error()}
 		}
 	}
+	for _, e := range opts.events {
+		if !slices.Contains(topEventSources, e) {
+			return usagef("--events: unknown source %q: want some of %s", e, strings.Join(topEventSources, ","))
+		}
+	}
 	if os.Geteuid() != 0 {
 		// Other users' sockets show without their TCP_INFO owners and
 		// namespaces: say so rather than show a partial host as whole.
@@ -75,11 +88,16 @@ func runTop(ctx context.Context, env Env, args []string) error {
 		debug.SetMemoryLimit(topMemoryLimit)
 	}
 	t := &topRun{env: env, c: c, opts: opts, tracker: conn.NewTracker(conn.DefaultThresholds)}
-	if !opts.noEvents {
+	if !opts.noEvents && len(opts.events) > 0 {
 		t.startEvents(kf)
 		defer t.stopEvents()
 	} else {
 		t.missing = []string{"off (--no-events): connections that open and close between refreshes are not seen"}
+	}
+	for _, e := range topEventSources {
+		if !opts.noEvents && len(opts.events) > 0 && !slices.Contains(opts.events, e) {
+			t.missing = append(t.missing, e+": not asked for (--events)")
+		}
 	}
 	// The first snapshot is the baseline of the first interval's rates.
 	if _, err := t.refresh(); err != nil {
@@ -321,16 +339,42 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 			return nil
 		}},
 	}
-	for _, s := range sources {
-		st, err := startSockTrace(&common{}, s.what, opts, s.load)
-		if err != nil {
-			t.missing = append(t.missing, s.what+": "+err.Error())
+	// Loading is mostly the verifier's work: the objects load side by
+	// side, which shortens top's start on two CPUs. Tracefs is mounted
+	// first, once, so that the loads do not race to mount it.
+	type loaded struct {
+		st  *sockTrace
+		err error
+	}
+	if _, err := probe.EnsureTracefs(); err != nil {
+		t.missing = append(t.missing, "none: "+err.Error())
+		return
+	}
+	results := make([]loaded, len(sources))
+	var wg sync.WaitGroup
+	for i, s := range sources {
+		if !slices.Contains(t.opts.events, topEventSources[i]) {
 			continue
 		}
-		t.readers = append(t.readers, st)
-		t.lostSeen = append(t.lostSeen, 0)
-		t.wg.Add(1)
-		go t.readEvents(st, s.what, s.handle)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := startSockTrace(&common{}, s.what, opts, s.load)
+			results[i] = loaded{st, err}
+		}()
+	}
+	wg.Wait()
+	for i, s := range sources {
+		r := results[i]
+		switch {
+		case r.err != nil:
+			t.missing = append(t.missing, s.what+": "+r.err.Error())
+		case r.st != nil:
+			t.readers = append(t.readers, r.st)
+			t.lostSeen = append(t.lostSeen, 0)
+			t.wg.Add(1)
+			go t.readEvents(r.st, s.what, s.handle)
+		}
 	}
 }
 

@@ -46,11 +46,12 @@ type topConn struct {
 	AcceptQ         *uint32         `json:"accept_q"`
 	Backlog         *uint32         `json:"backlog"`
 	// totals
-	ListenOverflows uint64 `json:"listen_overflows"`
-	ResetsSent      uint64 `json:"resets_sent"`
-	ResetsReceived  uint64 `json:"resets_received"`
-	Handshakes      uint64 `json:"handshakes"`
-	Drops           uint64 `json:"drops"`
+	ListenOverflows uint64   `json:"listen_overflows"`
+	ResetsSent      uint64   `json:"resets_sent"`
+	ResetsReceived  uint64   `json:"resets_received"`
+	Handshakes      uint64   `json:"handshakes"`
+	Drops           uint64   `json:"drops"`
+	EventsMissing   []string `json:"events_missing"`
 }
 
 func (c *topConn) closed() bool { return c.Type == "conn" && string(c.ClosedRaw) == "true" }
@@ -257,7 +258,9 @@ func TestTopVerdicts(t *testing.T) {
 	backlog := listenBacklog(t, p.B, netip.AddrPortFrom(p.B.IPv4, 0), 1)
 	before := snmp(t, p.B)
 
-	tl := p.A.StartTcplens(t, "top", "-o", "json", "--interval", "200ms", "--tcp-info")
+	// Only the sources the checks need: each costs start-up time, which
+	// matters under emulation (the kernel matrix).
+	tl := p.A.StartTcplens(t, "top", "-o", "json", "--interval", "200ms", "--tcp-info", "--events", "resets,states,drops")
 	start := time.Now()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -275,7 +278,10 @@ func TestTopVerdicts(t *testing.T) {
 	goWrite(recv, 64<<10, 0)
 	slowEnd := slow.conn(t, 0)
 	wg.Add(1)
-	go func() { // reads all it can through a small window for 2.5 s, then nothing
+	// The receiver reads all it can through a 64 KiB buffer for 2.5 s
+	// (a window that small limits the sender: receiver-limited), then
+	// nothing (zero-window).
+	go func() {
 		defer wg.Done()
 		buf := make([]byte, 16<<10)
 		for time.Since(start) < 2500*time.Millisecond {
@@ -355,7 +361,15 @@ func TestTopVerdicts(t *testing.T) {
 	check("application-limited, server end", verdictsOf(recs, nsB, app.Remote, app.Local), "ok")
 
 	recvV := verdictsOf(recs, nsA, recv.Local, recv.Remote)
-	check("receiver", recvV, "ok", "receiver-limited", "zero-window")
+	// A receiver that stops reading can overrun its small buffer: it then
+	// drops segments and the sender retransmits them. lossy is the truth
+	// then, and allowed only where retransmissions back it.
+	check("receiver", recvV, "ok", "receiver-limited", "zero-window", "lossy")
+	for _, r := range recs {
+		if r.Type == "conn" && r.NetNS == nsA && r.local() == recv.Local && r.Verdict == "lossy" && r.RetransInterval == 0 {
+			t.Errorf("receiver: lossy without a retransmission in the interval: %v", r.Reasons)
+		}
+	}
 	rl := index(recvV, "receiver-limited", 0)
 	if rl < 0 || index(recvV, "zero-window", rl) < 0 {
 		t.Errorf("slow then stopped receiver: want receiver-limited, then zero-window: %v", recvV)
@@ -396,12 +410,21 @@ func TestTopVerdicts(t *testing.T) {
 		}
 	}
 	// Handshakes: at least both ends of the test's own six connections
-	// (the states tracepoint sees every namespace, so others' count too).
-	if handshakes < 12 {
+	// (the states tracepoint sees every namespace, so others' count too),
+	// where this kernel has what the states source needs.
+	missing := ""
+	for _, r := range recs {
+		if r.Type == "totals" {
+			missing = strings.Join(r.EventsMissing, "; ")
+		}
+	}
+	if strings.Contains(missing, "state changes:") {
+		t.Logf("no handshake check: %s", missing)
+	} else if handshakes < 12 {
 		t.Errorf("%d handshakes in the header, want at least the test's 12", handshakes)
 	}
 	// The listener's overflows are drops the kernel makes (skb:kfree_skb).
-	if d := snmpDelta(t, before, after, "TcpExt:ListenDrops"); d > 0 && drops == 0 {
+	if d := snmpDelta(t, before, after, "TcpExt:ListenDrops"); d > 0 && drops == 0 && !strings.Contains(missing, "drops:") {
 		t.Errorf("no drops in the header, though the namespace counted %d listen drops", d)
 	}
 	want := snmpDelta(t, before, after, "TcpExt:ListenOverflows")
@@ -724,7 +747,7 @@ func TestTopScreen(t *testing.T) {
 	tmux(t, "new-session", "-d", "-s", session, "-x", "200", "-y", "50")
 	t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", session).Run() })
 	tmux(t, "set-option", "-t", session, "remain-on-exit", "on")
-	tmux(t, "respawn-pane", "-k", "-t", session, fmt.Sprintf("ip netns exec %s %s top --interval 200ms --port %d", p.A.Name, bin, ln.Port()))
+	tmux(t, "respawn-pane", "-k", "-t", session, fmt.Sprintf("ip netns exec %s %s top --no-events --interval 200ms --port %d", p.A.Name, bin, ln.Port()))
 	screen := func() string { return tmux(t, "capture-pane", "-p", "-t", session) }
 	var last string
 	waitScreen := func(what string, cond func(s string) bool) {
