@@ -27,6 +27,7 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		{[]string{"--bogus"}, "tcplens top: unknown flag: --bogus"}, // flags without a command are top's
 		{[]string{"top", "--group-by", "host"}, `unknown --group-by "host"`},
 		{[]string{"top", "-4", "-6"}, "-4 and -6 exclude each other"},
+		{[]string{"top", "--events", "resets,bogus"}, `--events: unknown source "bogus"`},
 		{[]string{"top", "--interval", "5ms"}, "--interval 5ms: the shortest is 10ms"},
 		{[]string{"states", "--timestamp", "utc"}, `--timestamp: unknown timestamp "utc": want wall, relative or none`},
 		{[]string{"flags", "--bogus"}, "unknown flag: --bogus"},
