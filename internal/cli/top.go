@@ -284,7 +284,12 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 	}
 	t.stop = make(chan struct{})
 	clock := events.NewClock()
-	reasons, _ := probe.ResetReasons()
+	// The reason names come from the kernel's BTF: read only for the
+	// sources asked for (start-up time).
+	var reasons *probe.EnumNames
+	if slices.Contains(t.opts.events, "resets") {
+		reasons, _ = probe.ResetReasons()
+	}
 	opts := probe.SockTracerOptions{Filter: f}
 	type source struct {
 		what   string
@@ -295,7 +300,11 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 	var rs events.Reset
 	var sc events.StateChange
 	var dr events.Drop
-	dropReasons, dropErr := probe.DropReasons()
+	var dropReasons *probe.EnumNames
+	dropErr := errors.New("not asked for")
+	if slices.Contains(t.opts.events, "drops") {
+		dropReasons, dropErr = probe.DropReasons()
+	}
 	sources := []source{
 		{"retransmissions", probe.LoadRetrans, func(raw []byte) error {
 			if err := events.DecodeRetransmit(raw, clock, &rt); err != nil {

@@ -776,7 +776,8 @@ func TestTopScreen(t *testing.T) {
 	for {
 		st := strings.Fields(tmux(t, "display", "-p", "-t", session, "#{pane_dead} #{pane_dead_status} #{alternate_on}"))
 		if len(st) >= 1 && st[0] == "1" {
-			if len(st) != 3 || st[1] != "0" || st[2] != "0" {
+			// Some tmux builds print nothing for alternate_on once the pane is dead.
+			if len(st) < 2 || st[1] != "0" || (len(st) == 3 && st[2] != "0") {
 				t.Errorf("after q: pane_dead pane_dead_status alternate_on = %v, want 1 0 0", st)
 			}
 			break
