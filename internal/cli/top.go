@@ -339,7 +339,11 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 			if dropReasons == nil {
 				return nil, fmt.Errorf("drop reasons: %w", dropErr)
 			}
-			return probe.LoadDrops(o, probe.DropsConfig{}, dropReasons)
+			d, err := probe.LoadDrops(o, probe.DropsConfig{}, dropReasons)
+			if err != nil {
+				return nil, err
+			}
+			return d.SockTracer, nil
 		}, func(raw []byte) error {
 			if err := events.DecodeDrop(raw, clock, dropReasons, &dr); err != nil {
 				return err
