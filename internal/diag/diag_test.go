@@ -6,17 +6,6 @@ import (
 	"testing"
 )
 
-func TestParseNetstat(t *testing.T) {
-	b := []byte("TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 1 7 9\nIpExt: InNoRoutes\nIpExt: 0\n")
-	c, err := parseNetstat(b)
-	if err != nil || c.ListenOverflows != 7 || c.ListenDrops != 9 {
-		t.Errorf("%+v %v, want overflows 7 drops 9", c, err)
-	}
-	if _, err := parseNetstat([]byte("IpExt: A\nIpExt: 1\n")); err == nil {
-		t.Error("no TcpExt: want an error")
-	}
-}
-
 // TestOwnersFromFakeProc reads owners from a /proc laid out by the test:
 // the lowest pid wins a shared socket, other links and pids are skipped.
 func TestOwnersFromFakeProc(t *testing.T) {

@@ -1,8 +1,6 @@
 package diag
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplens/tcplens/internal/conn"
+	"github.com/tcplens/tcplens/internal/netstat"
 )
 
 // Owners maps socket inodes to the process holding them, from every
@@ -79,52 +78,20 @@ func processOwner(proc, dir string, pid int) *conn.Owner {
 // process in it when there is one, else from a thread switched into it.
 func Counters(ns Namespace) (conn.NetNSCounters, error) {
 	if ns.PID > 0 {
-		if b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(ns.PID), "net", "netstat")); err == nil {
-			return parseNetstat(b)
+		if l, err := netstat.ReadListenFile(filepath.Join("/proc", strconv.Itoa(ns.PID), "net", "netstat")); err == nil {
+			return conn.NetNSCounters{ListenOverflows: l.Overflows, ListenDrops: l.Drops}, nil
 		}
 	}
-	var b []byte
+	var l netstat.Listen
 	err := inNamespace(ns.Path, func() error {
 		var err error
-		b, err = os.ReadFile("/proc/thread-self/net/netstat")
+		l, err = netstat.ReadListen()
 		return err
 	})
 	if err != nil {
-		return conn.NetNSCounters{}, fmt.Errorf("read listen counters of network namespace %s: %w", ns.Path, err)
+		return conn.NetNSCounters{}, fmt.Errorf("network namespace %s: %w", ns.Path, err)
 	}
-	return parseNetstat(b)
-}
-
-// parseNetstat takes ListenOverflows and ListenDrops from TcpExt.
-func parseNetstat(b []byte) (conn.NetNSCounters, error) {
-	var c conn.NetNSCounters
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	var names []string
-	found := false
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 || f[0] != "TcpExt:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i := 1; i < len(f) && i < len(names); i++ {
-			v, _ := strconv.ParseUint(f[i], 10, 64)
-			switch names[i] {
-			case "ListenOverflows":
-				c.ListenOverflows, found = v, true
-			case "ListenDrops":
-				c.ListenDrops = v
-			}
-		}
-		break
-	}
-	if !found {
-		return c, fmt.Errorf("no TcpExt ListenOverflows in netstat")
-	}
-	return c, nil
+	return conn.NetNSCounters{ListenOverflows: l.Overflows, ListenDrops: l.Drops}, nil
 }
 
 // inNamespace runs fn on a thread switched into the namespace at path and
