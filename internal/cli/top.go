@@ -46,6 +46,8 @@ func runTop(ctx context.Context, env Env, args []string) error {
 	c, sf := &common{}, &sockFlags{}
 	c.register(fs, time.Second)
 	fs.Lookup("count").Usage = "exit after `N` refreshes (0: no limit)"
+	fs.Lookup("output").Usage = "text or json (one object per line); without it, the full screen on a terminal and text otherwise"
+	fs.Lookup("ready-file").Usage = "write `PATH` once the events are attached and the first snapshot taken"
 	sf.register(fs)
 	var groupBy string
 	var opts topOptions
