@@ -224,6 +224,11 @@ func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *
 		}
 	}
 	t.last = kept
+	for _, c := range t.tracker.RecentlyClosed() {
+		if t.opts.filter.Match(&c) {
+			f.Recent = append(f.Recent, topRecord(now, &c, false))
+		}
+	}
 	if t.opts.groupBy != conn.GroupNone {
 		f.Groups = t.groups(t.opts.groupBy, now)
 	}

@@ -24,6 +24,9 @@ type Frame struct {
 	Totals *output.TopTotalsRecord
 	Conns  []output.TopConnRecord
 	Groups []output.TopGroupRecord
+	// Recent is the connections closed lately, newest first, over the
+	// last refreshes (Conns holds only this refresh's).
+	Recent []output.TopConnRecord
 }
 
 // Options configure the screen.
@@ -291,10 +294,36 @@ func (m *model) View() string {
 	case GroupKeys[m.group] != "" && m.opts.Regroup != nil:
 		b.WriteString(m.groupView(avail))
 	default:
-		b.WriteString(m.tableView(avail))
+		// The recently closed, below the table: at most 5, when any.
+		recent := m.recent()
+		if n := min(len(recent), 5); n > 0 && avail-n-1 >= 3 {
+			b.WriteString(m.tableView(avail - n - 1))
+			b.WriteString(colStyle.Render(cut(fmt.Sprintf("recently closed (%d)", len(recent)), m.width)) + "\n")
+			for _, c := range recent[:n] {
+				l := fmt.Sprintf("%s -> %s  %s  %s  age %s  retrans %d  %s", output.Endpoint(c.LAddr, c.LPort),
+					output.Endpoint(c.RAddr, c.RPort), c.State, c.Owner(), output.Age(c.AgeSeconds, c.AgeExact), c.RetransTotal, c.Verdict)
+				if c.Verdict != "ok" {
+					l = badStyle.Render(cut(l, m.width))
+				}
+				b.WriteString(cut(l, m.width) + "\n")
+			}
+		} else {
+			b.WriteString(m.tableView(avail))
+		}
 	}
 	b.WriteString(helpStyle.Render(cut("q quit  s/S sort  r reverse  / filter  g group  p pause  ↑↓ select  enter detail  esc back", m.width)))
 	return b.String()
+}
+
+// recent is the frame's recently closed connections that pass the filter.
+func (m *model) recent() []*output.TopConnRecord {
+	var out []*output.TopConnRecord
+	for i := range m.frame.Recent {
+		if c := &m.frame.Recent[i]; m.matches(c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // columns picks the columns that fit the width, in order of importance.

@@ -18,7 +18,9 @@ func frame() *Frame {
 	}
 	return &Frame{Totals: &output.TopTotalsRecord{Type: "totals", Time: "t", ByState: map[string]int{"ESTABLISHED": 3}},
 		Conns: []output.TopConnRecord{rec(1001, 10, "ok"), rec(1002, 5000, "lossy"), rec(1003, 900, "ok"),
-			{Type: "conn", Conn: output.Conn{LAddr: "10.0.0.1", LPort: 1004}, Closed: true, Verdict: "reset"}}}
+			{Type: "conn", Conn: output.Conn{LAddr: "10.0.0.1", LPort: 1004}, Closed: true, Verdict: "reset"}},
+		Recent: []output.TopConnRecord{{Type: "conn", Conn: output.Conn{LAddr: "10.0.0.1", LPort: 1004, RAddr: "10.0.0.3", RPort: 22},
+			State: "ESTABLISHED", Closed: true, Verdict: "reset", PID: 9, Comm: "ssh"}}}
 }
 
 func press(m *model, keys ...string) {
@@ -53,6 +55,9 @@ func TestModelSortFilterDetailQuit(t *testing.T) {
 	m.Update(frameMsg{f: frame()})
 	if got := order(m); len(got) != 3 || got[0] != 1002 {
 		t.Fatalf("sorted by verdict: %v, want the lossy 1002 first and no closed row", got)
+	}
+	if v := m.View(); !strings.Contains(v, "recently closed (1)") || !strings.Contains(v, "10.0.0.1:1004 -> 10.0.0.3:22  ESTABLISHED  9/ssh") {
+		t.Errorf("no recently closed pane:\n%s", v)
 	}
 	press(m, "s") // tx
 	if got := order(m); got[0] != 1002 || got[1] != 1003 || got[2] != 1001 {
