@@ -293,9 +293,13 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 	clock := events.NewClock()
 	// The reason names come from the kernel's BTF: read only for the
 	// sources asked for (start-up time).
-	var reasons *probe.EnumNames
+	// A kernel without enum sk_rst_reason (6.1) has no names: reasons
+	// stays a nil interface then, never a nil *EnumNames inside one.
+	var reasons events.EnumNamer
 	if slices.Contains(t.opts.events, "resets") {
-		reasons, _ = probe.ResetReasons()
+		if r, err := probe.ResetReasons(); err == nil && r != nil {
+			reasons = r
+		}
 	}
 	opts := probe.SockTracerOptions{Filter: f}
 	type source struct {
