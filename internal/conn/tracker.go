@@ -161,6 +161,10 @@ func (t *Tracker) Retransmit(at time.Time, local, remote netip.AddrPort, segs ui
 func (t *Tracker) ResetEvent(at time.Time, local, remote netip.AddrPort, sent bool) {
 	k := tuple{normalize(local), normalize(remote)}
 	t.resets[k] = true
+	// The other end, when it is on this host too (another namespace),
+	// took part in the same reset: a kernel may trace only one side of it
+	// (6.1 traces no reset sent by an aborting close).
+	t.resets[tuple{k.remote, k.local}] = true
 	dir := "received"
 	if sent {
 		t.resetsSent++

@@ -61,9 +61,11 @@ func TestTrackerRatesAndClosed(t *testing.T) {
 	if tot.NewConnections != 1 || tot.Closed != 1 || tot.ResetsReceived != 1 || tot.RetransSegments != 3+2 || tot.ListenOverflows != 2 {
 		t.Errorf("totals %+v", tot)
 	}
+	// A reset seen from one end marks the other end's socket too.
+	tr.ResetEvent(t0, ra, la, true)
 	// The next refresh: the snapshot lost the first connection.
 	conns, tot = tr.Refresh(snapshotAt(t0, 3*time.Second))
-	if len(conns) != 1 || !conns[0].Closed || conns[0].Verdict != OK || tot.Closed != 1 {
+	if len(conns) != 1 || !conns[0].Closed || conns[0].Verdict != Reset || tot.Closed != 1 || tot.ResetsSent != 1 {
 		t.Errorf("after the connection went: %+v %+v", conns, tot)
 	}
 	if got := tr.RecentlyClosed(); len(got) != 2 || got[0].Local != la {
