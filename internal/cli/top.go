@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -154,6 +155,9 @@ func runTop(ctx context.Context, env Env, args []string) error {
 }
 
 func isTerminal(w any) bool {
+	if u, ok := w.(interface{ Underlying() io.Writer }); ok {
+		w = u.Underlying() // the checked writer Main wraps stdout in
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -189,9 +193,11 @@ func (t *topRun) refresh() (*tui.Frame, error) {
 	}
 	t.mu.Lock()
 	for i, r := range t.readers {
-		if n, err := r.reader.Lost(); err == nil && n >= t.lostSeen[i] {
-			t.tracker.Lost(n - t.lostSeen[i])
-			t.lostSeen[i] = n
+		if k, err := r.reader.Lost(); err == nil {
+			if n := k.RingBuffer + k.MapFull + k.UnseenClose; n >= t.lostSeen[i] {
+				t.tracker.Lost(n - t.lostSeen[i])
+				t.lostSeen[i] = n
+			}
 		}
 	}
 	conns, tot := t.tracker.Refresh(snap)
