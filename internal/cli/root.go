@@ -66,12 +66,10 @@ func Main(args []string, env Env) int {
 // run runs one command and returns its exit code and the error it has
 // already reported, if any.
 func run(ctx context.Context, args []string, env Env) (int, error) {
-	if len(args) == 0 {
-		// The default command, top, is not built yet: say what is.
-		printUsage(env.Stdout)
-		return ExitOK, nil
+	name := "top" // the default command
+	if len(args) > 0 {
+		name = args[0]
 	}
-	name := args[0]
 	switch name {
 	case "-h", "--help", "help":
 		printUsage(env.Stdout)
@@ -79,11 +77,11 @@ func run(ctx context.Context, args []string, env Env) (int, error) {
 	case "--version", "-V":
 		name = "version"
 	}
-	args = args[1:]
-	if name != "" && name[0] == '-' {
-		// Flags without a command would be top's, and top is not built yet.
-		fmt.Fprintf(env.Stderr, "tcplens: %s given without a command; the default command, top, does not exist yet (run 'tcplens help' for the list)\n", name)
-		return ExitUsage, nil
+	if len(args) > 0 && name[0] != '-' {
+		args = args[1:]
+	} else {
+		// No command, or flags without one: they are top's.
+		name = "top"
 	}
 	cmd, ok := commands[name]
 	if !ok {

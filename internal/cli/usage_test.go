@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -23,7 +24,11 @@ func TestBadUsageExitsTwoWithOneLine(t *testing.T) {
 		want string
 	}{
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
-		{[]string{"-o", "json"}, "-o given without a command"},
+		{[]string{"--bogus"}, "tcplens top: unknown flag: --bogus"}, // flags without a command are top's
+		{[]string{"top", "--group-by", "host"}, `unknown --group-by "host"`},
+		{[]string{"top", "-4", "-6"}, "-4 and -6 exclude each other"},
+		{[]string{"top", "--events", "resets,bogus"}, `--events: unknown source "bogus"`},
+		{[]string{"top", "--interval", "5ms"}, "--interval 5ms: the shortest is 10ms"},
 		{[]string{"states", "--timestamp", "utc"}, `--timestamp: unknown timestamp "utc": want wall, relative or none`},
 		{[]string{"flags", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"flags", "extra"}, `unexpected argument "extra"`},
@@ -165,12 +170,16 @@ func TestSockFiltersRepeatable(t *testing.T) {
 	}
 }
 
-// No command shows the usage and exits 0 while top, the default command,
-// does not exist; --version is version.
+// No command runs top (here one snapshot, as text: stdout is not a
+// terminal; without root, top's refusal); --version is version.
 func TestNoCommandAndVersionFlag(t *testing.T) {
-	code, stdout, stderr := runCLI()
-	if code != ExitOK || !strings.Contains(stdout, "Commands:") || stderr != "" {
-		t.Errorf("no command: exit %d, stdout %q, stderr %q; want usage on stdout and 0", code, stdout, stderr)
+	code, stdout, stderr := runCLI("-c", "1", "--interval", "10ms", "--no-events")
+	if os.Geteuid() == 0 {
+		if code != ExitOK || !strings.Contains(stdout, "connections in") || !strings.Contains(stdout, "VERDICT") {
+			t.Errorf("no command: exit %d, stdout %q, stderr %q; want one top snapshot and 0", code, stdout, stderr)
+		}
+	} else if code != ExitUsage || !strings.HasPrefix(stderr, "tcplens top: ") {
+		t.Errorf("no command without root: exit %d, stderr %q; want top's refusal and 2", code, stderr)
 	}
 	_, want, _ := runCLI("version")
 	code, stdout, _ = runCLI("--version")

@@ -23,6 +23,10 @@ func NewCheckedWriter(w io.Writer, onError func(error)) *CheckedWriter {
 	return &CheckedWriter{w: w, onError: onError}
 }
 
+// Underlying is the writer c passes writes to (top asks whether it is a
+// terminal).
+func (c *CheckedWriter) Underlying() io.Writer { return c.w }
+
 func (c *CheckedWriter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
