@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcplens/tcplens/internal/probe"
 	"github.com/tcplens/tcplens/internal/testnet"
 	"github.com/tcplens/tcplens/internal/testutil"
 )
@@ -195,13 +196,24 @@ func TestFilterLocalRemotePorts(t *testing.T) {
 	everyRecord(t, "states --lport", recs["states --lport"], func(_, _ string, l, _ uint64) bool { return l == port })
 	everyRecord(t, "states --rport", recs["states --rport"], func(_, _ string, _, r uint64) bool { return r == port })
 
-	if sent := endRecords(t, recs["resets --lport"], "reset", closed, client); len(sent) != 1 || sent[0].String(t, "direction") != "sent" {
-		t.Errorf("resets --lport %s: want B's one sent reset, got %v", cp, sent)
+	// The reset a closed port sends has no socket. Kernels before 6.10
+	// (the release that added enum sk_rst_reason, our probe for it) do
+	// not fire tcp:tcp_send_reset without a socket (measured on 6.1 under
+	// qemu), so there --lport can only show that nothing else leaks in.
+	_, noSocketResetsTraced := probe.ResetReasons()
+	if noSocketResetsTraced == nil {
+		if sent := endRecords(t, recs["resets --lport"], "reset", closed, client); len(sent) != 1 || sent[0].String(t, "direction") != "sent" {
+			t.Errorf("resets --lport %s: want B's one sent reset, got %v", cp, sent)
+		}
+	} else {
+		t.Logf("kernel without enum sk_rst_reason: resets without a socket are not traced; %d records with --lport", len(recs["resets --lport"]))
 	}
 	if got := endRecords(t, recs["resets --rport"], "reset", client, closed); len(got) != 1 || got[0].String(t, "direction") != "received" {
 		t.Errorf("resets --rport %s: want A's one received reset, got %v", cp, got)
 	}
-	everyRecord(t, "resets --lport", recs["resets --lport"], func(_, _ string, l, _ uint64) bool { return l == cport })
+	if noSocketResetsTraced == nil {
+		everyRecord(t, "resets --lport", recs["resets --lport"], func(_, _ string, l, _ uint64) bool { return l == cport })
+	}
 	everyRecord(t, "resets --rport", recs["resets --rport"], func(_, _ string, _, r uint64) bool { return r == cport })
 
 	if n := len(endRecords(t, recs["drops --lport"], "drop", closed, client)); n == 0 {

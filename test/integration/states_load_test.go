@@ -322,10 +322,34 @@ func TestStatesManyConnections(t *testing.T) {
 	if lifetimes > 2*n || len(seen) != lifetimes {
 		t.Errorf("%d lifetimes (%d distinct) for %d sockets", lifetimes, len(seen), 2*n)
 	}
-	if uint64(lifetimes)+lost < uint64(2*n) {
-		t.Errorf("%d lifetimes + %d lost < %d sockets: a loss went uncounted", lifetimes, lost, 2*n)
+	if gap := uint64(2*n) - min(uint64(2*n), uint64(lifetimes)+lost); gap > 0 {
+		if countsTracepointRecursion() {
+			t.Errorf("%d lifetimes + %d lost < %d sockets: a loss went uncounted", lifetimes, lost, 2*n)
+		} else if gap*100 > uint64(2*n) {
+			t.Errorf("%d lifetimes + %d lost < %d sockets: %d uncounted, more than the 1%% recursion can explain", lifetimes, lost, 2*n, gap)
+		} else {
+			t.Logf("%d lifetimes + %d lost < %d sockets: %d runs skipped for recursion that this kernel does not count", lifetimes, lost, 2*n, gap)
+		}
 	}
 	if ring != 0 || full != 0 {
 		t.Errorf("lost %d to a full ring buffer and %d to a full map: the design should hold 10,000 connections", ring, full)
 	}
+}
+
+// countsTracepointRecursion says whether the kernel counts the runs of a
+// tracepoint program it skips because another BPF program is running on
+// the CPU. trace_call_bpf has done so since 6.7 ("bpf: Count missed stats
+// in trace_call_bpf"); 6.1 skips them silently (measured under qemu: 0
+// misses while lifetimes went missing), and neither tcplens nor a test can
+// count what the kernel does not report. README, Known limitations.
+func countsTracepointRecursion() bool {
+	var uts unix.Utsname
+	if unix.Uname(&uts) != nil {
+		return true
+	}
+	var major, minor int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major > 6 || (major == 6 && minor >= 7)
 }

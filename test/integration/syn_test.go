@@ -198,10 +198,15 @@ func TestSynFloodAccountsEverySYN(t *testing.T) {
 	if attributed+untracked != syn {
 		t.Errorf("attributed %d + untracked %d = %d, want syn %d", attributed, untracked, attributed+untracked, syn)
 	}
-	if untracked == 0 {
-		t.Errorf("untracked = 0: %d new tuples should overflow 16384-entry tables", syn)
-	}
 	tuples, sources, intervalSYN := synLines(t, res.Records(t))
+	// The tables are per interval: they overflow only where one interval
+	// saw more new tuples than they hold. Under an emulated CPU the flood
+	// runs at a few thousand SYNs a second and never gets there.
+	if busiest := busiestSynInterval(t, res.Records(t)); busiest > floodMaxTuples && untracked == 0 {
+		t.Errorf("untracked = 0, yet an interval saw %d new tuples for %d-entry tables", busiest, floodMaxTuples)
+	} else if untracked == 0 {
+		t.Logf("no interval saw more than %d SYNs (busiest %d): nothing to overflow", floodMaxTuples, busiest)
+	}
 	var onLines, onSources uint64
 	for tp, n := range tuples {
 		onLines += n
@@ -223,4 +228,19 @@ func TestSynFloodAccountsEverySYN(t *testing.T) {
 	}
 	t.Logf("syn %d: %d attributed on %d tuple entries, %d untracked (%.1f%%); %d on source entries",
 		syn, attributed, sum.Uint(t, "tuples"), untracked, 100*float64(untracked)/float64(syn), onSources)
+}
+
+// floodMaxTuples is syn's default --max-tuples, which the flood test uses.
+const floodMaxTuples = 16384
+
+// busiestSynInterval is the most SYNs one interface's interval line holds.
+func busiestSynInterval(t *testing.T, recs []testnet.Record) uint64 {
+	t.Helper()
+	var most uint64
+	for _, r := range recs {
+		if r.Type() == "syn_interval" {
+			most = max(most, r.Uint(t, "syn"))
+		}
+	}
+	return most
 }
