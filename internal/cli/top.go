@@ -323,7 +323,7 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 		dropReasons, dropErr = probe.DropReasons()
 	}
 	sources := []source{
-		{"retransmissions", probe.LoadRetrans, func(raw []byte) error {
+		{"retrans", probe.LoadRetrans, func(raw []byte) error {
 			if err := events.DecodeRetransmit(raw, clock, &rt); err != nil {
 				return err
 			}
@@ -337,7 +337,7 @@ func (t *topRun) startEvents(f probe.SockFilter) {
 			t.tracker.ResetEvent(rs.Time, rs.Local, rs.Remote, rs.Direction == events.ResetSent)
 			return nil
 		}},
-		{"state changes", probe.LoadStates, func(raw []byte) error {
+		{"states", probe.LoadStates, func(raw []byte) error {
 			if err := events.DecodeStateChange(raw, clock, &sc); err != nil {
 				return err
 			}

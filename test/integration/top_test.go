@@ -418,7 +418,7 @@ func TestTopVerdicts(t *testing.T) {
 			missing = strings.Join(r.EventsMissing, "; ")
 		}
 	}
-	if strings.Contains(missing, "state changes:") {
+	if strings.Contains(missing, "states:") {
 		t.Logf("no handshake check: %s", missing)
 	} else if handshakes < 12 {
 		t.Errorf("%d handshakes in the header, want at least the test's 12", handshakes)
@@ -428,8 +428,12 @@ func TestTopVerdicts(t *testing.T) {
 		t.Errorf("no drops in the header, though the namespace counted %d listen drops", d)
 	}
 	want := snmpDelta(t, before, after, "TcpExt:ListenOverflows")
-	if want == 0 || overflows < want {
-		t.Errorf("listen overflows: top counted %d, the namespace's netstat %d (want > 0, and top at least as many)", overflows, want)
+	// top reads the namespace's counter at its last refresh, up to an
+	// interval before the test reads it after the stop: a SYN the kernel
+	// turned away in between is in the test's count only (7 against 8 once
+	// on 6.1 under qemu).
+	if want == 0 || overflows+max(1, want/10) < want {
+		t.Errorf("listen overflows: top counted %d, the namespace's netstat %d (want > 0, and top within a refresh of it)", overflows, want)
 	}
 
 	resetV := verdictsOf(recs, nsA, reset.Local, reset.Remote)
