@@ -271,13 +271,13 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 		}
 		for _, tp := range ifr.tuples {
 			if err := out.Emit(output.SYNRecord{Type: "syn", Time: ts, Interface: ifr.name,
-				Src: tp.Src.String(), Sport: tp.Sport, Dst: tp.Dst.String(), Dport: tp.Dport, Count: tp.count}); err != nil {
+				Src: tp.Src.String(), Sport: tp.Sport, Dst: tp.Dst.String(), Dport: tp.Dport, SYN: tp.count}); err != nil {
 				return err
 			}
 		}
 		for _, src := range ifr.sources {
 			if err := out.Emit(output.SYNSourceRecord{Type: "syn_source", Time: ts, Interface: ifr.name,
-				Src: src.Addr.String(), Count: src.SYNs, EarlierEstimate: src.Earlier}); err != nil {
+				Src: src.Addr.String(), SYN: src.SYNs, EarlierEstimate: src.Earlier}); err != nil {
 				return err
 			}
 		}

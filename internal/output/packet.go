@@ -48,7 +48,7 @@ type SYNRecord struct {
 	Sport     uint16 `json:"sport"`
 	Dst       string `json:"dst"`
 	Dport     uint16 `json:"dport"`
-	Count     uint64 `json:"count"`
+	SYN       uint64 `json:"syn"` // SYNs of the tuple in the interval; named as in syn_interval
 }
 
 // SYNSourceRecord is one source address's connection attempts in an interval.
@@ -57,7 +57,7 @@ type SYNSourceRecord struct {
 	Time      string `json:"time"`
 	Interface string `json:"interface"`
 	Src       string `json:"src"`
-	Count     uint64 `json:"count"` // SYNs since the source got its entry, exact
+	SYN       uint64 `json:"syn"` // SYNs since the source got its entry, exact
 	// EarlierEstimate is the sketch's upper bound on the source's SYNs
 	// before it got its entry (0 when it got one at its first SYN).
 	EarlierEstimate uint64 `json:"earlier_estimate"`

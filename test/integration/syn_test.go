@@ -29,9 +29,9 @@ func synLines(t *testing.T, recs []testnet.Record) (tuples map[tuple]uint64, sou
 		switch r.Type() {
 		case "syn":
 			tp := tuple{r.String(t, "src"), r.Uint(t, "sport"), r.String(t, "dst"), r.Uint(t, "dport")}
-			tuples[tp] += r.Uint(t, "count")
+			tuples[tp] += r.Uint(t, "syn")
 		case "syn_source":
-			sources[r.String(t, "src")] += r.Uint(t, "count")
+			sources[r.String(t, "src")] += r.Uint(t, "syn")
 		case "syn_interval":
 			intervalSYN += r.Uint(t, "syn")
 		}
