@@ -171,7 +171,7 @@ func (r *dropReport) record(raw []byte) error {
 		return err
 	}
 	if r.format == output.JSON {
-		return r.out.Emit(output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+		return r.out.Emit(&output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
 			Direction: ev.DirectionName(), Reason: reason, Flags: flags,
 			Location: location, LocationAddr: string(ksym.AppendHex(r.nameBuf[:0], ev.Location)), Stack: stack, PID: ev.PID})
 	}
@@ -226,7 +226,7 @@ func (r *dropReport) summary(elapsed time.Duration, loss output.Loss) error {
 		}
 	}
 	if r.format == output.JSON {
-		if err := r.out.Emit(s); err != nil {
+		if err := r.out.Emit(&s); err != nil {
 			return err
 		}
 		if err := r.out.Flush(); err != nil {

@@ -93,7 +93,7 @@ func (r *resetReport) record(raw []byte) error {
 		r.received++
 	}
 	if r.format == output.JSON {
-		return r.out.Emit(output.ResetRecord{Type: "reset", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+		return r.out.Emit(&output.ResetRecord{Type: "reset", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
 			Direction: ev.DirectionName(), State: events.TCPStateName(ev.State), Reason: reason, PID: ev.PID})
 	}
 	if r.table == nil {
@@ -120,7 +120,7 @@ func (r *resetReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := output.ResetSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Sent: r.sent, Received: r.received,
 		Reasons: r.byReason, Loss: loss}
 	if r.format == output.JSON {
-		if err := r.out.Emit(s); err != nil {
+		if err := r.out.Emit(&s); err != nil {
 			return err
 		}
 		return r.out.Flush()

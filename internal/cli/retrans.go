@@ -85,6 +85,7 @@ type retransReport struct {
 	table     *output.ConnTable
 
 	ev     events.Retransmit
+	rec    output.RetransmitRecord
 	conns  map[connKey]*retransCounts
 	totals retransCounts
 }
@@ -111,7 +112,8 @@ func (r *retransReport) record(raw []byte) error {
 		return nil
 	}
 	if r.format == output.JSON {
-		return r.out.Emit(retransmitRecord(ev))
+		r.rec = retransmitRecord(ev)
+		return r.out.Emit(&r.rec) // a field, so that the interface does not allocate
 	}
 	if r.table == nil {
 		r.table = r.style.table(r.w,
@@ -203,7 +205,7 @@ func (r *retransReport) flushInterval(now time.Time) error {
 		ts := timestamp(now)
 		for _, k := range keys {
 			c := r.conns[k]
-			if err := r.out.Emit(output.RetransmitsRecord{Type: "retransmits", Time: ts, Conn: connRecord(k.local, k.remote),
+			if err := r.out.Emit(&output.RetransmitsRecord{Type: "retransmits", Time: ts, Conn: connRecord(k.local, k.remote),
 				Segments: c.segments, Retransmits: c.events, SynAcks: c.synacks, Failed: c.failed}); err != nil {
 				return err
 			}
@@ -230,7 +232,7 @@ func (r *retransReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := output.RetransSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Retransmits: r.totals.events,
 		Segments: r.totals.segments, SynAcks: r.totals.synacks, Failed: r.totals.failed, Loss: loss}
 	if r.format == output.JSON {
-		if err := r.out.Emit(s); err != nil {
+		if err := r.out.Emit(&s); err != nil {
 			return err
 		}
 		return r.out.Flush()

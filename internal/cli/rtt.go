@@ -99,6 +99,7 @@ type rttReport struct {
 	hists  *conn.RTTHistograms // nil: stream samples
 
 	ev      events.RTTSample
+	rec     output.RTTRecord
 	samples uint64
 	conns   map[connKey]struct{}
 }
@@ -127,7 +128,8 @@ func (r *rttReport) record(raw []byte) error {
 		return nil
 	}
 	if r.format == output.JSON {
-		return r.out.Emit(rttRecord(ev))
+		r.rec = rttRecord(ev)
+		return r.out.Emit(&r.rec) // a field, so that the interface does not allocate
 	}
 	if r.table == nil {
 		num := func(name string, width int, wide bool) output.Column {
@@ -217,7 +219,7 @@ func (r *rttReport) printHistograms(now time.Time) error {
 				lo, hi := conn.BucketRange(i)
 				rec.Buckets = append(rec.Buckets, output.RTTBucket{LoUS: lo, HiUS: hi, Count: h.Counts[i]})
 			}
-			if err := r.out.Emit(rec); err != nil {
+			if err := r.out.Emit(&rec); err != nil {
 				return err
 			}
 			continue
@@ -289,7 +291,7 @@ func (r *rttReport) summary(elapsed time.Duration, loss output.Loss) error {
 		s.HistogramSamples = &n
 	}
 	if r.format == output.JSON {
-		if err := r.out.Emit(s); err != nil {
+		if err := r.out.Emit(&s); err != nil {
 			return err
 		}
 		return r.out.Flush()

@@ -73,8 +73,10 @@ type statesReport struct {
 	// the summary still counts transitions.
 	lifetimesOnly bool
 
-	ev     events.StateChange
-	totals output.StatesSummary
+	ev       events.StateChange
+	state    output.StateRecord
+	lifetime output.LifetimeRecord
+	totals   output.StatesSummary
 	// Storage the JSON records point into, reused for every record.
 	pid                     uint32
 	comm                    string
@@ -103,9 +105,11 @@ func (r *statesReport) record(raw []byte) error {
 	}
 	if r.format == output.JSON {
 		if ev.Kind == events.StateKindLifetime {
-			return r.out.Emit(r.lifetimeRecord(ev))
+			r.lifetime = r.lifetimeRecord(ev)
+			return r.out.Emit(&r.lifetime) // fields, so that the interface does not allocate
 		}
-		return r.out.Emit(r.stateRecord(ev))
+		r.state = r.stateRecord(ev)
+		return r.out.Emit(&r.state)
 	}
 	return r.text(ev)
 }
@@ -218,7 +222,7 @@ func (r *statesReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := r.totals
 	s.Type, s.DurationSeconds, s.Loss = "summary", elapsed.Seconds(), loss
 	if r.format == output.JSON {
-		if err := r.out.Emit(s); err != nil {
+		if err := r.out.Emit(&s); err != nil {
 			return err
 		}
 		return r.out.Flush()

@@ -4,6 +4,8 @@ import (
 	"io"
 	"strconv"
 	"testing"
+
+	"github.com/tcplens/tcplens/internal/output"
 )
 
 // BenchmarkStreamRetransJSON is the user-space half of a socket-path
@@ -12,7 +14,24 @@ import (
 // through cli.Main as a user runs it. Run it on one core
 // (`go test ./internal/cli -run - -bench StreamRetransJSON -cpu 1`); the
 // records/s metric is what one core turns into JSON lines.
+//
+// Two variants in the same run: "appender" is what tcplens does (each
+// record's hand-written AppendJSON), "encoding_json" the baseline
+// (reflection, as before); the ratio of their records/s is the gain.
 func BenchmarkStreamRetransJSON(b *testing.B) {
+	for _, v := range []struct {
+		name    string
+		reflect bool
+	}{{"appender", false}, {"encoding_json", true}} {
+		b.Run(v.name, func(b *testing.B) {
+			output.ReflectJSON = v.reflect
+			defer func() { output.ReflectJSON = false }()
+			benchStreamRetransJSON(b)
+		})
+	}
+}
+
+func benchStreamRetransJSON(b *testing.B) {
 	const n = 200_000
 	recs := retransRecords(n)
 	b.ResetTimer()
