@@ -1,11 +1,11 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/ksym"
@@ -14,94 +14,75 @@ import (
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
-func init() {
-	register("drops", "TCP packets the kernel drops, with its drop reason", runDrops)
-}
+func init() { registerSock(&dropsCommand) }
 
-func runDrops(ctx context.Context, env Env, args []string) error {
-	fs, c, sf := sockCommandFlags("drops")
-	countsEvents(fs)
-	c.withoutInterval("drops prints each drop as it comes and has no periodic report")
-	var skipNames []string
-	fs.StringArrayVar(&skipNames, "skip-reason", nil, "do not report drops for `REASON` (as printed, e.g. NOT_SPECIFIED; repeatable)")
-	var withStack bool
-	fs.BoolVar(&withStack, "stack", false, "show the kernel stack of each drop")
-	opts, err := parseSockTrace(fs, env, args, c, sf)
-	if err != nil {
-		return err
-	}
-	reasons, err := probe.DropReasons()
-	if err != nil {
-		return err
-	}
-	cfg := probe.DropsConfig{Stack: withStack}
-	for _, name := range skipNames {
-		v, err := probe.LookupDropReason(reasons, name)
-		if err != nil {
-			return usagef("--skip-reason: %v", err)
+var dropsCommand = sockCommand{
+	object:     &probe.DropsObject,
+	summary:    "TCP packets the kernel drops, with its drop reason",
+	noInterval: "drops prints each drop as it comes and has no periodic report",
+	flags: func(fs *pflag.FlagSet, _ *common) func(Env, *sockOut) (*sockRun, error) {
+		var skipNames []string
+		fs.StringArrayVar(&skipNames, "skip-reason", nil, "do not report drops for `REASON` (as printed, e.g. NOT_SPECIFIED; repeatable)")
+		var withStack bool
+		fs.BoolVar(&withStack, "stack", false, "show the kernel stack of each drop")
+		return func(env Env, o *sockOut) (*sockRun, error) {
+			reasons, err := probe.DropReasons()
+			if err != nil {
+				return nil, err
+			}
+			cfg := probe.DropsConfig{Stack: withStack}
+			for _, name := range skipNames {
+				v, err := probe.LookupDropReason(reasons, name)
+				if err != nil {
+					return nil, usagef("--skip-reason: %v", err)
+				}
+				cfg.SkipReasons = append(cfg.SkipReasons, v)
+			}
+			listenStart, err := netstat.ReadListen()
+			if err != nil {
+				return nil, err
+			}
+			// Symbols are read once, while the kernel's BTF is read and the
+			// programs load (reading /proc/kallsyms is slow on slow
+			// machines); records wait in the ring buffer until they are
+			// there.
+			type loaded struct {
+				syms *ksym.Table
+				err  error
+			}
+			symsc := make(chan loaded, 1)
+			go func() {
+				t, err := ksym.Load()
+				symsc <- loaded{t, err}
+			}()
+			r := newDropReport(o, reasons)
+			r.listenStart, r.readListen = listenStart, netstat.ReadListen
+			return &sockRun{report: r, banner: "streaming dropped TCP packets",
+				load: func(opts probe.SockTracerOptions) (*probe.SockTracer, error) {
+					d, err := probe.LoadDrops(opts, cfg, reasons)
+					if err != nil {
+						return nil, err
+					}
+					if withStack {
+						r.stack, r.stacksLost = d.Stack, d.StacksLost
+					}
+					return d.SockTracer, nil
+				},
+				started: func(*sockTrace) error {
+					ls := <-symsc
+					if ls.err != nil { // kptr_restrict: locations stay addresses
+						fmt.Fprintf(env.Stderr, "tcplens drops: locations are shown as addresses: %v\n", ls.err)
+					}
+					r.syms = ls.syms
+					return nil
+				}}, nil
 		}
-		cfg.SkipReasons = append(cfg.SkipReasons, v)
-	}
-	// Symbols are read once, while the kernel's BTF is read and the
-	// programs load (reading /proc/kallsyms is slow on slow machines);
-	// records wait in the ring buffer until they are there.
-	type loaded struct {
-		syms *ksym.Table
-		err  error
-	}
-	symsc := make(chan loaded, 1)
-	go func() {
-		t, err := ksym.Load()
-		symsc <- loaded{t, err}
-	}()
-	listenStart, err := netstat.ReadListen()
-	if err != nil {
-		return err
-	}
-	var drops *probe.Drops
-	st, err := startSockTrace(c, "drops", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
-		d, err := probe.LoadDrops(o, cfg, reasons)
-		if err != nil {
-			return nil, err
-		}
-		drops = d
-		return d.SockTracer, nil
-	})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ls := <-symsc
-	if ls.err != nil { // kptr_restrict: locations stay addresses
-		fmt.Fprintf(env.Stderr, "tcplens drops: locations are shown as addresses: %v\n", ls.err)
-	}
-	if c.format == output.Text {
-		fmt.Fprintln(env.Stderr, "tcplens drops: streaming dropped TCP packets; Ctrl-C to stop")
-	}
-
-	r := &dropReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
-		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}, syms: ls.syms,
-		listenStart: listenStart, readListen: netstat.ReadListen}
-	if withStack {
-		r.stack = drops.Stack
-		r.stacksLost = drops.StacksLost
-	}
-	if r.style, err = sf.textStyle(); err != nil {
-		return err
-	}
-	start := time.Now()
-	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
-	return st.finish(loop.run(ctx), r, start)
+	},
 }
 
 type dropReport struct {
-	w       io.Writer
-	out     *output.JSONLines
-	format  output.Format
-	clock   events.Clock
+	*sockOut
 	reasons events.EnumNamer
-	style   textStyle
-	table   *output.ConnTable
 	syms    *ksym.Table // nil: addresses only
 
 	// stack reads a stack id's frames and stacksLost the drops whose stack
@@ -119,10 +100,15 @@ type dropReport struct {
 	readListen  func() (netstat.Listen, error)
 
 	ev       events.Drop
+	rec      output.DropRecord
 	flagBuf  [8]byte
 	nameBuf  []byte
 	drops    uint64
 	byReason map[string]uint64
+}
+
+func newDropReport(o *sockOut, reasons events.EnumNamer) *dropReport {
+	return &dropReport{sockOut: o, reasons: reasons, byReason: map[string]uint64{}}
 }
 
 // stackOf names the frames of the record's stack; nil without --stack or
@@ -170,10 +156,11 @@ func (r *dropReport) record(raw []byte) error {
 	if err != nil {
 		return err
 	}
-	if r.format == output.JSON {
-		return r.out.Emit(&output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+	if r.json() {
+		r.rec = output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
 			Direction: ev.DirectionName(), Reason: reason, Flags: flags,
-			Location: location, LocationAddr: string(ksym.AppendHex(r.nameBuf[:0], ev.Location)), Stack: stack, PID: ev.PID})
+			Location: location, LocationAddr: string(ksym.AppendHex(r.nameBuf[:0], ev.Location)), Stack: stack, PID: ev.PID}
+		return r.out.Emit(&r.rec)
 	}
 	if r.table == nil {
 		r.table = r.style.table(r.w,
@@ -225,11 +212,8 @@ func (r *dropReport) summary(elapsed time.Duration, loss output.Loss) error {
 			s.ListenOverflows, s.ListenDrops = d.Overflows, d.Drops
 		}
 	}
-	if r.format == output.JSON {
-		if err := r.out.Emit(&s); err != nil {
-			return err
-		}
-		if err := r.out.Flush(); err != nil {
+	if r.json() {
+		if err := r.emitSummary(&s); err != nil {
 			return err
 		}
 		return firstErr

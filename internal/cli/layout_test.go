@@ -54,7 +54,7 @@ func layoutReport(t *testing.T, cmd string, st textStyle, endsList ...[2]netip.A
 	var raws [][]byte
 	switch cmd {
 	case "retrans":
-		r := newRetransReport(&buf, output.Text, clock, false)
+		r := newRetransReport(newSockOut(&buf, output.Text, clock), false)
 		r.style, rec = st, r.record
 		for i, ends := range endsList {
 			var e bpfobj.RetransRetransEvent
@@ -68,9 +68,9 @@ func layoutReport(t *testing.T, cmd string, st textStyle, endsList ...[2]netip.A
 			raws = append(raws, rawRecord(&e))
 		}
 	case "resets":
-		r := &resetReport{w: &buf, out: output.NewJSONLines(&buf), format: output.Text, clock: clock,
-			reasons: names{1: "TCP_ABORT_ON_DATA"}, byReason: map[string]uint64{}, style: st}
-		rec = r.record
+		r := &resetReport{sockOut: newSockOut(&buf, output.Text, clock),
+			reasons: names{1: "TCP_ABORT_ON_DATA"}, byReason: map[string]uint64{}}
+		r.style, rec = st, r.record
 		for i, ends := range endsList {
 			var e bpfobj.ResetsResetEvent
 			e.TsNs = uint64(i) * 1_234_567
@@ -79,9 +79,9 @@ func layoutReport(t *testing.T, cmd string, st textStyle, endsList ...[2]netip.A
 			raws = append(raws, rawRecord(&e))
 		}
 	case "drops":
-		r := &dropReport{w: &buf, out: output.NewJSONLines(&buf), format: output.Text, clock: clock,
-			reasons: names{3: "TCP_ZEROWINDOW"}, byReason: map[string]uint64{}, style: st, syms: layoutSyms}
-		rec = r.record
+		r := &dropReport{sockOut: newSockOut(&buf, output.Text, clock),
+			reasons: names{3: "TCP_ZEROWINDOW"}, byReason: map[string]uint64{}, syms: layoutSyms}
+		r.style, rec = st, r.record
 		for i, ends := range endsList {
 			var e bpfobj.DropsDropEvent
 			e.TsNs = uint64(i) * 1_234_567
@@ -91,7 +91,7 @@ func layoutReport(t *testing.T, cmd string, st textStyle, endsList ...[2]netip.A
 			raws = append(raws, rawRecord(&e))
 		}
 	case "rtt":
-		r := newRTTReport(&buf, output.Text, clock)
+		r := newRTTReport(newSockOut(&buf, output.Text, clock))
 		r.style, rec = st, r.record
 		for i, ends := range endsList {
 			e := rttEvents()[1]
@@ -102,7 +102,7 @@ func layoutReport(t *testing.T, cmd string, st textStyle, endsList ...[2]netip.A
 			raws = append(raws, rawRecord(&e))
 		}
 	case "states", "lifetimes":
-		r := newStatesReport(&buf, output.Text, clock)
+		r := newStatesReport(newSockOut(&buf, output.Text, clock))
 		r.style, r.lifetimesOnly, rec = st, cmd == "lifetimes", r.record
 		for i, ends := range endsList {
 			evs := stateEvents()
@@ -177,7 +177,7 @@ func TestIPv4RowsFitIn120Columns(t *testing.T) {
 // only, and the summary still counts every transition seen.
 func TestLifetimesOnlyJSON(t *testing.T) {
 	var buf bytes.Buffer
-	r := newStatesReport(&buf, output.JSON, events.ClockFrom(goldenZero))
+	r := newStatesReport(newSockOut(&buf, output.JSON, events.ClockFrom(goldenZero)))
 	r.lifetimesOnly = true
 	for _, e := range stateEvents() {
 		if err := r.record(rawRecord(&e)); err != nil {

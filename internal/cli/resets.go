@@ -1,69 +1,51 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
-func init() {
-	register("resets", "TCP resets sent (with the kernel's reason) and received", runResets)
-}
+func init() { registerSock(&resetsCommand) }
 
-func runResets(ctx context.Context, env Env, args []string) error {
-	fs, c, sf := sockCommandFlags("resets")
-	countsEvents(fs)
-	c.withoutInterval("resets prints each reset as it comes and has no periodic report")
-	opts, err := parseSockTrace(fs, env, args, c, sf)
-	if err != nil {
-		return err
-	}
-	// Kernels before 6.10 have no enum sk_rst_reason and give no reason:
-	// resets then come without one.
-	var reasons events.EnumNamer
-	if names, err := probe.ResetReasons(); err == nil {
-		reasons = names
-	} else if !errors.Is(err, probe.ErrUnsupported) {
-		return err
-	}
-	st, err := startSockTrace(c, "resets", opts, probe.LoadResets)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if c.format == output.Text {
-		fmt.Fprintln(env.Stderr, "tcplens resets: streaming resets; Ctrl-C to stop")
-	}
-
-	r := &resetReport{w: env.Stdout, out: output.NewJSONLines(env.Stdout), format: c.format,
-		clock: events.NewClock(), reasons: reasons, byReason: map[string]uint64{}}
-	if r.style, err = sf.textStyle(); err != nil {
-		return err
-	}
-	start := time.Now()
-	loop := streamLoop{c: c, reader: st.reader, handle: st.streamed(r, jsonOut(c.format, r.out))}
-	return st.finish(loop.run(ctx), r, start)
+var resetsCommand = sockCommand{
+	object:     &probe.ResetsObject,
+	summary:    "TCP resets sent (with the kernel's reason) and received",
+	noInterval: "resets prints each reset as it comes and has no periodic report",
+	flags: func(*pflag.FlagSet, *common) func(Env, *sockOut) (*sockRun, error) {
+		return func(_ Env, o *sockOut) (*sockRun, error) {
+			// Kernels before 6.10 have no enum sk_rst_reason and give no
+			// reason: resets then come without one.
+			var reasons events.EnumNamer
+			if names, err := probe.ResetReasons(); err == nil {
+				reasons = names
+			} else if !errors.Is(err, probe.ErrUnsupported) {
+				return nil, err
+			}
+			return &sockRun{report: newResetReport(o, reasons), banner: "streaming resets"}, nil
+		}
+	},
 }
 
 type resetReport struct {
-	w       io.Writer
-	out     *output.JSONLines
-	format  output.Format
-	clock   events.Clock
+	*sockOut
 	reasons events.EnumNamer
-	style   textStyle
-	table   *output.ConnTable
 
 	ev             events.Reset
+	rec            output.ResetRecord
 	sent, received uint64
 	byReason       map[string]uint64
+}
+
+func newResetReport(o *sockOut, reasons events.EnumNamer) *resetReport {
+	return &resetReport{sockOut: o, reasons: reasons, byReason: map[string]uint64{}}
 }
 
 // reasonName is the reason's BTF name, or its number when BTF has none,
@@ -92,9 +74,10 @@ func (r *resetReport) record(raw []byte) error {
 	} else {
 		r.received++
 	}
-	if r.format == output.JSON {
-		return r.out.Emit(&output.ResetRecord{Type: "reset", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
-			Direction: ev.DirectionName(), State: events.TCPStateName(ev.State), Reason: reason, PID: ev.PID})
+	if r.json() {
+		r.rec = output.ResetRecord{Type: "reset", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
+			Direction: ev.DirectionName(), State: events.TCPStateName(ev.State), Reason: reason, PID: ev.PID}
+		return r.out.Emit(&r.rec)
 	}
 	if r.table == nil {
 		r.table = r.style.table(r.w,
@@ -119,11 +102,8 @@ func (r *resetReport) record(raw []byte) error {
 func (r *resetReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := output.ResetSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Sent: r.sent, Received: r.received,
 		Reasons: r.byReason, Loss: loss}
-	if r.format == output.JSON {
-		if err := r.out.Emit(&s); err != nil {
-			return err
-		}
-		return r.out.Flush()
+	if r.json() {
+		return r.emitSummary(&s)
 	}
 	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s sent, %d received; %s\n",
 		s.DurationSeconds, output.Plural(s.Sent, "reset"), s.Received, s.Loss.Text())

@@ -1,15 +1,14 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"sort"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplens/tcplens/internal/events"
@@ -17,54 +16,31 @@ import (
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
-func init() {
-	register("retrans", "TCP retransmissions: a stream of events, or counts per connection with --interval", runRetrans)
-}
+func init() { registerSock(&retransCommand) }
 
-func runRetrans(ctx context.Context, env Env, args []string) error {
-	fs, c, sf := sockCommandFlags("retrans")
-	fs.Lookup("count").Usage = "exit after `N` events (with --interval: N reports)"
-	fs.Lookup("interval").Usage = "count retransmitted segments per connection and report every `DURATION` instead of streaming events"
-	opts, err := parseSockTrace(fs, env, args, c, sf)
-	if err != nil {
-		return err
-	}
-	st, err := startSockTrace(c, "retrans", opts, probe.LoadRetrans)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	r := newRetransReport(env.Stdout, c.format, events.NewClock(), fs.Changed("interval"))
-	if r.style, err = sf.textStyle(); err != nil {
-		return err
-	}
-	if c.format == output.Text {
-		what := "streaming retransmissions"
-		if r.intervals {
-			what = "counting retransmitted segments per connection every " + c.interval.String()
+var retransCommand = sockCommand{
+	object:  &probe.RetransObject,
+	summary: "TCP retransmissions: a stream of events, or counts per connection with --interval",
+	flags: func(fs *pflag.FlagSet, c *common) func(Env, *sockOut) (*sockRun, error) {
+		fs.Lookup("count").Usage = "exit after `N` events (with --interval: N reports)"
+		fs.Lookup("interval").Usage = "count retransmitted segments per connection and report every `DURATION` instead of streaming events"
+		return func(_ Env, o *sockOut) (*sockRun, error) {
+			r := newRetransReport(o, fs.Changed("interval"))
+			run := &sockRun{report: r, banner: "streaming retransmissions"}
+			if r.intervals {
+				run.banner = "counting retransmitted segments per connection every " + c.interval.String()
+				run.tick = r.flushInterval
+				run.final = func(now time.Time) error {
+					if len(r.conns) == 0 {
+						return nil
+					}
+					// What arrived since the last tick, so the totals add up.
+					return r.flushInterval(now)
+				}
+			}
+			return run, nil
 		}
-		fmt.Fprintf(env.Stderr, "tcplens retrans: %s; Ctrl-C to stop\n", what)
-	}
-	start := time.Now()
-	loop := streamLoop{c: c, reader: st.reader, handle: func(raw []byte) (bool, error) {
-		if err := r.record(raw); err != nil {
-			return false, err
-		}
-		if r.format == output.JSON && !r.intervals {
-			return true, st.flushWhenIdle(r.out)
-		}
-		return true, nil
-	}}
-	if r.intervals {
-		loop.tick = func(now time.Time) error { return r.flushInterval(now) }
-	}
-	runErr := loop.run(ctx)
-	if r.intervals && runErr == nil && len(r.conns) > 0 {
-		// What arrived since the last tick, so the totals add up.
-		runErr = r.flushInterval(time.Now())
-	}
-	return st.finish(runErr, r, start)
+	},
 }
 
 type connKey struct{ local, remote netip.AddrPort }
@@ -76,13 +52,8 @@ type retransCounts struct {
 // retransReport prints retransmissions as they come, or counts them per
 // connection and prints the counts every interval.
 type retransReport struct {
-	w         io.Writer
-	out       *output.JSONLines
-	format    output.Format
-	clock     events.Clock
+	*sockOut
 	intervals bool
-	style     textStyle
-	table     *output.ConnTable
 
 	ev     events.Retransmit
 	rec    output.RetransmitRecord
@@ -90,9 +61,8 @@ type retransReport struct {
 	totals retransCounts
 }
 
-func newRetransReport(w io.Writer, f output.Format, clock events.Clock, intervals bool) *retransReport {
-	return &retransReport{w: w, out: output.NewJSONLines(w), format: f, clock: clock, intervals: intervals,
-		conns: map[connKey]*retransCounts{}}
+func newRetransReport(o *sockOut, intervals bool) *retransReport {
+	return &retransReport{sockOut: o, intervals: intervals, conns: map[connKey]*retransCounts{}}
 }
 
 func (r *retransReport) record(raw []byte) error {
@@ -111,8 +81,8 @@ func (r *retransReport) record(raw []byte) error {
 		c.add(ev)
 		return nil
 	}
-	if r.format == output.JSON {
-		r.rec = retransmitRecord(ev)
+	if r.json() {
+		r.rec = r.retransmitRecord(ev)
 		return r.out.Emit(&r.rec) // a field, so that the interface does not allocate
 	}
 	if r.table == nil {
@@ -170,8 +140,8 @@ func (c *retransCounts) add(ev *events.Retransmit) {
 	}
 }
 
-func retransmitRecord(ev *events.Retransmit) output.RetransmitRecord {
-	rec := output.RetransmitRecord{Type: "retransmit", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+func (r *retransReport) retransmitRecord(ev *events.Retransmit) output.RetransmitRecord {
+	rec := output.RetransmitRecord{Type: "retransmit", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
 		PID: ev.PID, Comm: ev.CommString(), State: events.TCPStateName(ev.State), Kind: ev.KindName(),
 		Segments: ev.Segments, SKBSegments: ev.SKBSegments, TotalRetrans: ev.TotalRetrans, Err: ev.Err}
 	if ev.Err != 0 {
@@ -201,7 +171,7 @@ func (r *retransReport) flushInterval(now time.Time) error {
 		}
 		return keys[i].remote.Compare(keys[j].remote) < 0
 	})
-	if r.format == output.JSON {
+	if r.json() {
 		ts := timestamp(now)
 		for _, k := range keys {
 			c := r.conns[k]
@@ -231,11 +201,8 @@ func (r *retransReport) flushInterval(now time.Time) error {
 func (r *retransReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := output.RetransSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Retransmits: r.totals.events,
 		Segments: r.totals.segments, SynAcks: r.totals.synacks, Failed: r.totals.failed, Loss: loss}
-	if r.format == output.JSON {
-		if err := r.out.Emit(&s); err != nil {
-			return err
-		}
-		return r.out.Flush()
+	if r.json() {
+		return r.emitSummary(&s)
 	}
 	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%d SYN-ACK), %s; %d failed to send; %s\n",
 		s.DurationSeconds, output.Plural(s.Retransmits, "retransmission"), s.SynAcks, output.Plural(s.Segments, "segment"),

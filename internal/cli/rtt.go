@@ -1,12 +1,13 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/tcplens/tcplens/internal/conn"
 	"github.com/tcplens/tcplens/internal/events"
@@ -14,89 +15,63 @@ import (
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
-func init() {
-	register("rtt", "congestion window, RTT and socket buffers per connection over time (sampled), or RTT histograms", runRTT)
-}
+func init() { registerSock(&rttCommand) }
 
-func runRTT(ctx context.Context, env Env, args []string) error {
-	fs, c, sf := sockCommandFlags("rtt")
-	fs.Lookup("count").Usage = "exit after `N` samples (with --histogram and --interval: N reports)"
-	sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one periodic sample per connection every `DURATION`, plus one per loss event, ssthresh change or --cwnd-change move")
-	cwndChange := fs.Uint32("cwnd-change", probe.DefaultRTTCwndChangePct, "record a cwnd change once cwnd moved by `PCT` percent since the connection's last record (0: every change, which bulk transfers make on nearly every ACK)")
-	histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
-	fs.Lookup("interval").Usage = "with --histogram: also print the histograms every `DURATION` (else only on exit)"
-	histBy := fs.String("histogram-by", "rport", "histogram per `KEY`: rport, lport, raddr, laddr (remote/local port or address) or conn (connection)")
-	opts, err := parseSockTrace(fs, env, args, c, sf)
-	if err != nil {
-		return err
-	}
-	if *sample <= 0 {
-		return usagef("--sample must be positive, not %s", *sample)
-	}
-	if *cwndChange > 100 {
-		return usagef("--cwnd-change %d: a percentage is 0 to 100", *cwndChange)
-	}
-	by, ok := conn.ParseHistBy(*histBy)
-	if !ok {
-		return usagef("--histogram-by %q: want rport, lport, raddr, laddr or conn", *histBy)
-	}
-	if fs.Changed("histogram-by") && !*histogram {
-		return usagef("--histogram-by needs --histogram")
-	}
-	if fs.Changed("interval") && !*histogram {
-		return usagef("--interval needs --histogram: without it rtt prints samples as they come (see --sample)")
-	}
-	st, err := startSockTrace(c, "rtt", opts, func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
-		return probe.LoadRTT(o, probe.RTTConfig{Sample: *sample, CwndChangePct: *cwndChange})
-	})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	r := newRTTReport(env.Stdout, c.format, events.NewClock())
-	if r.style, err = sf.textStyle(); err != nil {
-		return err
-	}
-	if *histogram {
-		r.hists = conn.NewRTTHistograms(by)
-	}
-	if c.format == output.Text {
-		what := fmt.Sprintf("sampling connections every %s and on loss events, ssthresh changes and cwnd moves of %d%%", *sample, *cwndChange)
-		if *histogram {
-			what = "collecting srtt histograms per " + by.String() + " from periodic samples"
+var rttCommand = sockCommand{
+	object:  &probe.RTTObject,
+	summary: "congestion window, RTT and socket buffers per connection over time (sampled), or RTT histograms",
+	flags: func(fs *pflag.FlagSet, _ *common) func(Env, *sockOut) (*sockRun, error) {
+		fs.Lookup("count").Usage = "exit after `N` samples (with --histogram and --interval: N reports)"
+		sample := fs.Duration("sample", probe.DefaultRTTSample, "at most one periodic sample per connection every `DURATION`, plus one per loss event, ssthresh change or --cwnd-change move")
+		cwndChange := fs.Uint32("cwnd-change", probe.DefaultRTTCwndChangePct, "record a cwnd change once cwnd moved by `PCT` percent since the connection's last record (0: every change, which bulk transfers make on nearly every ACK)")
+		histogram := fs.Bool("histogram", false, "print log2 histograms of srtt instead of samples (on exit, and every --interval if given)")
+		fs.Lookup("interval").Usage = "with --histogram: also print the histograms every `DURATION` (else only on exit)"
+		histBy := fs.String("histogram-by", "rport", "histogram per `KEY`: rport, lport, raddr, laddr (remote/local port or address) or conn (connection)")
+		return func(_ Env, o *sockOut) (*sockRun, error) {
+			if *sample <= 0 {
+				return nil, usagef("--sample must be positive, not %s", *sample)
+			}
+			if *cwndChange > 100 {
+				return nil, usagef("--cwnd-change %d: a percentage is 0 to 100", *cwndChange)
+			}
+			by, ok := conn.ParseHistBy(*histBy)
+			if !ok {
+				return nil, usagef("--histogram-by %q: want rport, lport, raddr, laddr or conn", *histBy)
+			}
+			if fs.Changed("histogram-by") && !*histogram {
+				return nil, usagef("--histogram-by needs --histogram")
+			}
+			if fs.Changed("interval") && !*histogram {
+				return nil, usagef("--interval needs --histogram: without it rtt prints samples as they come (see --sample)")
+			}
+			r := newRTTReport(o)
+			run := &sockRun{report: r,
+				load: func(opts probe.SockTracerOptions) (*probe.SockTracer, error) {
+					return probe.LoadRTT(opts, probe.RTTConfig{Sample: *sample, CwndChangePct: *cwndChange})
+				},
+				banner: fmt.Sprintf("sampling connections every %s and on loss events, ssthresh changes and cwnd moves of %d%%", *sample, *cwndChange)}
+			if *histogram {
+				r.hists = conn.NewRTTHistograms(by)
+				run.banner = "collecting srtt histograms per " + by.String() + " from periodic samples"
+				if fs.Changed("interval") {
+					run.tick = r.printHistograms
+				}
+				run.final = func(now time.Time) error {
+					if run.tick != nil && r.hists.Len() == 0 {
+						return nil
+					}
+					return r.printHistograms(now)
+				}
+			}
+			return run, nil
 		}
-		fmt.Fprintf(env.Stderr, "tcplens rtt: %s; Ctrl-C to stop\n", what)
-	}
-	start := time.Now()
-	loop := streamLoop{c: c, reader: st.reader, handle: func(raw []byte) (bool, error) {
-		if err := r.record(raw); err != nil {
-			return false, err
-		}
-		if r.format == output.JSON && r.hists == nil {
-			return true, st.flushWhenIdle(r.out)
-		}
-		return true, nil
-	}}
-	if r.hists != nil && fs.Changed("interval") {
-		loop.tick = func(now time.Time) error { return r.printHistograms(now) }
-	}
-	runErr := loop.run(ctx)
-	if r.hists != nil && runErr == nil && (loop.tick == nil || r.hists.Len() > 0) {
-		runErr = r.printHistograms(time.Now())
-	}
-	return st.finish(runErr, r, start)
+	},
 }
 
 // rttReport prints samples as they come, or collects histograms.
 type rttReport struct {
-	w      io.Writer
-	out    *output.JSONLines
-	format output.Format
-	clock  events.Clock
-	style  textStyle
-	table  *output.ConnTable
-	hists  *conn.RTTHistograms // nil: stream samples
+	*sockOut
+	hists *conn.RTTHistograms // nil: stream samples
 
 	ev      events.RTTSample
 	rec     output.RTTRecord
@@ -104,8 +79,8 @@ type rttReport struct {
 	conns   map[connKey]struct{}
 }
 
-func newRTTReport(w io.Writer, f output.Format, clock events.Clock) *rttReport {
-	return &rttReport{w: w, out: output.NewJSONLines(w), format: f, clock: clock, conns: map[connKey]struct{}{}}
+func newRTTReport(o *sockOut) *rttReport {
+	return &rttReport{sockOut: o, conns: map[connKey]struct{}{}}
 }
 
 func (r *rttReport) record(raw []byte) error {
@@ -127,8 +102,8 @@ func (r *rttReport) record(raw []byte) error {
 		}
 		return nil
 	}
-	if r.format == output.JSON {
-		r.rec = rttRecord(ev)
+	if r.json() {
+		r.rec = r.rttRecord(ev)
 		return r.out.Emit(&r.rec) // a field, so that the interface does not allocate
 	}
 	if r.table == nil {
@@ -195,8 +170,8 @@ var rttReasons = func() (names [rttReasonMask + 1]string) {
 	return
 }()
 
-func rttRecord(ev *events.RTTSample) output.RTTRecord {
-	return output.RTTRecord{Type: "rtt", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+func (r *rttReport) rttRecord(ev *events.RTTSample) output.RTTRecord {
+	return output.RTTRecord{Type: "rtt", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
 		State: events.TCPStateName(ev.State), Reason: rttReasons[ev.Reason&rttReasonMask],
 		Cwnd: ev.Cwnd, Ssthresh: ev.Ssthresh, SrttUS: ev.SrttUS, RttvarUS: ev.RttvarUS, SndWnd: ev.SndWnd, RcvWnd: ev.RcvWnd,
 		PacketsOut: ev.PacketsOut, RetransOut: ev.RetransOut, TotalRetrans: ev.TotalRetrans,
@@ -212,7 +187,7 @@ func (r *rttReport) printHistograms(now time.Time) error {
 		if !ok {
 			continue
 		}
-		if r.format == output.JSON {
+		if r.json() {
 			rec := output.RTTHistogramRecord{Type: "rtt_histogram", Time: timestamp(now), By: r.hists.By.String(), Samples: h.Total,
 				Conn: histConn(k)}
 			for i := first; i <= last; i++ {
@@ -227,7 +202,7 @@ func (r *rttReport) printHistograms(now time.Time) error {
 		fmt.Fprintf(r.w, "\n%s = %s (%s, srtt)\n", r.hists.By, histTitle(r.hists.By, k), output.Plural(h.Total, "sample"))
 		writeLog2Hist(r.w, h, first, last)
 	}
-	if r.format == output.JSON {
+	if r.json() {
 		return r.out.Flush()
 	}
 	return nil
@@ -290,11 +265,8 @@ func (r *rttReport) summary(elapsed time.Duration, loss output.Loss) error {
 		n := r.hists.Samples()
 		s.HistogramSamples = &n
 	}
-	if r.format == output.JSON {
-		if err := r.out.Emit(&s); err != nil {
-			return err
-		}
-		return r.out.Flush()
+	if r.json() {
+		return r.emitSummary(&s)
 	}
 	inHists := ""
 	if s.HistogramSamples != nil {

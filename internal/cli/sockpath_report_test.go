@@ -62,7 +62,7 @@ func stateEvents() []probe.StateEvent {
 func TestStatesOutputGolden(t *testing.T) {
 	for _, f := range []output.Format{output.JSON, output.Text} {
 		var out bytes.Buffer
-		r := newStatesReport(&out, f, sockpathClock(t))
+		r := newStatesReport(newSockOut(&out, f, sockpathClock(t)))
 		for _, e := range stateEvents() {
 			if err := r.record(sockpathRaw(&e)); err != nil {
 				t.Fatal(err)
@@ -93,7 +93,7 @@ func rttEvents() []probe.RTTEvent {
 func TestRTTOutputGolden(t *testing.T) {
 	for _, f := range []output.Format{output.JSON, output.Text} {
 		var out bytes.Buffer
-		r := newRTTReport(&out, f, sockpathClock(t))
+		r := newRTTReport(newSockOut(&out, f, sockpathClock(t)))
 		for _, e := range rttEvents() {
 			if err := r.record(sockpathRaw(&e)); err != nil {
 				t.Fatal(err)
@@ -116,7 +116,7 @@ func TestRTTHistogramGolden(t *testing.T) {
 	for _, by := range []string{"rport", "conn", "lport", "laddr", "raddr"} {
 		for _, f := range []output.Format{output.JSON, output.Text} {
 			var out bytes.Buffer
-			r := newRTTReport(&out, f, sockpathClock(t))
+			r := newRTTReport(newSockOut(&out, f, sockpathClock(t)))
 			r.hists = newHists(by)
 			evs := rttEvents()
 			for i, us := range []uint32{0, 1, 2, 3, 50, 70, 90, 1000, 1500} {

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/netip"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -11,6 +14,164 @@ import (
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 )
+
+// sockCommand is the one description of a socket-path command in the CLI.
+// Its kernel side (object, programs, tracepoints, and from them what
+// doctor checks and the capabilities it needs) is its probe.SockObject;
+// runSock does the rest that every such command shares: the flag set and
+// its checks, loading and attaching, the banner, the read loop with
+// --count, --duration and the drain on stop, flushing JSON lines, and the
+// summary with what was lost. A command supplies only what is its own:
+// its flags and its report (decoding a record, text and JSON, periodic
+// report, summary). See docs/ARCHITECTURE.md, "How to add a command".
+type sockCommand struct {
+	object  *probe.SockObject // its Command is the command's name
+	summary string            // one line, for the usage
+	// noInterval, when set, is why the command refuses --interval: it
+	// prints each record as it comes, and -c counts records. A command
+	// with a periodic report leaves it empty and says in flags what
+	// --interval and -c do.
+	noInterval string
+	// flags adds the command's own flags to fs (nil: none) and returns
+	// prepare, run once the flags are parsed and checked: it checks the
+	// command's own (a usage error exits 2 before anything is loaded) and
+	// makes the run, writing through o.
+	flags func(fs *pflag.FlagSet, c *common) (prepare func(env Env, o *sockOut) (*sockRun, error))
+}
+
+// sockRun is one run of a socket-path command, as its flags made it.
+type sockRun struct {
+	report eventReport
+	// load loads and attaches the object; nil: the object as it is.
+	load func(probe.SockTracerOptions) (*probe.SockTracer, error)
+	// started runs once the programs are attached (optional): warnings
+	// about what this kernel lacks, waiting for symbols.
+	started func(st *sockTrace) error
+	banner  string // text mode: what the run does, for stderr
+	// counts says whether the record just handled counts towards --count
+	// (nil: every record does).
+	counts func() bool
+	// tick is the periodic report every --interval (optional); -c then
+	// counts ticks. final runs after a clean stop, before the summary
+	// (optional): what arrived since the last tick.
+	tick, final func(now time.Time) error
+}
+
+// registerSock makes d a command.
+func registerSock(d *sockCommand) {
+	register(d.object.Command, d.summary, d.run)
+}
+
+func (d *sockCommand) run(ctx context.Context, env Env, args []string) error {
+	name := d.object.Command
+	fs, c, sf := sockCommandFlags(name)
+	if d.noInterval != "" {
+		countsEvents(fs)
+		c.withoutInterval(d.noInterval)
+	}
+	prepare := func(Env, *sockOut) (*sockRun, error) { return nil, fmt.Errorf("%s: no report", name) }
+	if d.flags != nil {
+		prepare = d.flags(fs, c)
+	}
+	opts, err := parseSockTrace(fs, env, args, c, sf)
+	if err != nil {
+		return err
+	}
+	o := newSockOut(env.Stdout, c.format, events.NewClock())
+	run, err := prepare(env, o)
+	if err != nil {
+		return err
+	}
+	load := run.load
+	if load == nil {
+		load = d.object.Load
+	}
+	st, err := startSockTrace(c, name, opts, load)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if run.started != nil {
+		if err := run.started(st); err != nil {
+			return err
+		}
+	}
+	// Relative text times count from here.
+	if o.style, err = sf.textStyle(); err != nil {
+		return err
+	}
+	if c.format == output.Text && run.banner != "" {
+		fmt.Fprintf(env.Stderr, "tcplens %s: %s; Ctrl-C to stop\n", name, run.banner)
+	}
+	start := time.Now()
+	loop := streamLoop{c: c, reader: st.reader, tick: run.tick, handle: func(raw []byte) (bool, error) {
+		if err := run.report.record(raw); err != nil {
+			return false, err
+		}
+		counted := run.counts == nil || run.counts()
+		if c.format == output.JSON {
+			return counted, st.flushWhenIdle(o.out)
+		}
+		return counted, nil
+	}}
+	runErr := loop.run(ctx)
+	if runErr == nil && run.final != nil {
+		runErr = run.final(time.Now())
+	}
+	return st.finish(runErr, run.report, start)
+}
+
+// sockOut is what every socket-path report writes through: stdout as JSON
+// lines or as a connection table, the kernel-to-wall clock for record
+// times, and the text style (--timestamp, --wide) set once attached.
+type sockOut struct {
+	w      io.Writer
+	out    *output.JSONLines
+	format output.Format
+	clock  events.Clock
+	style  textStyle
+	table  *output.ConnTable // made at the first text row
+	names  addrNames
+}
+
+func newSockOut(w io.Writer, f output.Format, clock events.Clock) *sockOut {
+	return &sockOut{w: w, out: output.NewJSONLines(w), format: f, clock: clock}
+}
+
+// json reports whether records go out as JSON lines.
+func (o *sockOut) json() bool { return o.format == output.JSON }
+
+// emitSummary writes the summary line and flushes.
+func (o *sockOut) emitSummary(s output.JSONAppender) error {
+	if err := o.out.Emit(s); err != nil {
+		return err
+	}
+	return o.out.Flush()
+}
+
+// conn is a record's 4-tuple, its addresses named through the cache.
+func (o *sockOut) conn(local, remote netip.AddrPort) output.Conn {
+	return output.Conn{LAddr: o.names.local.name(local.Addr()), LPort: local.Port(),
+		RAddr: o.names.remote.name(remote.Addr()), RPort: remote.Port()}
+}
+
+// addrNames remembers the last local and the last remote address's text:
+// records come in runs from the same hosts, and naming an address
+// allocates, which a million records a second notice.
+type addrNames struct{ local, remote addrName }
+
+type addrName struct {
+	addr netip.Addr
+	text string
+	ok   bool
+}
+
+func (n *addrName) name(a netip.Addr) string {
+	if !n.ok || n.addr != a {
+		n.addr, n.text, n.ok = a, a.String(), true
+	}
+	return n.text
+}
 
 // sockTraceFlags are the flags of the tracepoint commands (retrans, resets,
 // drops): the socket filters and a hidden ring buffer size for tests.
@@ -112,21 +273,6 @@ type eventReport interface {
 	summary(elapsed time.Duration, loss output.Loss) error
 }
 
-// streamed is the streamLoop handler of a command that prints every record
-// as it comes: each counts towards --count, and JSON lines (out, nil for
-// text) are flushed once a burst has been read.
-func (s *sockTrace) streamed(r eventReport, out *output.JSONLines) func(raw []byte) (bool, error) {
-	return func(raw []byte) (bool, error) {
-		if err := r.record(raw); err != nil {
-			return false, err
-		}
-		if out != nil {
-			return true, s.flushWhenIdle(out)
-		}
-		return true, nil
-	}
-}
-
 // finish prints the summary with what was lost, even after a runtime
 // error, and returns the first error.
 func (s *sockTrace) finish(runErr error, r eventReport, start time.Time) error {
@@ -160,14 +306,6 @@ func (s *sockTrace) loss() (output.Loss, error) {
 	// the larger of the two rather than both.
 	rec = max(rec, k.UnseenClose)
 	return output.NewLoss(output.LostByCause{RingBuffer: k.RingBuffer, MapFull: k.MapFull, Recursion: rec}), nil
-}
-
-// jsonOut is out in JSON mode and nil in text mode.
-func jsonOut(format output.Format, out *output.JSONLines) *output.JSONLines {
-	if format == output.JSON {
-		return out
-	}
-	return nil
 }
 
 // sockCommandFlags is the flag set every socket-path command starts from:

@@ -65,20 +65,20 @@ func TestSockTraceJSONGolden(t *testing.T) {
 	for _, f := range []output.Format{output.JSON, output.Text} {
 		var buf bytes.Buffer
 		clock := events.ClockFrom(goldenZero)
-		r := newRetransReport(&buf, f, clock, false)
+		r := newRetransReport(newSockOut(&buf, f, clock), false)
 		if err := r.record(rawRecord(&re)); err != nil {
 			t.Fatal(err)
 		}
 		r.out.Flush()
 		r.summary(1500*time.Millisecond, output.NewLoss(output.LostByCause{RingBuffer: 2}))
-		rr := &resetReport{w: &buf, out: output.NewJSONLines(&buf), format: f, clock: clock,
+		rr := &resetReport{sockOut: newSockOut(&buf, f, clock),
 			reasons: names{1: "NO_SOCKET"}, byReason: map[string]uint64{}}
 		if err := rr.record(rawRecord(&rs)); err != nil {
 			t.Fatal(err)
 		}
 		rr.out.Flush()
 		rr.summary(time.Second, output.Loss{})
-		dp := &dropReport{w: &buf, out: output.NewJSONLines(&buf), format: f, clock: clock,
+		dp := &dropReport{sockOut: newSockOut(&buf, f, clock),
 			reasons: names{3: "NO_SOCKET"}, byReason: map[string]uint64{}, syms: syms, stack: stack, stacksLost: stacksLost,
 			listenStart: netstat.Listen{Overflows: 10, Drops: 10}, readListen: listen}
 		if err := dp.record(rawRecord(&dr)); err != nil {
@@ -89,7 +89,7 @@ func TestSockTraceJSONGolden(t *testing.T) {
 
 		// Interval mode: two records of one connection add up.
 		buf2 := &buf
-		ri := newRetransReport(buf2, f, clock, true)
+		ri := newRetransReport(newSockOut(buf2, f, clock), true)
 		ri.record(rawRecord(&re))
 		ri.record(rawRecord(&re))
 		if err := ri.flushInterval(goldenZero.Add(2 * time.Second)); err != nil {
@@ -102,7 +102,7 @@ func TestSockTraceJSONGolden(t *testing.T) {
 func TestRetransDecodeIntoReportDoesNotAllocate(t *testing.T) {
 	var re bpfobj.RetransRetransEvent
 	re.Addrs.Family = 4
-	r := newRetransReport(&bytes.Buffer{}, output.JSON, events.NewClock(), true)
+	r := newRetransReport(newSockOut(&bytes.Buffer{}, output.JSON, events.NewClock()), true)
 	r.record(rawRecord(&re)) // the connection's counter is made once
 	if n := testing.AllocsPerRun(100, func() { r.record(rawRecord(&re)) }); n != 0 {
 		t.Errorf("counting a known connection's retransmission allocates %.1f times", n)

@@ -1,74 +1,49 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
-func init() {
-	register("states", "TCP state transitions with time in state and handshake latency, and connection lifetimes", runStates)
-}
+func init() { registerSock(&statesCommand) }
 
-func runStates(ctx context.Context, env Env, args []string) error {
-	fs, c, sf := sockCommandFlags("states")
-	countsEvents(fs)
-	c.withoutInterval("states prints each transition and lifetime as it comes and has no periodic report")
-	lifetimes := fs.Bool("lifetimes", false, "print only connection lifetimes (one line per closed connection, like tcplife); -c counts them")
-	opts, err := parseSockTrace(fs, env, args, c, sf)
-	if err != nil {
-		return err
-	}
-	st, err := startSockTrace(c, "states", opts, probe.LoadStates)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if len(st.tracer.Without) > 0 {
-		fmt.Fprintf(env.Stderr, "tcplens states: this kernel has no %s tracepoint: accepted connections show no owner\n",
-			st.tracer.Without[0])
-	}
-
-	r := newStatesReport(env.Stdout, c.format, events.NewClock())
-	if r.style, err = sf.textStyle(); err != nil {
-		return err
-	}
-	r.lifetimesOnly = *lifetimes
-	if c.format == output.Text {
-		what := "TCP state transitions and lifetimes"
-		if r.lifetimesOnly {
-			what = "connection lifetimes"
+var statesCommand = sockCommand{
+	object:     &probe.StatesObject,
+	summary:    "TCP state transitions with time in state and handshake latency, and connection lifetimes",
+	noInterval: "states prints each transition and lifetime as it comes and has no periodic report",
+	flags: func(fs *pflag.FlagSet, _ *common) func(Env, *sockOut) (*sockRun, error) {
+		lifetimes := fs.Bool("lifetimes", false, "print only connection lifetimes (one line per closed connection, like tcplife); -c counts them")
+		return func(env Env, o *sockOut) (*sockRun, error) {
+			r := newStatesReport(o)
+			r.lifetimesOnly = *lifetimes
+			run := &sockRun{report: r, banner: "streaming TCP state transitions and lifetimes",
+				started: func(st *sockTrace) error {
+					if st.tracer != nil && len(st.tracer.Without) > 0 {
+						fmt.Fprintf(env.Stderr, "tcplens states: this kernel has no %s tracepoint: accepted connections show no owner\n",
+							st.tracer.Without[0])
+					}
+					return nil
+				}}
+			if r.lifetimesOnly {
+				run.banner = "streaming connection lifetimes"
+				// Only what is printed counts towards --count.
+				run.counts = func() bool { return r.ev.Kind == events.StateKindLifetime }
+			}
+			return run, nil
 		}
-		fmt.Fprintf(env.Stderr, "tcplens states: streaming %s; Ctrl-C to stop\n", what)
-	}
-	start := time.Now()
-	handle := st.streamed(r, jsonOut(c.format, r.out))
-	if r.lifetimesOnly {
-		// Only what is printed counts towards --count.
-		all := handle
-		handle = func(raw []byte) (bool, error) {
-			counted, err := all(raw)
-			return counted && r.ev.Kind == events.StateKindLifetime, err
-		}
-	}
-	loop := streamLoop{c: c, reader: st.reader, handle: handle}
-	return st.finish(loop.run(ctx), r, start)
+	},
 }
 
 // statesReport prints transitions and lifetimes as they come.
 type statesReport struct {
-	w      io.Writer
-	out    *output.JSONLines
-	format output.Format
-	clock  events.Clock
-	style  textStyle
-	table  *output.ConnTable
+	*sockOut
 	// lifetimesOnly (--lifetimes) prints lifetimes alone, like tcplife;
 	// the summary still counts transitions.
 	lifetimesOnly bool
@@ -83,9 +58,7 @@ type statesReport struct {
 	durationUS, handshakeUS float64
 }
 
-func newStatesReport(w io.Writer, f output.Format, clock events.Clock) *statesReport {
-	return &statesReport{w: w, out: output.NewJSONLines(w), format: f, clock: clock}
-}
+func newStatesReport(o *sockOut) *statesReport { return &statesReport{sockOut: o} }
 
 func (r *statesReport) record(raw []byte) error {
 	if err := events.DecodeStateChange(raw, r.clock, &r.ev); err != nil {
@@ -103,7 +76,7 @@ func (r *statesReport) record(raw []byte) error {
 	if r.lifetimesOnly && ev.Kind != events.StateKindLifetime {
 		return nil
 	}
-	if r.format == output.JSON {
+	if r.json() {
 		if ev.Kind == events.StateKindLifetime {
 			r.lifetime = r.lifetimeRecord(ev)
 			return r.out.Emit(&r.lifetime) // fields, so that the interface does not allocate
@@ -125,7 +98,7 @@ func (r *statesReport) owner(ev *events.StateChange) (*uint32, *string) {
 func micros(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
 func (r *statesReport) stateRecord(ev *events.StateChange) output.StateRecord {
-	rec := output.StateRecord{Type: "state", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+	rec := output.StateRecord{Type: "state", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
 		OldState: events.TCPStateName(ev.OldState), NewState: events.TCPStateName(ev.NewState)}
 	rec.PID, rec.Comm = r.owner(ev)
 	if ev.DurationKnown {
@@ -140,7 +113,7 @@ func (r *statesReport) stateRecord(ev *events.StateChange) output.StateRecord {
 }
 
 func (r *statesReport) lifetimeRecord(ev *events.StateChange) output.LifetimeRecord {
-	rec := output.LifetimeRecord{Type: "lifetime", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+	rec := output.LifetimeRecord{Type: "lifetime", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
 		DurationUS: micros(ev.Lifetime), FromStart: ev.FromStart, LastState: events.TCPStateName(ev.OldState),
 		BytesAcked: ev.BytesAcked, BytesReceived: ev.BytesReceived, TotalRetrans: ev.TotalRetrans}
 	rec.PID, rec.Comm = r.owner(ev)
@@ -221,11 +194,8 @@ func (r *statesReport) lifetimeText(ev *events.StateChange, pid, comm string) er
 func (r *statesReport) summary(elapsed time.Duration, loss output.Loss) error {
 	s := r.totals
 	s.Type, s.DurationSeconds, s.Loss = "summary", elapsed.Seconds(), loss
-	if r.format == output.JSON {
-		if err := r.out.Emit(&s); err != nil {
-			return err
-		}
-		return r.out.Flush()
+	if r.json() {
+		return r.emitSummary(&s)
 	}
 	_, err := fmt.Fprintf(r.w, "\nSummary: %.1fs: %s (%s), %s; %s\n",
 		s.DurationSeconds, output.Plural(s.Transitions, "transition"), output.Plural(s.Handshakes, "handshake"),

@@ -152,3 +152,8 @@ func SockCommands() []string {
 	}
 	return out
 }
+
+// Load loads the object without load-time constants of its own and
+// attaches every program: the CLI's loader for a command whose
+// descriptor names no other.
+func (o *SockObject) Load(opts SockTracerOptions) (*SockTracer, error) { return o.load(opts, nil) }
