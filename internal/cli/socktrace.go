@@ -18,7 +18,7 @@ import (
 // sockCommand is the one description of a socket-path command in the CLI.
 // Its kernel side (object, programs, tracepoints, and from them what
 // doctor checks and the capabilities it needs) is its probe.SockObject;
-// runSock does the rest that every such command shares: the flag set and
+// run does the rest that every such command shares: the flag set and
 // its checks, loading and attaching, the banner, the read loop with
 // --count, --duration and the drain on stop, flushing JSON lines, and the
 // summary with what was lost. A command supplies only what is its own:
@@ -57,8 +57,12 @@ type sockRun struct {
 	tick, final func(now time.Time) error
 }
 
+// sockCommands are the registered socket-path commands by name.
+var sockCommands = map[string]*sockCommand{}
+
 // registerSock makes d a command.
 func registerSock(d *sockCommand) {
+	sockCommands[d.object.Command] = d
 	register(d.object.Command, d.summary, d.run)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/tcplens/tcplens/internal/ksym"
 	"github.com/tcplens/tcplens/internal/netstat"
 	"github.com/tcplens/tcplens/internal/output"
+	"github.com/tcplens/tcplens/internal/probe"
 )
 
 func rawRecord[T any](v *T) []byte {
@@ -106,5 +107,32 @@ func TestRetransDecodeIntoReportDoesNotAllocate(t *testing.T) {
 	r.record(rawRecord(&re)) // the connection's counter is made once
 	if n := testing.AllocsPerRun(100, func() { r.record(rawRecord(&re)) }); n != 0 {
 		t.Errorf("counting a known connection's retransmission allocates %.1f times", n)
+	}
+}
+
+// TestEverySockObjectHasACommand: the probe's descriptors (what doctor
+// checks, the capabilities, the load and privilege tests) and the CLI's
+// describe the same commands, so none is loadable but unreachable or the
+// other way round.
+func TestEverySockObjectHasACommand(t *testing.T) {
+	names := probe.SockCommands()
+	if len(names) != len(sockCommands) {
+		t.Errorf("probe describes %d socket-path commands (%v), the CLI %d", len(names), names, len(sockCommands))
+	}
+	for _, name := range names {
+		d, ok := sockCommands[name]
+		if !ok {
+			t.Errorf("%s: a probe.SockObject without a sockCommand", name)
+			continue
+		}
+		if _, ok := commands[name]; !ok {
+			t.Errorf("%s: not registered as a command", name)
+		}
+		if _, ok := probe.CommandNeeds[name]; !ok {
+			t.Errorf("%s: doctor has no needs for it", name)
+		}
+		if d.summary == "" {
+			t.Errorf("%s: no summary", name)
+		}
 	}
 }

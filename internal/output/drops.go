@@ -39,3 +39,55 @@ type DropSummary struct {
 	ListenOverflows uint64 `json:"listen_overflows"`
 	ListenDrops     uint64 `json:"listen_drops"`
 }
+
+// AppendJSON writes what encoding/json would (jsonappend.go), without
+// reflection or allocation.
+
+func (r *DropRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"direction":`...)
+	b = appendJSONString(b, r.Direction)
+	if r.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, r.Reason)
+	}
+	b = append(b, `,"flags":`...)
+	b = appendJSONString(b, r.Flags)
+	b = append(b, `,"location":`...)
+	b = appendJSONString(b, r.Location)
+	b = append(b, `,"location_addr":`...)
+	b = appendJSONString(b, r.LocationAddr)
+	if len(r.Stack) > 0 {
+		b = append(b, `,"stack":[`...)
+		for i, f := range r.Stack {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, f)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"pid":`...)
+	b = appendUint(b, uint64(r.PID))
+	return append(b, '}')
+}
+
+func (s *DropSummary) AppendJSON(b []byte) []byte {
+	b = appendSummaryHead(b, s.Type, s.DurationSeconds)
+	b = append(b, `,"drops":`...)
+	b = appendUint(b, s.Drops)
+	b = append(b, `,"reasons":`...)
+	b = appendCounts(b, s.Reasons)
+	b = append(b, ',')
+	b = s.Loss.appendFields(b)
+	if s.StacksLost != nil {
+		b = append(b, `,"stacks_lost":`...)
+		b = appendUint(b, *s.StacksLost)
+	}
+	b = append(b, `,"listen_overflows":`...)
+	b = appendUint(b, s.ListenOverflows)
+	b = append(b, `,"listen_drops":`...)
+	b = appendUint(b, s.ListenDrops)
+	return append(b, '}')
+}

@@ -24,3 +24,35 @@ type ResetSummary struct {
 	Reasons         map[string]uint64 `json:"reasons"` // sent resets by reason
 	Loss
 }
+
+// AppendJSON writes what encoding/json would (jsonappend.go), without
+// reflection or allocation.
+
+func (r *ResetRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"direction":`...)
+	b = appendJSONString(b, r.Direction)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, r.State)
+	if r.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, r.Reason)
+	}
+	b = append(b, `,"pid":`...)
+	b = appendUint(b, uint64(r.PID))
+	return append(b, '}')
+}
+
+func (s *ResetSummary) AppendJSON(b []byte) []byte {
+	b = appendSummaryHead(b, s.Type, s.DurationSeconds)
+	b = append(b, `,"sent":`...)
+	b = appendUint(b, s.Sent)
+	b = append(b, `,"received":`...)
+	b = appendUint(b, s.Received)
+	b = append(b, `,"reasons":`...)
+	b = appendCounts(b, s.Reasons)
+	b = append(b, ',')
+	b = s.Loss.appendFields(b)
+	return append(b, '}')
+}

@@ -49,3 +49,61 @@ type RetransSummary struct {
 	Failed          uint64  `json:"failed"`
 	Loss
 }
+
+// AppendJSON writes what encoding/json would (jsonappend.go), without
+// reflection or allocation.
+
+func (r *RetransmitRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"pid":`...)
+	b = appendUint(b, uint64(r.PID))
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, r.Comm)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, r.State)
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, r.Kind)
+	b = append(b, `,"segments":`...)
+	b = appendUint(b, uint64(r.Segments))
+	b = append(b, `,"skb_segments":`...)
+	b = appendUint(b, uint64(r.SKBSegments))
+	b = append(b, `,"total_retrans":`...)
+	b = appendUint(b, uint64(r.TotalRetrans))
+	b = append(b, `,"err":`...)
+	b = appendInt(b, int64(r.Err))
+	if r.ErrName != "" {
+		b = append(b, `,"err_name":`...)
+		b = appendJSONString(b, r.ErrName)
+	}
+	return append(b, '}')
+}
+
+func (r *RetransmitsRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"segments":`...)
+	b = appendUint(b, r.Segments)
+	b = append(b, `,"retransmits":`...)
+	b = appendUint(b, r.Retransmits)
+	b = append(b, `,"synacks":`...)
+	b = appendUint(b, r.SynAcks)
+	b = append(b, `,"failed":`...)
+	b = appendUint(b, r.Failed)
+	return append(b, '}')
+}
+
+func (s *RetransSummary) AppendJSON(b []byte) []byte {
+	b = appendSummaryHead(b, s.Type, s.DurationSeconds)
+	b = append(b, `,"retransmits":`...)
+	b = appendUint(b, s.Retransmits)
+	b = append(b, `,"segments":`...)
+	b = appendUint(b, s.Segments)
+	b = append(b, `,"synacks":`...)
+	b = appendUint(b, s.SynAcks)
+	b = append(b, `,"failed":`...)
+	b = appendUint(b, s.Failed)
+	b = append(b, ',')
+	b = s.Loss.appendFields(b)
+	return append(b, '}')
+}

@@ -58,3 +58,92 @@ type RTTSummary struct {
 	Connections      uint64  `json:"connections"`
 	Loss
 }
+
+// AppendJSON writes what encoding/json would (jsonappend.go), without
+// reflection or allocation.
+
+func (r *RTTRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"state":`...)
+	b = appendJSONString(b, r.State)
+	b = append(b, `,"reason":`...)
+	b = appendJSONString(b, r.Reason)
+	b = append(b, `,"cwnd":`...)
+	b = appendUint(b, uint64(r.Cwnd))
+	b = append(b, `,"ssthresh":`...)
+	b = appendUint(b, uint64(r.Ssthresh))
+	b = append(b, `,"srtt_us":`...)
+	b = appendUint(b, uint64(r.SrttUS))
+	b = append(b, `,"rttvar_us":`...)
+	b = appendUint(b, uint64(r.RttvarUS))
+	b = append(b, `,"snd_wnd":`...)
+	b = appendUint(b, uint64(r.SndWnd))
+	b = append(b, `,"rcv_wnd":`...)
+	b = appendUint(b, uint64(r.RcvWnd))
+	b = append(b, `,"packets_out":`...)
+	b = appendUint(b, uint64(r.PacketsOut))
+	b = append(b, `,"retrans_out":`...)
+	b = appendUint(b, uint64(r.RetransOut))
+	b = append(b, `,"total_retrans":`...)
+	b = appendUint(b, uint64(r.TotalRetrans))
+	b = append(b, `,"bytes_acked":`...)
+	b = appendUint(b, r.BytesAcked)
+	b = append(b, `,"bytes_received":`...)
+	b = appendUint(b, r.BytesReceived)
+	b = append(b, `,"wmem_queued":`...)
+	b = appendInt(b, int64(r.WmemQueued))
+	b = append(b, `,"rmem_alloc":`...)
+	b = appendInt(b, int64(r.RmemAlloc))
+	b = append(b, `,"sndbuf":`...)
+	b = appendInt(b, int64(r.SndBuf))
+	b = append(b, `,"rcvbuf":`...)
+	b = appendInt(b, int64(r.RcvBuf))
+	return append(b, '}')
+}
+
+func (r *RTTHistogramRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = append(b, `"by":`...)
+	b = appendJSONString(b, r.By)
+	b = append(b, ',')
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"samples":`...)
+	b = appendUint(b, r.Samples)
+	b = append(b, `,"buckets":`...)
+	if r.Buckets == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i := range r.Buckets {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			k := &r.Buckets[i]
+			b = append(b, `{"lo_us":`...)
+			b = appendUint(b, k.LoUS)
+			b = append(b, `,"hi_us":`...)
+			b = appendUint(b, k.HiUS)
+			b = append(b, `,"count":`...)
+			b = appendUint(b, k.Count)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+func (s *RTTSummary) AppendJSON(b []byte) []byte {
+	b = appendSummaryHead(b, s.Type, s.DurationSeconds)
+	b = append(b, `,"samples":`...)
+	b = appendUint(b, s.Samples)
+	if s.HistogramSamples != nil {
+		b = append(b, `,"histogram_samples":`...)
+		b = appendUint(b, *s.HistogramSamples)
+	}
+	b = append(b, `,"connections":`...)
+	b = appendUint(b, s.Connections)
+	b = append(b, ',')
+	b = s.Loss.appendFields(b)
+	return append(b, '}')
+}

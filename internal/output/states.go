@@ -43,3 +43,61 @@ type StatesSummary struct {
 	Lifetimes       uint64  `json:"lifetimes"`
 	Loss
 }
+
+// AppendJSON writes what encoding/json would (jsonappend.go), without
+// reflection or allocation.
+
+func (r *StateRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"pid":`...)
+	b = appendOptUint32(b, r.PID)
+	b = append(b, `,"comm":`...)
+	b = appendOptString(b, r.Comm)
+	b = append(b, `,"old_state":`...)
+	b = appendJSONString(b, r.OldState)
+	b = append(b, `,"new_state":`...)
+	b = appendJSONString(b, r.NewState)
+	b = append(b, `,"duration_us":`...)
+	b = appendOptFloat(b, r.DurationUS)
+	if r.HandshakeUS != nil {
+		b = append(b, `,"handshake_us":`...)
+		b = appendJSONFloat(b, *r.HandshakeUS)
+	}
+	return append(b, '}')
+}
+
+func (r *LifetimeRecord) AppendJSON(b []byte) []byte {
+	b = appendHead(b, r.Type, r.Time)
+	b = r.Conn.appendFields(b)
+	b = append(b, `,"pid":`...)
+	b = appendOptUint32(b, r.PID)
+	b = append(b, `,"comm":`...)
+	b = appendOptString(b, r.Comm)
+	b = append(b, `,"duration_us":`...)
+	b = appendJSONFloat(b, r.DurationUS)
+	b = append(b, `,"from_start":`...)
+	b = appendBool(b, r.FromStart)
+	b = append(b, `,"last_state":`...)
+	b = appendJSONString(b, r.LastState)
+	b = append(b, `,"bytes_acked":`...)
+	b = appendUint(b, r.BytesAcked)
+	b = append(b, `,"bytes_received":`...)
+	b = appendUint(b, r.BytesReceived)
+	b = append(b, `,"total_retrans":`...)
+	b = appendUint(b, uint64(r.TotalRetrans))
+	return append(b, '}')
+}
+
+func (s *StatesSummary) AppendJSON(b []byte) []byte {
+	b = appendSummaryHead(b, s.Type, s.DurationSeconds)
+	b = append(b, `,"transitions":`...)
+	b = appendUint(b, s.Transitions)
+	b = append(b, `,"handshakes":`...)
+	b = appendUint(b, s.Handshakes)
+	b = append(b, `,"lifetimes":`...)
+	b = appendUint(b, s.Lifetimes)
+	b = append(b, ',')
+	b = s.Loss.appendFields(b)
+	return append(b, '}')
+}

@@ -1,3 +1,0 @@
-package bpfobj
-
-//go:generate go tool bpf2go -cc clang -target bpfel -go-package bpfobj -output-stem retrans -type retrans_event Retrans ../../bpf/retrans.c -- -I../../bpf -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
