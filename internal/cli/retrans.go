@@ -142,7 +142,7 @@ func (c *retransCounts) add(ev *events.Retransmit) {
 
 func (r *retransReport) retransmitRecord(ev *events.Retransmit) output.RetransmitRecord {
 	rec := output.RetransmitRecord{Type: "retransmit", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
-		PID: ev.PID, Comm: ev.CommString(), State: events.TCPStateName(ev.State), Kind: ev.KindName(),
+		PID: ev.PID, Comm: r.commName(ev.Comm[:]), State: events.TCPStateName(ev.State), Kind: ev.KindName(),
 		Segments: ev.Segments, SKBSegments: ev.SKBSegments, TotalRetrans: ev.TotalRetrans, Err: ev.Err}
 	if ev.Err != 0 {
 		rec.ErrName = sendErrName(ev.Err)

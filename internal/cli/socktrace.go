@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -136,6 +137,7 @@ type sockOut struct {
 	style  textStyle
 	table  *output.ConnTable // made at the first text row
 	names  addrNames
+	comm   string // the last task name, see commName
 }
 
 func newSockOut(w io.Writer, f output.Format, clock events.Clock) *sockOut {
@@ -157,6 +159,19 @@ func (o *sockOut) emitSummary(s output.JSONAppender) error {
 func (o *sockOut) conn(local, remote netip.AddrPort) output.Conn {
 	return output.Conn{LAddr: o.names.local.name(local.Addr()), LPort: local.Port(),
 		RAddr: o.names.remote.name(remote.Addr()), RPort: remote.Port()}
+}
+
+// commName is a record's task name (comm, up to its NUL) as a string,
+// the last one's string again when it is the same: the same few tasks
+// make most records, and a new string per record allocates.
+func (o *sockOut) commName(comm []byte) string {
+	if n := bytes.IndexByte(comm, 0); n >= 0 {
+		comm = comm[:n]
+	}
+	if string(comm) != o.comm {
+		o.comm = string(comm)
+	}
+	return o.comm
 }
 
 // addrNames remembers the last local and the last remote address's text:

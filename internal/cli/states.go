@@ -91,7 +91,7 @@ func (r *statesReport) owner(ev *events.StateChange) (*uint32, *string) {
 	if ev.PID == 0 {
 		return nil, nil
 	}
-	r.pid, r.comm = ev.PID, ev.CommString()
+	r.pid, r.comm = ev.PID, r.commName(ev.Comm[:])
 	return &r.pid, &r.comm
 }
 

@@ -94,6 +94,8 @@ func retransRecords(n int) [][]byte {
 		copy(ev.Addrs.Daddr[:], []byte{10, 200, 0, 2})
 		ev.Addrs.Sport, ev.Addrs.Dport = uint16(40000+i), 5201
 		ev.TotalRetrans, ev.Segs, ev.SkbSegs, ev.State = uint32(i+1), 1, 1, 1
+		ev.Pid = 15
+		setComm(&ev.Comm, "ksoftirqd/1")
 		out[i] = bytes.Clone(rawRecord(&ev))
 	}
 	return out
