@@ -33,7 +33,7 @@ type sockCommand struct {
 	// with a periodic report leaves it empty and says in flags what
 	// --interval and -c do.
 	noInterval string
-	// flags adds the command's own flags to fs (nil: none) and returns
+	// flags adds the command's own flags to fs (if any) and returns
 	// prepare, run once the flags are parsed and checked: it checks the
 	// command's own (a usage error exits 2 before anything is loaded) and
 	// makes the run, writing through o.
@@ -74,10 +74,7 @@ func (d *sockCommand) run(ctx context.Context, env Env, args []string) error {
 		countsEvents(fs)
 		c.withoutInterval(d.noInterval)
 	}
-	prepare := func(Env, *sockOut) (*sockRun, error) { return nil, fmt.Errorf("%s: no report", name) }
-	if d.flags != nil {
-		prepare = d.flags(fs, c)
-	}
+	prepare := d.flags(fs, c)
 	opts, err := parseSockTrace(fs, env, args, c, sf)
 	if err != nil {
 		return err

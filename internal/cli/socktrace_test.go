@@ -2,11 +2,16 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/spf13/pflag"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
 	"github.com/tcplens/tcplens/internal/events"
@@ -133,6 +138,71 @@ func TestEverySockObjectHasACommand(t *testing.T) {
 		}
 		if d.summary == "" {
 			t.Errorf("%s: no summary", name)
+		}
+	}
+}
+
+// countingReport is the least a socket-path command can supply: it counts
+// records and writes one summary.
+type countingReport struct {
+	o       *sockOut
+	records int
+	elapsed time.Duration
+	loss    output.Loss
+}
+
+func (r *countingReport) record([]byte) error { r.records++; return nil }
+
+func (r *countingReport) summary(elapsed time.Duration, loss output.Loss) error {
+	r.elapsed, r.loss = elapsed, loss
+	_, err := fmt.Fprintf(r.o.w, "summary %d\n", r.records)
+	return err
+}
+
+// TestDescriptorAloneMakesACommand: a command that is nothing but a
+// sockCommand and a report gets the shared behaviour from run: the
+// socket filters and their checks, --interval refused with its reason,
+// -c, the banner, the loss summary.
+func TestDescriptorAloneMakesACommand(t *testing.T) {
+	var rep *countingReport
+	d := &sockCommand{object: &probe.RetransObject, summary: "test", noInterval: "it streams",
+		flags: func(*pflag.FlagSet, *common) func(Env, *sockOut) (*sockRun, error) {
+			return func(_ Env, o *sockOut) (*sockRun, error) {
+				rep = &countingReport{o: o}
+				return &sockRun{report: rep, banner: "counting"}, nil
+			}
+		}}
+	run := func(args ...string) (stdout, stderr string, err error) {
+		var out, errb bytes.Buffer
+		err = d.run(context.Background(), Env{Stdout: &out, Stderr: &errb}, args)
+		return out.String(), errb.String(), err
+	}
+
+	fr := &fakeReader{records: retransRecords(10), lost: events.KernelLoss{RingBuffer: 4}}
+	fakeKernel(t, fr)
+	stdout, stderr, err := run("-c", "3", "--port", "5201")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.records != 3 || fr.unread() != 7 || stdout != "summary 3\n" {
+		t.Errorf("-c 3: %d records handled, %d unread, stdout %q", rep.records, fr.unread(), stdout)
+	}
+	if rep.loss.Lost != 4 || rep.loss.LostByCause.RingBuffer != 4 {
+		t.Errorf("summary got loss %+v, want the reader's 4", rep.loss)
+	}
+	if !strings.Contains(stderr, "retrans: counting") {
+		t.Errorf("no banner on stderr: %q", stderr)
+	}
+
+	for _, args := range [][]string{{"--interval", "1s"}, {"--port", "0"}, {"-4", "-6"}} {
+		rep = nil
+		_, _, err := run(args...)
+		var u usageError
+		if !errors.As(err, &u) {
+			t.Errorf("%v: %v, want a usage error (exit 2)", args, err)
+		}
+		if rep != nil {
+			t.Errorf("%v: the report was made despite bad flags", args)
 		}
 	}
 }
