@@ -18,7 +18,9 @@ type LostByCause struct {
 	RingBuffer uint64 `json:"ring_buffer"`
 	// Recursion: runs of the command's programs that the kernel skipped
 	// because a tracing program was already running on that CPU (the
-	// programs' recursion_misses); each is an event not seen at all.
+	// programs' recursion_misses); each is an event not seen at all,
+	// though with a filter it may have been one the filter would have
+	// dropped (the kernel does not say): an upper bound then.
 	Recursion uint64 `json:"recursion"`
 	// MapFull: per-socket map entries that could not be made; the record
 	// still went out, without what the entry would have remembered.
