@@ -1,0 +1,167 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcplens/tcplens/internal/testnet"
+	"github.com/tcplens/tcplens/internal/testutil"
+)
+
+// dirSummary is the flags summary of iface in direction dir ("in", "out").
+func dirSummary(t *testing.T, res testnet.Result, iface, dir string) testnet.Record {
+	t.Helper()
+	var found []testnet.Record
+	for _, r := range res.Records(t) {
+		if r.Type() == "summary" && r.String(t, "interface") == iface && r.String(t, "direction") == dir {
+			found = append(found, r)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d %s summaries for %s, want 1; stdout:\n%s", len(found), dir, iface, res.Stdout)
+	}
+	return found[0]
+}
+
+// TestDirectionBothCountsSYNACKs runs flags and syn with --direction both
+// on the server's veth (B) while A opens n connections to B and closes
+// them. The truth is each namespace's own counters: B, a pure server,
+// sends one SYN-ACK per passive open plus its SYN-ACK retransmissions
+// (TCPSynRetrans counts only those in a namespace that sends no SYN), and
+// every segment it sends is in OutSegs or RetransSegs; A's SYNs are its
+// active opens plus its SYN retransmissions. Ingress keeps counting what
+// A sent, so egress counts nothing into ingress and the reverse.
+//
+// flags runs with the scenario's hook (with xdp, egress goes on TC on the
+// same veth); syn runs beside it on TC (a second XDP program cannot go on
+// the same interface), netlink TC in the tc-netlink scenario.
+func TestDirectionBothCountsSYNACKs(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	const n = 12
+	for _, sc := range packetScenarios {
+		t.Run(sc.String(), func(t *testing.T) {
+			t.Parallel()
+			p := testnet.NewPair(t)
+			srv := p.B.Listen(t, sc.family, 0)
+			flags := p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", sc.hook, "--direction", "both")
+			synHook := "tc"
+			if sc.hook == "tc-netlink" {
+				synHook = sc.hook
+			}
+			syn := p.B.StartTcplens(t, "syn", "-i", p.B.Link, "-o", "json", "--hook", synHook, "--direction", "both", "--top", "0")
+
+			beforeA, beforeB := snmp(t, p.A), snmp(t, p.B)
+			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, n))
+			// B leaves LAST_ACK when A's last ACK has arrived: by then B has
+			// sent all it will send, and A's last packet passed the hook.
+			testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
+				return p.B.CountSockets(testnet.StateLastAck) == 0
+			})
+			afterA, afterB := snmp(t, p.A), snmp(t, p.B)
+			synAcks := snmpDelta(t, beforeB, afterB, "Tcp:PassiveOpens") + snmpDelta(t, beforeB, afterB, "TcpExt:TCPSynRetrans")
+			sentB := segmentsSent(t, beforeB, afterB)
+			sentA, synsA := segmentsSent(t, beforeA, afterA), synsSent(t, beforeA, afterA)
+			if synAcks < n {
+				t.Fatalf("B counts %d passive opens and SYN-ACK retransmissions for %d connections", synAcks, n)
+			}
+
+			res := flags.Stop()
+			if res.ExitCode != 0 {
+				t.Fatalf("tcplens flags exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+			}
+			out, in := dirSummary(t, res, p.B.Link, "out"), dirSummary(t, res, p.B.Link, "in")
+			if hook := out.String(t, "hook"); !strings.HasPrefix(hook, "tc/") || (sc.hook == "tc-netlink" && hook != "tc/netlink") {
+				t.Errorf("egress hook %q, want tc/... (tc/netlink with --hook tc-netlink)", hook)
+			}
+			if hook := in.String(t, "hook"); !strings.HasPrefix(hook, hookLabelPrefix(sc.hook)) {
+				t.Errorf("ingress hook %q, want %s...", hook, hookLabelPrefix(sc.hook))
+			}
+			checkCounts(t, out, map[string]uint64{
+				"tcp_packets": sentB, "flags.syn": synAcks, "flags.ack": sentB,
+				"flags.rst": 0, "anomalies.malformed": 0, "dropped": 0,
+			})
+			checkRange(t, out, "flags.fin", n, n+snmpDelta(t, beforeB, afterB, "Tcp:RetransSegs"))
+			checkCounts(t, in, map[string]uint64{
+				"tcp_packets": sentA, "flags.syn": synsA, "flags.ack": sentA - synsA, "flags.rst": 0,
+			})
+
+			sres := syn.Stop()
+			if sres.ExitCode != 0 {
+				t.Fatalf("tcplens syn exited with %d; stderr: %s", sres.ExitCode, sres.Stderr)
+			}
+			sum := sres.Summary(t, "")
+			checkCounts(t, sum, map[string]uint64{
+				"syn": synsA, "syn_ack": 0, "attributed": synsA,
+				"out.syn": 0, "out.syn_ack": synAcks,
+			})
+			var inSYN, outSYNAck uint64
+			for _, r := range sres.Records(t) {
+				if r.Type() != "syn_interval" {
+					continue
+				}
+				switch r.String(t, "direction") {
+				case "in":
+					inSYN += r.Uint(t, "syn")
+				case "out":
+					outSYNAck += r.Uint(t, "syn_ack")
+				default:
+					t.Errorf("syn_interval with direction %q", r.String(t, "direction"))
+				}
+			}
+			if inSYN != synsA || outSYNAck != synAcks {
+				t.Errorf("syn_interval lines: %d SYNs in, %d SYN-ACKs out; want %d and %d", inSYN, outSYNAck, synsA, synAcks)
+			}
+		})
+	}
+}
+
+// TestDirectionOutCountsSegmentsOfBulkTransfer watches A's egress (only)
+// while A sends a bounded bulk transfer to B. TCP hands the egress hook
+// TSO/GSO skbs of up to 64 KB, so the program must count the segments
+// each becomes (gso_segs): tcp_packets is every segment A sent, from A's
+// own counters, and nothing is counted as received.
+func TestDirectionOutCountsSegmentsOfBulkTransfer(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	const size = 8 << 20
+	for _, sc := range packetScenarios {
+		if sc.hook == "xdp" {
+			continue // egress is TC whatever the hook; tc and tc-netlink cover both ways
+		}
+		t.Run(sc.String(), func(t *testing.T) {
+			t.Parallel()
+			p := testnet.NewPair(t)
+			srv := p.B.Listen(t, sc.family, 0)
+			tl := p.A.StartTcplens(t, "flags", "-i", p.A.Link, "-o", "json", "--hook", sc.hook, "--direction", "out")
+
+			before := snmp(t, p.A)
+			sentBytes := p.A.Bulk(t, srv.Addr, size, 10*time.Second)
+			testnet.WaitFor(t, 5*time.Second, "B's connection closed", func() bool {
+				return p.B.CountSockets(testnet.StateLastAck) == 0
+			})
+			after := snmp(t, p.A)
+			sent, syns := segmentsSent(t, before, after), synsSent(t, before, after)
+			res := tl.Stop()
+			if res.ExitCode != 0 {
+				t.Fatalf("tcplens exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+			}
+			for _, r := range res.Records(t) {
+				if d := r.String(t, "direction"); d != "out" {
+					t.Fatalf("a %s record with --direction out: %v", d, r)
+				}
+			}
+			sum := res.Summary(t, p.A.Link)
+			t.Logf("%d bytes in %d segments; tcplens: %d TCP packets out", sentBytes, sent, sum.Uint(t, "tcp_packets"))
+			checkCounts(t, sum, map[string]uint64{
+				"tcp_packets": sent, "flags.syn": syns, "flags.ack": sent - syns,
+				"flags.rst": 0, "dropped": 0, "anomalies.malformed": 0,
+			})
+			checkRange(t, sum, "flags.fin", 1, 1+snmpDelta(t, before, after, "Tcp:RetransSegs"))
+			if srv.Received() != sentBytes {
+				t.Errorf("server received %d bytes, A sent %d", srv.Received(), sentBytes)
+			}
+		})
+	}
+}
