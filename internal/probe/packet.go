@@ -86,10 +86,11 @@ type Attachment struct {
 	egressCloser io.Closer // the same for egress
 }
 
-// close detaches both directions.
+// close detaches both directions. Egress goes first: with netlink TC the
+// ingress filter made the clsact qdisc and removes it when it goes last.
 func (a *Attachment) close() error {
 	var errs []error
-	for _, c := range []*io.Closer{&a.closer, &a.egressCloser} {
+	for _, c := range []*io.Closer{&a.egressCloser, &a.closer} {
 		if *c != nil {
 			errs = append(errs, (*c).Close())
 			*c = nil

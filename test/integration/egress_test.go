@@ -165,3 +165,165 @@ func TestDirectionOutCountsSegmentsOfBulkTransfer(t *testing.T) {
 		})
 	}
 }
+
+// egressAttached says whether att has exactly one program on the veth's
+// egress, a tcx link or a netlink TC filter.
+func egressAttached(att testnet.Attachments) bool {
+	n := len(att.TCXEgress)
+	for _, f := range att.TCFilters {
+		if f.Egress {
+			n++
+		}
+	}
+	return n == 1
+}
+
+// TestEgressLifecycle: with --direction both, each hook puts one program
+// on ingress and one on egress (egress always TC; tcx where the kernel has
+// it, from BPF_PROG_QUERY); a clean exit leaves nothing; a SIGKILL leaves
+// nothing where both went through bpf_link, and where netlink TC filters
+// stay behind (6.1, or --hook tc-netlink) doctor warns about each and the
+// next run removes them all.
+func TestEgressLifecycle(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	for _, hook := range []string{"tc", "xdp", "tc-netlink"} {
+		for _, cmd := range []string{"flags", "syn"} {
+			t.Run(hook+"/"+cmd, func(t *testing.T) {
+				t.Parallel()
+				p := testnet.NewPair(t)
+				args := []string{cmd, "-i", p.B.Link, "-o", "json", "--hook", hook, "--direction", "both"}
+				res := p.B.RunTcplens(t, append(args, "--duration", "300ms")...)
+				if res.ExitCode != 0 {
+					t.Fatalf("--duration 300ms: exit code %d; stderr: %s", res.ExitCode, res.Stderr)
+				}
+				if att := p.B.Attachments(t); !att.Empty() {
+					t.Fatalf("after a clean exit: %v", att)
+				}
+
+				tl := p.B.StartTcplens(t, args...)
+				att := p.B.Attachments(t)
+				if !egressAttached(att) {
+					t.Fatalf("--direction both --hook %s: %v, want one program on egress", hook, att)
+				}
+				ingress := len(att.TCXIngress)
+				for _, f := range att.TCFilters {
+					if !f.Egress {
+						ingress++
+					}
+				}
+				if hook == "xdp" && (att.XDP == "" || ingress != 0) || hook != "xdp" && (att.XDP != "" || ingress != 1) {
+					t.Fatalf("--direction both --hook %s: %v, want ingress on %s only", hook, att, hook)
+				}
+				if res := tl.Kill(); res.ExitCode != -1 {
+					t.Fatalf("tcplens exit code %d after SIGKILL, want death by signal", res.ExitCode)
+				}
+				if len(att.TCFilters) == 0 {
+					testnet.WaitFor(t, 5*time.Second, "nothing attached after SIGKILL", func() bool {
+						return p.B.Attachments(t).Empty()
+					})
+					return
+				}
+				t.Logf("netlink TC (no tcx, or asked for): a killed run leaves %v", att.TCFilters)
+				left := p.B.Attachments(t).TCFilters
+				if len(left) != len(att.TCFilters) {
+					t.Fatalf("after SIGKILL: filters %v, want the killed run's %v", left, att.TCFilters)
+				}
+				doc := p.B.RunTcplens(t, "doctor", "-o", "json")
+				for _, rec := range doc.Records(t) {
+					if rec.Type() == "check" && rec.String(t, "name") == "stale tcplens TC filters" {
+						d := rec.String(t, "detail")
+						for _, f := range left {
+							dir := "ingress"
+							if f.Egress {
+								dir = "egress"
+							}
+							if !strings.Contains(d, p.B.Link+" "+dir) {
+								t.Errorf("doctor's stale filter check does not name %s %s: %s", p.B.Link, dir, d)
+							}
+						}
+					}
+				}
+				res = p.B.RunTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", "xdp", "--duration", "300ms")
+				if res.ExitCode != 0 {
+					t.Fatalf("restart: exit code %d; stderr: %s", res.ExitCode, res.Stderr)
+				}
+				if got := strings.Count(res.Stderr, "removed a stale TC filter"); got != len(left) {
+					t.Errorf("restart removed %d stale filters, want %d:\n%s", got, len(left), res.Stderr)
+				}
+				if att := p.B.Attachments(t); !att.Empty() {
+					t.Errorf("after the restarted run ended: %v, want nothing", att)
+				}
+			})
+		}
+	}
+}
+
+// TestEgressInterfaceRemoved: with --direction both, the removal of the
+// veth ends the run with exit 1 as for ingress; with --wait-interface the
+// run attaches both directions to the new veth and counts B's segments
+// sent there (B's own counters; B sends TCP only after the link is back).
+func TestEgressInterfaceRemoved(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	const n = 6
+	for _, sc := range []scenario{{"tc", testnet.IPv4}, {"xdp", testnet.IPv6}, {"tc-netlink", testnet.IPv4}} {
+		t.Run(sc.String(), func(t *testing.T) {
+			t.Parallel()
+			p := testnet.NewPair(t)
+			tl := p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", sc.hook, "--direction", "both", "--interval", "100ms")
+			p.DeleteLink(t)
+			if res := tl.Wait(10 * time.Second); res.ExitCode != 1 || !strings.Contains(res.Stderr, "was removed") {
+				t.Fatalf("exit code %d after the interface was deleted, want 1 and why; stderr: %s", res.ExitCode, res.Stderr)
+			}
+			p.RecreateLink(t)
+
+			tl = p.B.StartTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--hook", sc.hook, "--direction", "both", "--wait-interface", "--interval", "100ms")
+			p.DeleteLink(t)
+			testnet.WaitFor(t, 5*time.Second, "tcplens waiting for the interface", func() bool {
+				return strings.Contains(tl.Output().Stderr, "waiting for it to come back")
+			})
+			p.RecreateLink(t)
+			testnet.WaitFor(t, 5*time.Second, "tcplens attached again", func() bool {
+				return strings.Contains(tl.Output().Stderr, "interface "+p.B.Link+" is back")
+			})
+			if att := p.B.Attachments(t); !egressAttached(att) {
+				t.Fatalf("new %s: %v, want one program on egress", p.B.Link, att)
+			}
+			before := snmp(t, p.B)
+			srv := p.B.Listen(t, sc.family, 0)
+			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, n))
+			testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
+				return p.B.CountSockets(testnet.StateLastAck) == 0
+			})
+			after := snmp(t, p.B)
+			res := tl.Stop()
+			if res.ExitCode != 0 {
+				t.Fatalf("exit code %d; stderr: %s", res.ExitCode, res.Stderr)
+			}
+			sent := segmentsSent(t, before, after)
+			synAcks := snmpDelta(t, before, after, "Tcp:PassiveOpens") + snmpDelta(t, before, after, "TcpExt:TCPSynRetrans")
+			checkCounts(t, dirSummary(t, res, p.B.Link, "out"), map[string]uint64{"tcp_packets": sent, "flags.syn": synAcks})
+			if att := p.B.Attachments(t); !att.Empty() {
+				t.Errorf("after a clean exit: %v", att)
+			}
+		})
+	}
+}
+
+// TestDirectionBadInput: a bad --direction is bad usage (exit 2, one line,
+// nothing attached).
+func TestDirectionBadInput(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	for _, cmd := range []string{"flags", "syn"} {
+		res := p.B.RunTcplens(t, cmd, "-i", p.B.Link, "--direction", "sideways")
+		if res.ExitCode != 2 || strings.Count(strings.TrimSuffix(res.Stderr, "\n"), "\n") != 0 || !strings.Contains(res.Stderr, "--direction") {
+			t.Errorf("%s --direction sideways: exit code %d, want 2 and one line naming --direction; stderr: %s", cmd, res.ExitCode, res.Stderr)
+		}
+		if att := p.B.Attachments(t); !att.Empty() {
+			t.Errorf("after bad input: %v", att)
+		}
+	}
+}
