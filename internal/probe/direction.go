@@ -123,3 +123,37 @@ func (a Attachment) HookText() string {
 	}
 	return in + ", " + out
 }
+
+// FeatTCEgress: a TC egress hook, tcx or netlink TC, for --direction out
+// and both (XDP has no egress). Without it flags and syn still watch
+// ingress.
+const FeatTCEgress Feature = "tc_egress"
+
+func init() {
+	for _, cmd := range []string{"flags", "syn"} {
+		CommandExtras[cmd] = append(CommandExtras[cmd], Extra{FeatTCEgress, "--direction out/both (no TC egress hook)"})
+	}
+}
+
+// checkTCEgress tries the egress hooks on lo with a program that does
+// nothing, in the order the packet path tries them, and says which works.
+func checkTCEgress() (string, error) {
+	idx, err := loopback()
+	if err != nil {
+		return "", err
+	}
+	prog, err := trivialProgram(ebpf.SchedCLS, -1 /* TC_ACT_UNSPEC */)
+	if err != nil {
+		return "", explainAttach(err)
+	}
+	defer prog.Close()
+	l, tcxErr := link.AttachTCX(link.TCXOptions{Program: prog, Interface: idx, Attach: ebpf.AttachTCXEgress})
+	if tcxErr == nil {
+		return "tcx egress (tried on lo)", l.Close()
+	}
+	a, err := attachTCNetlinkParent(prog, Interface{Name: "lo", Index: idx}, netlink.HANDLE_MIN_EGRESS)
+	if err != nil {
+		return "", fmt.Errorf("tcx: %v; netlink TC: %w", explainAttach(tcxErr), err)
+	}
+	return "netlink TC egress (tried on lo; no tcx)", a.Close()
+}

@@ -86,3 +86,21 @@ func TestEgressProgramCountsApart(t *testing.T) {
 		t.Errorf("egress SYNs went into the SYN tables: %v %v", m.tuples, m.sources)
 	}
 }
+
+// flags and syn run without egress where the kernel has no TC egress
+// hook, and doctor says so.
+func TestEgressIsAnExtraOfPacketCommands(t *testing.T) {
+	for _, cmd := range []string{"flags", "syn"} {
+		found := false
+		for _, e := range CommandExtras[cmd] {
+			found = found || e.Feature == FeatTCEgress
+		}
+		if !found {
+			t.Errorf("%s: extras %v lack %s", cmd, CommandExtras[cmd], FeatTCEgress)
+		}
+	}
+	deg := Degraded([]Check{{Feature: FeatTCEgress, OK: false}})
+	if len(deg["flags"]) != 1 || len(deg["syn"]) != 1 {
+		t.Errorf("without TC egress: degraded %v, want flags and syn", deg)
+	}
+}

@@ -327,3 +327,39 @@ func TestDirectionBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorTCEgressTruth: doctor's "TC egress" check agrees with what
+// --direction out does on this kernel: where it says ok, flags attaches
+// egress with the mechanism it named (tcx, or netlink TC before 6.6).
+func TestDoctorTCEgressTruth(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	doc := p.B.RunTcplens(t, "doctor", "-o", "json")
+	var check testnet.Record
+	for _, rec := range doc.Records(t) {
+		if rec.Type() == "check" && rec.String(t, "name") == "TC egress" {
+			check = rec
+		}
+	}
+	if check == nil {
+		t.Fatalf("doctor has no TC egress check; stdout:\n%s", doc.Stdout)
+	}
+	res := p.B.RunTcplens(t, "flags", "-i", p.B.Link, "-o", "json", "--direction", "out", "--duration", "200ms")
+	if check.String(t, "status") != "ok" {
+		if res.ExitCode == 0 {
+			t.Errorf("doctor says no TC egress (%v) but --direction out ran", check)
+		}
+		return
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("doctor says TC egress works (%v) but --direction out exited %d: %s", check, res.ExitCode, res.Stderr)
+	}
+	want := "tc/tcx"
+	if strings.HasPrefix(check.String(t, "detail"), "netlink") {
+		want = "tc/netlink"
+	}
+	if got := dirSummary(t, res, p.B.Link, "out").String(t, "hook"); got != want {
+		t.Errorf("egress attached with %s, doctor said %q", got, check.String(t, "detail"))
+	}
+}
