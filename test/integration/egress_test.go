@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -361,5 +363,42 @@ func TestDoctorTCEgressTruth(t *testing.T) {
 	}
 	if got := dirSummary(t, res, p.B.Link, "out").String(t, "hook"); got != want {
 		t.Errorf("egress attached with %s, doctor said %q", got, check.String(t, "detail"))
+	}
+}
+
+// TestEgressUnderPacketCapabilities: egress needs no capability beyond the
+// packet path's CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON, on tcx and on
+// netlink TC alike.
+func TestEgressUnderPacketCapabilities(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		if os.Getenv("TCPLENS_REQUIRE_PRIVILEGED") == "1" {
+			t.Fatalf("setpriv (util-linux) is needed: %v", err)
+		}
+		t.Skipf("setpriv (util-linux) is needed: %v", err)
+	}
+	p := testnet.NewPair(t)
+	caps := "+bpf,+net_admin,+perfmon"
+	for _, hook := range []string{"tc", "tc-netlink"} {
+		cmd := p.B.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+			"--inh-caps="+caps, "--ambient-caps="+caps,
+			testnet.Tcplens(t), "flags", "-i", p.B.Link, "-o", "json", "--hook", hook, "--direction", "both", "--duration", "300ms")
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Fatalf("flags --hook %s --direction both as nobody with %s: %v; stderr: %s", hook, caps, err, stderr)
+		}
+		res := testnet.Result{Stdout: string(out)}
+		if h := dirSummary(t, res, p.B.Link, "out").String(t, "hook"); !strings.HasPrefix(h, "tc/") {
+			t.Errorf("--hook %s: egress hook %q, want tc/...", hook, h)
+		}
+		if att := p.B.Attachments(t); !att.Empty() {
+			t.Errorf("--hook %s: after the run: %v", hook, att)
+		}
 	}
 }
