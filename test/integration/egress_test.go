@@ -28,7 +28,8 @@ func dirSummary(t *testing.T, res testnet.Result, iface, dir string) testnet.Rec
 
 // TestDirectionBothCountsSYNACKs runs flags and syn with --direction both
 // on the server's veth (B) while A opens n connections to B and closes
-// them. The truth is each namespace's own counters: B, a pure server,
+// them. The truth is each namespace's own counters, and tcpdump on the
+// same veth for each flag of what B sent: B, a pure server,
 // sends one SYN-ACK per passive open plus its SYN-ACK retransmissions
 // (TCPSynRetrans counts only those in a namespace that sends no SYN), and
 // every segment it sends is in OutSegs or RetransSegs; A's SYNs are its
@@ -54,6 +55,8 @@ func TestDirectionBothCountsSYNACKs(t *testing.T) {
 			}
 			syn := p.B.StartTcplens(t, "syn", "-i", p.B.Link, "-o", "json", "--hook", synHook, "--direction", "both", "--top", "0")
 
+			dump := startTcpdump(t, p.B)
+
 			beforeA, beforeB := snmp(t, p.A), snmp(t, p.B)
 			testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, n))
 			// B leaves LAST_ACK when A's last ACK has arrived: by then B has
@@ -62,6 +65,7 @@ func TestDirectionBothCountsSYNACKs(t *testing.T) {
 				return p.B.CountSockets(testnet.StateLastAck) == 0
 			})
 			afterA, afterB := snmp(t, p.A), snmp(t, p.B)
+			dump.stop(t, p.B, segmentsSent(t, beforeA, afterA)+segmentsSent(t, beforeB, afterB))
 			synAcks := snmpDelta(t, beforeB, afterB, "Tcp:PassiveOpens") + snmpDelta(t, beforeB, afterB, "TcpExt:TCPSynRetrans")
 			sentB := segmentsSent(t, beforeB, afterB)
 			sentA, synsA := segmentsSent(t, beforeA, afterA), synsSent(t, beforeA, afterA)
@@ -85,6 +89,9 @@ func TestDirectionBothCountsSYNACKs(t *testing.T) {
 				"flags.rst": 0, "anomalies.malformed": 0, "dropped": 0,
 			})
 			checkRange(t, out, "flags.fin", n, n+snmpDelta(t, beforeB, afterB, "Tcp:RetransSegs"))
+			// Every flag, against tcpdump's view of what B sent: no segment
+			// here is large enough for GSO, so its packets are segments.
+			checkCounts(t, out, dump.flagCounts(t, p.B, p.B.Addr(sc.family)))
 			checkCounts(t, in, map[string]uint64{
 				"tcp_packets": sentA, "flags.syn": synsA, "flags.ack": sentA - synsA, "flags.rst": 0,
 			})
