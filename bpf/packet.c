@@ -3,10 +3,12 @@
 /*
  * The packet path: TCP flag counts, SYN tracking and SYN drop rules.
  *
- * One handler, two entry points: XDP (tcplens_xdp) and TC ingress through
- * tcx (tcplens_tc). User space loads one copy per interface, each with its
- * own cfg.slot, all sharing the maps, so the per-packet counter lookup is a
- * constant index into a per-CPU array.
+ * One handler, three entry points: XDP (tcplens_xdp) and TC ingress
+ * (tcplens_tc) for packets received, TC egress (tcplens_tc_egress) for
+ * packets sent; TC goes through tcx or a netlink cls_bpf filter. User space
+ * loads one copy per interface, each with its own cfg.slot, all sharing the
+ * maps, so the per-packet counter lookup is a constant index into a per-CPU
+ * array: slot for ingress, MAX_INTERFACES + slot for egress.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -15,6 +17,10 @@
 char __license[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_INTERFACES 64
+
+/* Directions, as the entry points pass them to handle. */
+#define DIR_IN 0
+#define DIR_OUT 1
 
 struct packet_config {
 	__u32 slot;             /* index of this interface's counters */
@@ -26,7 +32,7 @@ struct packet_config {
 
 volatile const struct packet_config cfg = {};
 
-/* Per interface; every packet touches it, so it is per-CPU. */
+/* Per interface and direction; every packet touches it, so it is per-CPU. */
 struct flag_counters {
 	__u64 packets;
 	__u64 tcp_packets;
@@ -83,7 +89,7 @@ struct syn_source_state {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_INTERFACES);
+	__uint(max_entries, 2 * MAX_INTERFACES); /* ingress slots, then egress slots */
 	__type(key, __u32);
 	__type(value, struct flag_counters);
 } counters SEC(".maps");
@@ -319,9 +325,9 @@ static __always_inline int syn_port_dropped(__u16 port)
 }
 
 /* handle counts the packet and says whether to drop it. */
-static __always_inline int handle(void *data, void *data_end, __u64 segs)
+static __always_inline int handle(void *data, void *data_end, __u64 segs, int dir)
 {
-	__u32 slot = cfg.slot;
+	__u32 slot = cfg.slot + (dir == DIR_OUT ? MAX_INTERFACES : 0);
 	struct flag_counters *c = bpf_map_lookup_elem(&counters, &slot);
 	struct packet pkt = {};
 
@@ -360,6 +366,9 @@ static __always_inline int handle(void *data, void *data_end, __u64 segs)
 		return 0;
 	}
 	c->syn_no_ack++;
+	/* Tuple and source tables and drop rules are about SYNs received. */
+	if (dir == DIR_OUT)
+		return 0;
 	if (cfg.track_syn)
 		track_syn(data, data_end, &pkt, c);
 	if (cfg.drop_syn_ports && syn_port_dropped(pkt.dport)) {
@@ -375,7 +384,7 @@ int tcplens_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	return handle(data, data_end, 1) ? XDP_DROP : XDP_PASS;
+	return handle(data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
 }
 
 SEC("tc")
@@ -386,5 +395,22 @@ int tcplens_tc(struct __sk_buff *skb)
 	/* GRO hands TC one skb for several wire segments; count the segments. */
 	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
 
-	return handle(data, data_end, segs) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return handle(data, data_end, segs, DIR_IN) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+}
+
+/* Packets sent: counted only, never dropped. A TSO/GSO skb is counted as
+ * the segments it becomes on the wire, as on ingress. */
+SEC("tc")
+int tcplens_tc_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
+	/* Opaque to clang, known to the verifier: with the direction a
+	 * compile-time constant, clang sank the TCP flags load past the bounds
+	 * check and rebuilt the pointer, which the verifier refuses. */
+	int dir = DIR_OUT;
+	asm volatile("" : "+r"(dir));
+
+	return handle(data, data_end, segs, dir) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

@@ -93,6 +93,7 @@ const (
 	PacketMapSynSources           = "syn_sources"
 	PacketMapSynTuples            = "syn_tuples"
 	PacketProgTcplensTc           = "tcplens_tc"
+	PacketProgTcplensTcEgress     = "tcplens_tc_egress"
 	PacketProgTcplensXdp          = "tcplens_xdp"
 	PacketVarAnchorSynSource      = "anchor_syn_source"
 	PacketVarAnchorSynSourceState = "anchor_syn_source_state"
@@ -142,8 +143,9 @@ type PacketSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketProgramSpecs struct {
-	TcplensTc  *ebpf.ProgramSpec `ebpf:"tcplens_tc"`
-	TcplensXdp *ebpf.ProgramSpec `ebpf:"tcplens_xdp"`
+	TcplensTc       *ebpf.ProgramSpec `ebpf:"tcplens_tc"`
+	TcplensTcEgress *ebpf.ProgramSpec `ebpf:"tcplens_tc_egress"`
+	TcplensXdp      *ebpf.ProgramSpec `ebpf:"tcplens_xdp"`
 }
 
 // PacketMapSpecs contains maps before they are loaded into the kernel.
@@ -218,13 +220,15 @@ type PacketVariables struct {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketPrograms struct {
-	TcplensTc  *ebpf.Program `ebpf:"tcplens_tc"`
-	TcplensXdp *ebpf.Program `ebpf:"tcplens_xdp"`
+	TcplensTc       *ebpf.Program `ebpf:"tcplens_tc"`
+	TcplensTcEgress *ebpf.Program `ebpf:"tcplens_tc_egress"`
+	TcplensXdp      *ebpf.Program `ebpf:"tcplens_xdp"`
 }
 
 func (p *PacketPrograms) Close() error {
 	return _PacketClose(
 		p.TcplensTc,
+		p.TcplensTcEgress,
 		p.TcplensXdp,
 	)
 }

@@ -39,6 +39,7 @@ type common struct {
 	readyFile  string
 	hook       string
 	waitIface  bool
+	direction  string // --direction of the packet path (packet.go)
 
 	format output.Format
 	fs     *pflag.FlagSet
@@ -200,7 +201,7 @@ func timestamp(t time.Time) string { return t.Format(time.RFC3339Nano) }
 func describeAttachments(as []probe.Attachment) string {
 	parts := make([]string, len(as))
 	for i, a := range as {
-		parts[i] = fmt.Sprintf("%s (%s %s)", a.Interface.Name, a.Hook, a.Mode)
+		parts[i] = fmt.Sprintf("%s (%s)", a.Interface.Name, a.HookText())
 	}
 	return strings.Join(parts, ", ")
 }

@@ -20,6 +20,7 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 	var c common
 	c.register(fs, time.Second)
 	c.registerPacket(fs)
+	c.registerDirection(fs, "in")
 	var dropPorts []uint
 	fs.UintSliceVar(&dropPorts, "drop-syn-port", nil, "drop SYNs (without ACK) to `PORT` and count them (repeatable)")
 	if err := parseFlags(fs, env, args); err != nil {
@@ -43,11 +44,12 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 	}
 
 	start := time.Now()
-	rep := newFlagsReporter(env, c.format, pp.Attachments())
+	views := counterViews(pp.Direction(), pp.Attachments())
+	rep := newFlagsReporter(env, c.format, views)
 	rep.since = start
-	prev := make([]probe.FlagCounters, pp.Slots())
+	prev := make([]probe.FlagCounters, len(views))
 	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
-		cur, err := readAllCounters(pp)
+		cur, err := readViewCounters(pp, views)
 		if err != nil {
 			return err
 		}
@@ -61,7 +63,7 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 
 	// The summary is printed even after a runtime error: what was seen
 	// until then is still true.
-	final, err := readAllCounters(pp)
+	final, err := readViewCounters(pp, views)
 	if err != nil {
 		return err
 	}
@@ -71,40 +73,27 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 	return packetRunError(ctx, runErr)
 }
 
-// readAllCounters reads every slot's counters. A slot's counters outlive
-// its interface: with --wait-interface they go on where they stopped.
-func readAllCounters(pp *probe.PacketPath) ([]probe.FlagCounters, error) {
-	out := make([]probe.FlagCounters, pp.Slots())
-	for slot := range out {
-		c, err := pp.Counters(uint32(slot))
-		if err != nil {
-			return nil, err
-		}
-		out[slot] = c
-	}
-	return out, nil
-}
-
 // flagsReporter prints flag counts as text tables or JSON lines.
 type flagsReporter struct {
-	env      Env
-	format   output.Format
-	attached []probe.Attachment
-	json     *output.JSONLines
+	env    Env
+	format output.Format
+	views  []counterView
+	json   *output.JSONLines
 	// since is when the current interval began; elapsed is the run's
 	// length, for the summary. Both give records their duration_seconds.
 	since   time.Time
 	elapsed time.Duration
 }
 
-func newFlagsReporter(env Env, format output.Format, attached []probe.Attachment) *flagsReporter {
-	return &flagsReporter{env: env, format: format, attached: attached, json: output.NewJSONLines(env.Stdout), since: time.Now()}
+func newFlagsReporter(env Env, format output.Format, views []counterView) *flagsReporter {
+	return &flagsReporter{env: env, format: format, views: views, json: output.NewJSONLines(env.Stdout), since: time.Now()}
 }
 
-// FlagsRecord builds the JSON record for one interface's counts.
-func FlagsRecord(kind string, now time.Time, d time.Duration, iface, hook string, c probe.FlagCounters) output.FlagsRecord {
+// FlagsRecord builds the JSON record for one interface's counts in one
+// direction ("in" or "out").
+func FlagsRecord(kind string, now time.Time, d time.Duration, iface, dir, hook string, c probe.FlagCounters) output.FlagsRecord {
 	return output.FlagsRecord{
-		Type: kind, Time: timestamp(now), DurationSeconds: d.Seconds(), Interface: iface, Hook: hook,
+		Type: kind, Time: timestamp(now), DurationSeconds: d.Seconds(), Interface: iface, Direction: dir, Hook: hook,
 		Packets: c.Packets, TCPPackets: c.TcpPackets,
 		Flags:     output.FlagCounts{FIN: c.Fin, SYN: c.Syn, RST: c.Rst, PSH: c.Psh, ACK: c.Ack, URG: c.Urg, ECE: c.Ece, CWR: c.Cwr},
 		Anomalies: output.Anomalies{SynFin: c.SynFin, SynRst: c.SynRst, Null: c.NullFlags, Xmas: c.Xmas, Malformed: c.Malformed},
@@ -112,7 +101,7 @@ func FlagsRecord(kind string, now time.Time, d time.Duration, iface, hook string
 	}
 }
 
-var flagsHeader = []string{"IFACE", "PACKETS", "TCP", "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
+var flagsHeader = []string{"IFACE", "DIR", "PACKETS", "TCP", "FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR",
 	"SYN+FIN", "SYN+RST", "NULL", "XMAS", "MALFORMED", "DROPPED"}
 
 func (r *flagsReporter) report(kind string, now time.Time, counts []probe.FlagCounters) error {
@@ -123,15 +112,15 @@ func (r *flagsReporter) report(kind string, now time.Time, counts []probe.FlagCo
 		r.since = now
 	}
 	if r.format == output.JSON {
-		for i, a := range r.attached {
-			if err := r.json.Emit(FlagsRecord(kind, now, d, a.Interface.Name, hookLabel(a), counts[i])); err != nil {
+		for i, v := range r.views {
+			if err := r.json.Emit(FlagsRecord(kind, now, d, v.iface, v.dir.String(), v.hook, counts[i])); err != nil {
 				return err
 			}
 		}
 		return r.json.Flush()
 	}
 	fmt.Fprintf(r.env.Stdout, "%s\n", now.Format("15:04:05.000"))
-	writeFlagsTable(r.env.Stdout, r.attached, counts)
+	writeFlagsTable(r.env.Stdout, r.views, counts)
 	return nil
 }
 
@@ -141,15 +130,15 @@ func (r *flagsReporter) summary(now time.Time, elapsed time.Duration, totals []p
 		return r.report("summary", now, totals)
 	}
 	fmt.Fprintf(r.env.Stdout, "\nSummary: %s since start; malformed frames and dropped SYNs are included in PACKETS\n", elapsed.Round(time.Millisecond))
-	writeFlagsTable(r.env.Stdout, r.attached, totals)
+	writeFlagsTable(r.env.Stdout, r.views, totals)
 	return nil
 }
 
-func writeFlagsTable(w interface{ Write([]byte) (int, error) }, attached []probe.Attachment, counts []probe.FlagCounters) {
+func writeFlagsTable(w interface{ Write([]byte) (int, error) }, views []counterView, counts []probe.FlagCounters) {
 	t := output.NewTable(w, flagsHeader...)
-	for i, a := range attached {
+	for i, v := range views {
 		c := counts[i]
-		t.Row(a.Interface.Name, c.Packets, c.TcpPackets, c.Fin, c.Syn, c.Rst, c.Psh, c.Ack, c.Urg, c.Ece, c.Cwr,
+		t.Row(v.iface, v.dir, c.Packets, c.TcpPackets, c.Fin, c.Syn, c.Rst, c.Psh, c.Ack, c.Urg, c.Ece, c.Cwr,
 			c.SynFin, c.SynRst, c.NullFlags, c.Xmas, c.Malformed, c.Dropped)
 	}
 	t.Flush()

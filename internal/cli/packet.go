@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spf13/pflag"
+
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
@@ -16,6 +18,9 @@ func startPacketPath(ctx context.Context, env Env, command string, c *common, cf
 	hook, err := resolveHook(c.hook)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.Direction, err = probe.ParseDirection(c.direction); err != nil {
+		return nil, nil, usagef("--direction: %v", err)
 	}
 	ifaces, err := probe.ResolveInterfaces(c.interfaces)
 	if err != nil {
@@ -85,6 +90,49 @@ func parsePorts(flag string, in []uint) ([]uint16, error) {
 	return out, nil
 }
 
-func hookLabel(a probe.Attachment) string {
+// registerDirection adds --direction with its default.
+func (c *common) registerDirection(fs *pflag.FlagSet, def string) {
+	fs.StringVar(&c.direction, "direction", def, "watch packets received (in), sent (out) or both, counted apart; egress always attaches on TC (tcx, else netlink TC), also when ingress is XDP")
+}
+
+// hookLabel says how a's direction dir is attached: "tc/tcx", "xdp/native".
+func hookLabel(a probe.Attachment, dir probe.Direction) string {
+	if dir == probe.DirOut {
+		return fmt.Sprintf("%s/%s", probe.HookTC, a.EgressMode)
+	}
 	return fmt.Sprintf("%s/%s", a.Hook, a.Mode)
+}
+
+// counterView is one interface's counters in one direction: a row of the
+// reports.
+type counterView struct {
+	slot  uint32
+	iface string
+	dir   probe.Direction // DirIn or DirOut
+	hook  string          // as hookLabel says
+}
+
+// counterViews lists the rows: each attached interface, in before out.
+func counterViews(dir probe.Direction, attached []probe.Attachment) []counterView {
+	var vs []counterView
+	for _, a := range attached {
+		for _, d := range dir.Directions() {
+			vs = append(vs, counterView{slot: a.Slot, iface: a.Interface.Name, dir: d, hook: hookLabel(a, d)})
+		}
+	}
+	return vs
+}
+
+// readViewCounters reads every view's counters. A slot's counters outlive
+// its interface: with --wait-interface they go on where they stopped.
+func readViewCounters(pp *probe.PacketPath, views []counterView) ([]probe.FlagCounters, error) {
+	out := make([]probe.FlagCounters, len(views))
+	for i, v := range views {
+		c, err := pp.DirCounters(v.slot, v.dir)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	return out, nil
 }

@@ -48,7 +48,7 @@ var (
 func TestFlagsOutputGolden(t *testing.T) {
 	for _, format := range []output.Format{output.Text, output.JSON} {
 		var out bytes.Buffer
-		r := newFlagsReporter(Env{Stdout: &out, Stderr: &out}, format, twoIfaces)
+		r := newFlagsReporter(Env{Stdout: &out, Stderr: &out}, format, counterViews(probe.DirIn, twoIfaces))
 		r.since = fixedTime.Add(-time.Second)
 		if err := r.report("interval", fixedTime, someCounts); err != nil {
 			t.Fatal(err)
@@ -77,7 +77,7 @@ func tables(tuples map[probe.SYNTuple]uint64, sources map[probe.SYNSource]probe.
 // summary adds the intervals up.
 func TestSynTrackerIntervalsAndUntracked(t *testing.T) {
 	attached := twoIfaces[:1]
-	tr := newSynTracker(attached, 2)
+	tr := newSynTracker(counterViews(probe.DirIn, attached), 2)
 	a := tuple(0, "10.0.0.1", 40000, "10.0.0.2", 80)
 	b := tuple(0, "10.0.0.1", 40001, "10.0.0.2", 80)
 	c := tuple(0, "fd00::1", 40002, "fd00::2", 443)
@@ -121,7 +121,7 @@ func TestSynTrackerIntervalsAndUntracked(t *testing.T) {
 
 // The last, partial interval is printed only when it holds something.
 func TestSynReportAny(t *testing.T) {
-	tr := newSynTracker(twoIfaces[:1], 0)
+	tr := newSynTracker(counterViews(probe.DirIn, twoIfaces[:1]), 0)
 	rep := tr.interval([]probe.FlagCounters{{}}, tables(nil, nil))
 	if rep.any() {
 		t.Errorf("empty interval reports any: %+v", rep)
@@ -136,10 +136,10 @@ func TestSynJSONRecords(t *testing.T) {
 	var out bytes.Buffer
 	j := output.NewJSONLines(&out)
 	rep := synReport{{
-		name: "veth0", syn: 7, synAck: 1, dropped: 1, untracked: 4, untrackedSources: 4,
+		name: "veth0", dir: "in", syn: 7, synAck: 1, dropped: 1, untracked: 4, untrackedSources: 4,
 		tuples:  []countedTuple{{tuple(0, "fd00:200::1", 40000, "fd00:200::2", 8080), 2}, {tuple(0, "10.200.0.1", 5, "10.200.0.2", 22), 1}},
 		sources: []countedSource{{source(0, "fd00:200::1"), probe.SourceCount{SYNs: 2}}, {source(0, "10.200.0.1"), probe.SourceCount{SYNs: 1, Earlier: 3}}},
-	}}
+	}, {name: "veth0", dir: "out", syn: 2, synAck: 5}}
 	if err := rep.emitJSON(j, fixedTime); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +147,26 @@ func TestSynJSONRecords(t *testing.T) {
 	golden(t, "syn.json.golden", out.Bytes())
 	out.Reset()
 	rep.writeText(&out, fixedTime)
-	writeSynSummary(&out, output.SYNSummary{Type: "summary", DurationSeconds: 2, SYN: 7, SYNAck: 1, Tuples: 2, Sources: 2, Attributed: 3, Untracked: 4, UntrackedSources: 4})
+	writeSynSummary(&out, output.SYNSummary{Type: "summary", DurationSeconds: 2, SYN: 7, SYNAck: 1, Tuples: 2, Sources: 2, Attributed: 3, Untracked: 4, UntrackedSources: 4,
+		Out: &output.SYNOut{SYN: 2, SYNAck: 5}})
 	golden(t, "syn.text.golden", out.Bytes())
+}
+
+// With --direction both every interface has an "in" and an "out" row, the
+// out row labelled with egress's TC mode (XDP has no egress).
+func TestFlagsOutputBothDirectionsGolden(t *testing.T) {
+	both := []probe.Attachment{
+		{Interface: probe.Interface{Name: "veth0", Index: 7}, Hook: probe.HookTC, Mode: "tcx", EgressMode: "tcx", Slot: 0},
+		{Interface: probe.Interface{Name: "eth1", Index: 9}, Hook: probe.HookXDP, Mode: "native", EgressMode: "netlink", Slot: 1},
+	}
+	counts := []probe.FlagCounters{someCounts[0], {Packets: 30, TcpPackets: 30, Syn: 7, Ack: 30, SynAck: 7}, someCounts[1], {}}
+	for _, format := range []output.Format{output.Text, output.JSON} {
+		var out bytes.Buffer
+		r := newFlagsReporter(Env{Stdout: &out, Stderr: &out}, format, counterViews(probe.DirBoth, both))
+		r.since = fixedTime.Add(-time.Second)
+		if err := r.report("interval", fixedTime, counts); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "flags-both."+string(format)+".golden", out.Bytes())
+	}
 }

@@ -21,6 +21,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	var c common
 	c.register(fs, time.Second)
 	c.registerPacket(fs)
+	c.registerDirection(fs, "in")
 	var maxTuples, maxSources, threshold uint32
 	var top int
 	var dropPorts []uint
@@ -65,7 +66,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	}
 
 	start := time.Now()
-	tr := newSynTracker(pp.Attachments(), top)
+	tr := newSynTracker(counterViews(pp.Direction(), pp.Attachments()), top)
 	out := output.NewJSONLines(env.Stdout)
 	emit := func(rep synReport, now time.Time) error {
 		if c.format == output.JSON {
@@ -78,7 +79,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 		return nil
 	}
 	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
-		counters, tables, err := readSynInterval(pp, tr.attached)
+		counters, tables, err := readSynInterval(pp, tr.views)
 		if err != nil {
 			return err
 		}
@@ -88,7 +89,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	// Detach first: then no SYN arrives between the last counters and the
 	// last tables, and the summary adds up exactly.
 	detachErr := pp.Detach()
-	counters, tables, err := readSynInterval(pp, tr.attached)
+	counters, tables, err := readSynInterval(pp, tr.views)
 	if err != nil {
 		return err
 	}
@@ -123,25 +124,20 @@ const maxSourceThreshold = 1 << 20
 // swap. SYNs that arrive between the two are in the counters of this
 // interval and in the tables of the next; over the whole run the counts
 // agree exactly.
-func readSynInterval(pp *probe.PacketPath, attached []probe.Attachment) ([]probe.FlagCounters, probe.SYNTables, error) {
+func readSynInterval(pp *probe.PacketPath, views []counterView) ([]probe.FlagCounters, probe.SYNTables, error) {
 	tables, err := pp.SwapSYN()
 	if err != nil {
 		return nil, tables, err
 	}
-	counters := make([]probe.FlagCounters, len(attached))
-	for i, a := range attached {
-		if counters[i], err = pp.Counters(a.Slot); err != nil {
-			return nil, tables, err
-		}
-	}
-	return counters, tables, nil
+	counters, err := readViewCounters(pp, views)
+	return counters, tables, err
 }
 
 // synTracker turns the kernel's cumulative counters and per-interval
 // tables into reports. The tables come back empty at every swap, so a
 // tuple's count in a table is its count in the interval.
 type synTracker struct {
-	attached   []probe.Attachment
+	views      []counterView
 	top        int
 	prevCounts []probe.FlagCounters
 	// over all intervals: table entries and the SYNs they counted
@@ -149,11 +145,11 @@ type synTracker struct {
 	attributed      uint64
 }
 
-func newSynTracker(attached []probe.Attachment, top int) *synTracker {
+func newSynTracker(views []counterView, top int) *synTracker {
 	return &synTracker{
-		attached:   append([]probe.Attachment(nil), attached...),
+		views:      views,
 		top:        top,
-		prevCounts: make([]probe.FlagCounters, len(attached)),
+		prevCounts: make([]probe.FlagCounters, len(views)),
 	}
 }
 
@@ -167,9 +163,11 @@ type countedSource struct {
 	probe.SourceCount
 }
 
-// synIfaceReport is one interface's interval.
+// synIfaceReport is one interface's interval in one direction. Tuples and
+// sources are only ever in the "in" direction: SYNs sent are counted, not
+// tracked.
 type synIfaceReport struct {
-	name                                              string
+	name, dir                                         string
 	syn, synAck, dropped, untracked, untrackedSources uint64
 	tuples                                            []countedTuple
 	sources                                           []countedSource
@@ -188,15 +186,17 @@ func (r synReport) any() bool {
 }
 
 func (t *synTracker) interval(counters []probe.FlagCounters, tables probe.SYNTables) synReport {
-	rep := make(synReport, len(t.attached))
-	for i, a := range t.attached {
+	rep := make(synReport, len(t.views))
+	for i, v := range t.views {
 		d := probe.SubCounters(counters[i], t.prevCounts[i])
-		rep[i] = synIfaceReport{name: a.Interface.Name, syn: d.SynNoAck, synAck: d.SynAck, dropped: d.Dropped,
+		rep[i] = synIfaceReport{name: v.iface, dir: v.dir.String(), syn: d.SynNoAck, synAck: d.SynAck, dropped: d.Dropped,
 			untracked: d.SynUntracked, untrackedSources: d.SynUntrackedSource}
 	}
 	slotIndex := map[uint32]int{}
-	for i, a := range t.attached {
-		slotIndex[a.Slot] = i
+	for i, v := range t.views {
+		if v.dir == probe.DirIn {
+			slotIndex[v.slot] = i
+		}
 	}
 	for k, v := range tables.Tuples {
 		t.tuples++
@@ -228,7 +228,15 @@ func (t *synTracker) interval(counters []probe.FlagCounters, tables probe.SYNTab
 func (t *synTracker) summary(counters []probe.FlagCounters, elapsed time.Duration) output.SYNSummary {
 	sum := output.SYNSummary{Type: "summary", DurationSeconds: elapsed.Seconds(),
 		Tuples: t.tuples, Sources: t.sources, Attributed: t.attributed}
-	for _, c := range counters {
+	for i, c := range counters {
+		if t.views[i].dir == probe.DirOut {
+			if sum.Out == nil {
+				sum.Out = &output.SYNOut{}
+			}
+			sum.Out.SYN += c.SynNoAck
+			sum.Out.SYNAck += c.SynAck
+			continue
+		}
 		sum.SYN += c.SynNoAck
 		sum.SYNAck += c.SynAck
 		sum.Dropped += c.Dropped
@@ -264,7 +272,7 @@ func lessSource(a, b countedSource) bool {
 func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 	ts := timestamp(now)
 	for _, ifr := range r {
-		if err := out.Emit(output.SYNIntervalRecord{Type: "syn_interval", Time: ts, Interface: ifr.name,
+		if err := out.Emit(output.SYNIntervalRecord{Type: "syn_interval", Time: ts, Interface: ifr.name, Direction: ifr.dir,
 			SYN: ifr.syn, SYNAck: ifr.synAck, Dropped: ifr.dropped, Untracked: ifr.untracked,
 			UntrackedSources: ifr.untrackedSources}); err != nil {
 			return err
@@ -287,7 +295,11 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 
 func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time.Time) {
 	for _, ifr := range r {
-		fmt.Fprintf(w, "%s %s: %d SYN, %d SYN-ACK, %d dropped, %d untracked, %d untracked by source\n",
+		if ifr.dir == "out" {
+			fmt.Fprintf(w, "%s %s out: %d SYN, %d SYN-ACK sent\n", now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck)
+			continue
+		}
+		fmt.Fprintf(w, "%s %s in: %d SYN, %d SYN-ACK, %d dropped, %d untracked, %d untracked by source\n",
 			now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck, ifr.dropped, ifr.untracked, ifr.untrackedSources)
 		if len(ifr.tuples) > 0 {
 			t := output.NewTable(w, "SRC", "SPORT", "DST", "DPORT", "SYNS")
@@ -316,7 +328,10 @@ func earlierText(n uint64) string {
 }
 
 func writeSynSummary(w interface{ Write([]byte) (int, error) }, s output.SYNSummary) {
-	fmt.Fprintf(w, "\nSummary: %.1fs since start: %d SYN, %d SYN-ACK, %d dropped; %s counted on %s (per interval), %d untracked (the interval's tuple table was full); %s with exact entries, %d SYNs untracked by source\n",
+	fmt.Fprintf(w, "\nSummary: %.1fs since start: received %d SYN, %d SYN-ACK, %d dropped; %s counted on %s (per interval), %d untracked (the interval's tuple table was full); %s with exact entries, %d SYNs untracked by source\n",
 		s.DurationSeconds, s.SYN, s.SYNAck, s.Dropped, output.Plural(s.Attributed, "SYN"), output.Plural(uint64(s.Tuples), "tuple"),
 		s.Untracked, output.Plural(uint64(s.Sources), "source"), s.UntrackedSources)
+	if s.Out != nil {
+		fmt.Fprintf(w, "Sent: %d SYN, %d SYN-ACK\n", s.Out.SYN, s.Out.SYNAck)
+	}
 }

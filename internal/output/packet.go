@@ -31,6 +31,7 @@ type FlagsRecord struct {
 	// The interval's length, or for the summary the run's.
 	DurationSeconds float64    `json:"duration_seconds"`
 	Interface       string     `json:"interface"`
+	Direction       string     `json:"direction"` // "in" (received) or "out" (sent)
 	Hook            string     `json:"hook"`
 	Packets         uint64     `json:"packets"`
 	TCPPackets      uint64     `json:"tcp_packets"`
@@ -68,6 +69,7 @@ type SYNIntervalRecord struct {
 	Type      string `json:"type"` // "syn_interval"
 	Time      string `json:"time"`
 	Interface string `json:"interface"`
+	Direction string `json:"direction"` // "in" (received) or "out" (sent: only syn and syn_ack count)
 	SYN       uint64 `json:"syn"`
 	SYNAck    uint64 `json:"syn_ack"`
 	Dropped   uint64 `json:"dropped"`
@@ -76,7 +78,14 @@ type SYNIntervalRecord struct {
 	UntrackedSources uint64 `json:"untracked_sources"`
 }
 
-// SYNSummary holds totals since start, over all interfaces.
+// SYNOut is the summary's totals of SYNs sent (--direction out or both).
+type SYNOut struct {
+	SYN    uint64 `json:"syn"`
+	SYNAck uint64 `json:"syn_ack"`
+}
+
+// SYNSummary holds totals since start, over all interfaces: of SYNs
+// received, and in Out of SYNs sent when egress is watched.
 type SYNSummary struct {
 	Type             string  `json:"type"` // "summary"
 	DurationSeconds  float64 `json:"duration_seconds"`
@@ -88,4 +97,5 @@ type SYNSummary struct {
 	Attributed       uint64  `json:"attributed"` // SYNs counted on tuple entries: syn - untracked
 	Untracked        uint64  `json:"untracked"`
 	UntrackedSources uint64  `json:"untracked_sources"`
+	Out              *SYNOut `json:"out,omitempty"`
 }

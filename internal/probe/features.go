@@ -121,7 +121,7 @@ func RunChecks() []Check {
 	add(FeatDefaultRoute, "default route", routeErr, "via "+routeIface+": flags and syn watch it when no -i is given")
 
 	if bpfErr != nil {
-		for _, f := range []Feature{FeatRingbuf, FeatXDPLink, FeatTCXLink, FeatTCNetlink} {
+		for _, f := range []Feature{FeatRingbuf, FeatXDPLink, FeatTCXLink, FeatTCNetlink, FeatTCEgress} {
 			add(f, string(f), errors.New("skipped: bpf() does not work"), "")
 		}
 		for _, tp := range Tracepoints {
@@ -133,6 +133,8 @@ func RunChecks() []Check {
 	add(FeatXDPLink, "XDP link", checkXDPLink(), "bpf_link for XDP (tried on lo, generic mode)")
 	add(FeatTCXLink, "tcx link", checkTCXLink(), "bpf_link for TC ingress (tried on lo)")
 	add(FeatTCNetlink, "netlink TC", checkTCNetlink(), "clsact qdisc and cls_bpf filter (tried on lo); TC where tcx is missing")
+	egress, egressErr := checkTCEgress()
+	add(FeatTCEgress, "TC egress", egressErr, egress+": flags and syn --direction out or both")
 	checks = append(checks, staleFiltersCheck())
 	for _, tp := range Tracepoints {
 		add(tp.Feature(), "tracepoint "+tp.String(), checkTracepoint(tp), "attached and detached")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -161,7 +162,7 @@ func (p *PacketPath) Follow(ctx context.Context, opts FollowOptions) (context.Co
 				}
 				gone[slot] = false
 				na := p.Attachments()[slot]
-				notify(opts, fmt.Sprintf("interface %s is back (index %d): attached with %s %s", ev.Name, ev.Index, na.Hook, na.Mode))
+				notify(opts, fmt.Sprintf("interface %s is back (index %d): attached with %s", ev.Name, ev.Index, na.HookText()))
 			}
 		}
 		return nil
@@ -228,13 +229,12 @@ func (p *PacketPath) markGone(slot int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	a := &p.Attached[slot]
-	if t, ok := a.closer.(*tcAttachment); ok {
-		t.deviceGone = true
+	for _, c := range []io.Closer{a.closer, a.egressCloser} {
+		if t, ok := c.(*tcAttachment); ok {
+			t.deviceGone = true
+		}
 	}
-	if a.closer != nil {
-		a.closer.Close()
-		a.closer = nil
-	}
+	a.close()
 }
 
 // reattach attaches slot's program to the interface now at index.

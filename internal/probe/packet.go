@@ -39,6 +39,9 @@ type PacketConfig struct {
 	// 0 or 1: from its first SYN, unless a flood drowns it out.
 	SourceThreshold uint32
 	DropSYNPorts    []uint16 // drop SYN-without-ACK to these destination ports
+	// Direction is which packets are seen (0: DirIn). Egress is counted
+	// only: SYN tables and drop rules are for packets received.
+	Direction Direction
 }
 
 // Validate checks the limits the kernel would otherwise refuse at load
@@ -63,18 +66,37 @@ type PacketPath struct {
 	colls  []*ebpf.Collection
 	syn    *synTables // nil unless TrackSYN
 	follow *follower
+	dir    Direction
 }
 
-// Attachment is one program attached to one interface.
+// Attachment is the packet path attached to one interface: its ingress
+// program, its egress program, or both (as the Direction asks).
 type Attachment struct {
 	Interface Interface
-	Hook      Hook   // HookXDP or HookTC
-	Mode      string // ModeNative, ModeGeneric (XDP), ModeTCX or ModeNetlink (TC)
-	Slot      uint32 // index of the interface's counters
+	Hook      Hook   // ingress: HookXDP or HookTC ("" when only egress is watched)
+	Mode      string // ingress: ModeNative, ModeGeneric (XDP), ModeTCX or ModeNetlink (TC)
+	// EgressMode is how the egress program is attached, always on TC:
+	// ModeTCX or ModeNetlink ("" when egress is not watched).
+	EgressMode string
+	Slot       uint32 // index of the interface's counters
 	// StaleRemoved are filters of killed tcplens runs removed from the
 	// interface before attaching.
 	StaleRemoved []TCFilter
 	closer       io.Closer // the bpf_link, or the netlink TC filter
+	egressCloser io.Closer // the same for egress
+}
+
+// close detaches both directions. Egress goes first: with netlink TC the
+// ingress filter made the clsact qdisc and removes it when it goes last.
+func (a *Attachment) close() error {
+	var errs []error
+	for _, c := range []*io.Closer{&a.egressCloser, &a.closer} {
+		if *c != nil {
+			errs = append(errs, (*c).Close())
+			*c = nil
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // FlagCounters are the packet path's counters for one interface.
@@ -122,7 +144,10 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 	if n < 1 || n > MaxInterfaces {
 		return nil, fmt.Errorf("packet path watches 1 to %d interfaces, not %d", MaxInterfaces, n)
 	}
-	p := &PacketPath{}
+	p := &PacketPath{dir: cfg.Direction}
+	if p.dir == 0 {
+		p.dir = DirIn
+	}
 	for slot := 0; slot < n; slot++ {
 		spec, err := LoadPacketSpec(cfg, uint32(slot))
 		if err != nil {
@@ -187,6 +212,14 @@ func (p *PacketPath) Program(slot int, hook Hook) *ebpf.Program {
 	return p.colls[slot].Programs[name]
 }
 
+// EgressProgram returns slot's egress program, for tests and benchmarks.
+func (p *PacketPath) EgressProgram(slot int) *ebpf.Program {
+	return p.colls[slot].Programs[bpfobj.PacketProgTcplensTcEgress]
+}
+
+// Direction is which packets the path watches.
+func (p *PacketPath) Direction() Direction { return p.dir }
+
 // Attach attaches slot's program to iface with hook: the first of the
 // hook's trials that works. It first removes TC filters that a killed
 // tcplens left on iface (they would go on running a dead copy of the
@@ -218,36 +251,35 @@ func (p *PacketPath) attach(slot int, iface Interface, hook Hook) (Attachment, e
 	if len(trials) == 0 {
 		return a, fmt.Errorf("unknown hook %q", hook)
 	}
+	if p.dir.Has(DirIn) {
+		tr, closer, err := tryTrials(iface, "", trials, func(tr hookTrial) (io.Closer, error) {
+			return p.attachIngress(slot, iface, tr)
+		})
+		if err != nil {
+			return a, err
+		}
+		a.Hook, a.Mode, a.closer = tr.hook, tr.mode, closer
+	}
+	if p.dir.Has(DirOut) {
+		tr, closer, err := tryTrials(iface, " egress", egressTrials(hook), func(tr hookTrial) (io.Closer, error) {
+			return p.attachEgress(slot, iface, tr)
+		})
+		if err != nil {
+			a.close()
+			return a, err
+		}
+		a.EgressMode, a.egressCloser = tr.mode, closer
+	}
+	return a, nil
+}
+
+// tryTrials attaches with the first of trials that works.
+func tryTrials(iface Interface, what string, trials []hookTrial, attach func(hookTrial) (io.Closer, error)) (hookTrial, io.Closer, error) {
 	var tried []string
 	for i, tr := range trials {
-		var closer io.Closer
-		switch tr.mode {
-		case ModeTCX:
-			var l link.Link
-			l, err = link.AttachTCX(link.TCXOptions{
-				Interface: iface.Index,
-				Program:   p.Program(slot, HookTC),
-				Attach:    ebpf.AttachTCXIngress,
-			})
-			closer = l
-		case ModeNetlink:
-			var t *tcAttachment
-			t, err = attachTCNetlink(p.Program(slot, HookTC), iface)
-			if t != nil {
-				closer = t
-			}
-		case ModeNative, ModeGeneric:
-			flags := link.XDPDriverMode
-			if tr.mode == ModeGeneric {
-				flags = link.XDPGenericMode
-			}
-			var l link.Link
-			l, err = link.AttachXDP(link.XDPOptions{Program: p.Program(slot, HookXDP), Interface: iface.Index, Flags: flags})
-			closer = l
-		}
+		closer, err := attach(tr)
 		if err == nil {
-			a.Hook, a.Mode, a.closer = tr.hook, tr.mode, closer
-			return a, nil
+			return tr, closer, nil
 		}
 		err = explainAttach(err)
 		// Without privileges the next trial would be refused as well.
@@ -256,11 +288,36 @@ func (p *PacketPath) attach(slot int, iface Interface, hook Hook) (Attachment, e
 			if len(tried) > 0 {
 				prefix = strings.Join(tried, "; ") + "; "
 			}
-			return a, fmt.Errorf("attach to %s: %s%s %s: %w", iface.Name, prefix, tr.hook, tr.mode, err)
+			return tr, nil, fmt.Errorf("attach to %s%s: %s%s %s: %w", iface.Name, what, prefix, tr.hook, tr.mode, err)
 		}
 		tried = append(tried, fmt.Sprintf("%s %s: %v", tr.hook, tr.mode, err))
 	}
-	panic("unreachable")
+	return hookTrial{}, nil, fmt.Errorf("attach to %s%s: nothing to try", iface.Name, what)
+}
+
+// attachIngress attaches slot's ingress program to iface with tr.
+func (p *PacketPath) attachIngress(slot int, iface Interface, tr hookTrial) (io.Closer, error) {
+	switch tr.mode {
+	case ModeTCX:
+		return link.AttachTCX(link.TCXOptions{
+			Interface: iface.Index,
+			Program:   p.Program(slot, HookTC),
+			Attach:    ebpf.AttachTCXIngress,
+		})
+	case ModeNetlink:
+		t, err := attachTCNetlink(p.Program(slot, HookTC), iface)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	case ModeNative, ModeGeneric:
+		flags := link.XDPDriverMode
+		if tr.mode == ModeGeneric {
+			flags = link.XDPGenericMode
+		}
+		return link.AttachXDP(link.XDPOptions{Program: p.Program(slot, HookXDP), Interface: iface.Index, Flags: flags})
+	}
+	return nil, fmt.Errorf("unknown attach mode %q", tr.mode)
 }
 
 // Attachments is a copy of what is attached now (Follow may replace an
@@ -280,11 +337,10 @@ func (p *PacketPath) Detach() error {
 	p.stopFollowing()
 	var errs []error
 	p.mu.Lock()
-	for _, a := range p.Attached {
-		if a.closer == nil {
-			continue // its interface went away
-		}
-		if err := a.closer.Close(); err != nil {
+	for i := range p.Attached {
+		a := &p.Attached[i]
+		// Closers are nil once the interface went away.
+		if err := a.close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach from %s: %w", a.Interface.Name, err))
 		}
 	}
@@ -307,10 +363,16 @@ func (p *PacketPath) Close() error {
 	return err
 }
 
-// Counters sums one interface's per-CPU counters.
+// Counters sums one interface's per-CPU ingress counters.
 func (p *PacketPath) Counters(slot uint32) (FlagCounters, error) {
+	return p.DirCounters(slot, DirIn)
+}
+
+// DirCounters sums one interface's per-CPU counters of one direction
+// (DirIn or DirOut).
+func (p *PacketPath) DirCounters(slot uint32, dir Direction) (FlagCounters, error) {
 	var perCPU []FlagCounters
-	if err := p.Maps.Counters.Lookup(slot, &perCPU); err != nil {
+	if err := p.Maps.Counters.Lookup(counterKey(slot, dir), &perCPU); err != nil {
 		return FlagCounters{}, fmt.Errorf("read counters: %w", err)
 	}
 	var sum FlagCounters

@@ -29,8 +29,8 @@ func TestPacketPathVerifies(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if len(spec.Programs) != 2 {
-						t.Errorf("packet object has %d programs, want tcplens_xdp and tcplens_tc", len(spec.Programs))
+					if len(spec.Programs) != 3 {
+						t.Errorf("packet object has %d programs, want tcplens_xdp, tcplens_tc and tcplens_tc_egress", len(spec.Programs))
 					}
 					coll, err := ebpf.NewCollection(spec)
 					if err != nil {
@@ -60,6 +60,9 @@ func TestPacketPathVerifies(t *testing.T) {
 						if pp.Program(slot, hook) == nil {
 							t.Errorf("slot %d has no %s program", slot, hook)
 						}
+					}
+					if pp.EgressProgram(slot) == nil {
+						t.Errorf("slot %d has no egress program", slot)
 					}
 				}
 				pp.Close()

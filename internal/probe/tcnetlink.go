@@ -18,7 +18,7 @@ import (
 // Unlike a bpf_link, such a filter outlives a killed process. So every
 // filter tcplens makes carries a tag that says it is tcplens's and whose:
 //
-//   - priority TCFilterPriority on the ingress hook,
+//   - priority TCFilterPriority on the ingress or egress hook,
 //   - handle: the PID of the process that made it,
 //   - name "tcplens pid=PID".
 //
@@ -40,10 +40,19 @@ type TCFilter struct {
 	Name      string
 	ProgID    int
 	OwnerPID  int
+	Parent    uint32 // netlink.HANDLE_MIN_INGRESS or HANDLE_MIN_EGRESS
 }
 
 func (f TCFilter) String() string {
-	return fmt.Sprintf("%s: filter %q prio %d handle %#x prog %d", f.Interface, f.Name, f.Priority, f.Handle, f.ProgID)
+	return fmt.Sprintf("%s %s: filter %q prio %d handle %#x prog %d", f.Interface, parentName(f.Parent), f.Name, f.Priority, f.Handle, f.ProgID)
+}
+
+// parentName is tc's word for a clsact hook.
+func parentName(parent uint32) string {
+	if parent == netlink.HANDLE_MIN_EGRESS {
+		return "egress"
+	}
+	return "ingress"
 }
 
 // tcAttachment is a filter this process made, and whether it made the
@@ -71,6 +80,12 @@ func clsact(index int) *netlink.GenericQdisc {
 // ingress, tagged as this process's, under a clsact qdisc that it makes
 // unless one is there.
 func attachTCNetlink(prog *ebpf.Program, iface Interface) (*tcAttachment, error) {
+	return attachTCNetlinkParent(prog, iface, netlink.HANDLE_MIN_INGRESS)
+}
+
+// attachTCNetlinkParent is attachTCNetlink on the clsact hook parent:
+// netlink.HANDLE_MIN_INGRESS or HANDLE_MIN_EGRESS.
+func attachTCNetlinkParent(prog *ebpf.Program, iface Interface, parent uint32) (*tcAttachment, error) {
 	a := &tcAttachment{index: iface.Index, handle: uint32(os.Getpid())}
 	err := netlink.QdiscAdd(clsact(iface.Index))
 	switch {
@@ -83,7 +98,7 @@ func attachTCNetlink(prog *ebpf.Program, iface Interface) (*tcAttachment, error)
 	}
 	a.filterAttrs = netlink.FilterAttrs{
 		LinkIndex: iface.Index,
-		Parent:    netlink.HANDLE_MIN_INGRESS,
+		Parent:    parent,
 		Handle:    a.handle,
 		Priority:  TCFilterPriority,
 		Protocol:  unix.ETH_P_ALL,
@@ -96,7 +111,7 @@ func attachTCNetlink(prog *ebpf.Program, iface Interface) (*tcAttachment, error)
 	}
 	if err := netlink.FilterAdd(f); err != nil {
 		a.removeQdiscIfEmpty()
-		return nil, fmt.Errorf("add cls_bpf filter to %s ingress: %w", iface.Name, explainTCAdd("cls_bpf classifier", err))
+		return nil, fmt.Errorf("add cls_bpf filter to %s %s: %w", iface.Name, parentName(parent), explainTCAdd("cls_bpf classifier", err))
 	}
 	return a, nil
 }
@@ -125,11 +140,23 @@ func (a *tcAttachment) removeQdiscIfEmpty() {
 	}
 }
 
-// taggedTCFilters lists the tcplens-tagged filters on ingress of the link
-// with index, each with its owner.
+// taggedTCFilters lists the tcplens-tagged filters on ingress and egress
+// of the link with index, each with its owner.
 func taggedTCFilters(index int, name string) ([]TCFilter, error) {
+	var out []TCFilter
+	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+		fs, err := taggedTCFiltersOn(index, name, parent)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, fs...)
+	}
+	return out, nil
+}
+
+func taggedTCFiltersOn(index int, name string, parent uint32) ([]TCFilter, error) {
 	link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name}}
-	fs, err := netlink.FilterList(link, netlink.HANDLE_MIN_INGRESS)
+	fs, err := netlink.FilterList(link, parent)
 	if err != nil {
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 			return nil, nil // no clsact/ingress qdisc: no filters
@@ -145,7 +172,7 @@ func taggedTCFilters(index int, name string) ([]TCFilter, error) {
 		pid, _ := strconv.Atoi(strings.TrimPrefix(bf.Name, tcFilterPrefix))
 		out = append(out, TCFilter{
 			Interface: name, Index: index, Priority: bf.Priority, Handle: bf.Handle,
-			Name: bf.Name, ProgID: bf.Id, OwnerPID: pid,
+			Name: bf.Name, ProgID: bf.Id, OwnerPID: pid, Parent: parent,
 		})
 	}
 	return out, nil
@@ -196,7 +223,7 @@ func StaleTCFilters() ([]TCFilter, error) {
 }
 
 // RemoveStaleTCFilters removes tcplens's stale filters from iface's
-// ingress and returns them.
+// ingress and egress and returns them.
 func RemoveStaleTCFilters(iface Interface) (removed []TCFilter, err error) {
 	fs, err := taggedTCFilters(iface.Index, iface.Name)
 	if err != nil {
@@ -207,7 +234,7 @@ func RemoveStaleTCFilters(iface Interface) (removed []TCFilter, err error) {
 			continue
 		}
 		del := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{
-			LinkIndex: iface.Index, Parent: netlink.HANDLE_MIN_INGRESS,
+			LinkIndex: iface.Index, Parent: f.Parent,
 			Handle: f.Handle, Priority: f.Priority, Protocol: unix.ETH_P_ALL,
 		}}
 		if err := netlink.FilterDel(del); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -281,7 +308,7 @@ func staleFiltersCheck() Check {
 		}
 		c.Info, c.Warn = false, true
 		c.Detail = strings.Join(parts, "; ") + ": left by killed runs, still running a dead copy of the program; " +
-			"the next flags or syn run on that interface removes them, or: tc filter del dev IFACE ingress pref " +
+			"the next flags or syn run on that interface removes them, or: tc filter del dev IFACE ingress|egress pref " +
 			strconv.Itoa(TCFilterPriority) + " handle HANDLE bpf"
 	}
 	return c
