@@ -91,6 +91,11 @@ type Server struct {
 // TCPLENS_REQUIRE_PRIVILEGED=1) when the prometheus binary is missing, and
 // fails when it cannot start or a target stays down. The process is
 // stopped (by its PID) and its directory removed when the test ends.
+//
+// Prometheus applies its targets about 5 s after it starts (its discovery
+// and scrape managers batch updates every 5 s, not configurable in 2.42),
+// so Start takes ~6 s: start one server per test and Sync it after each
+// step rather than starting one per step.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin, err := exec.LookPath(binary)

@@ -21,6 +21,7 @@ import (
 type exporter struct {
 	requests *prometheus.CounterVec
 	temp     prometheus.Gauge
+	latency  prometheus.Histogram // native and classic buckets both
 	addr     string
 }
 
@@ -30,8 +31,10 @@ func newExporter(t *testing.T, netns string) *exporter {
 	e := &exporter{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "test_requests_total", Help: "Requests by code."}, []string{"code"}),
 		temp:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_temperature_celsius", Help: "A gauge."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "test_latency_seconds", Help: "A histogram.",
+			Buckets: []float64{0.25, 1}, NativeHistogramBucketFactor: 1.1}),
 	}
-	reg.MustRegister(e.requests, e.temp)
+	reg.MustRegister(e.requests, e.temp, e.latency)
 	var l net.Listener
 	if err := inNetNS(netns, func() error {
 		var err error
@@ -51,11 +54,14 @@ func (e *exporter) set() {
 	e.requests.WithLabelValues("200").Add(7)
 	e.requests.WithLabelValues("500").Add(3)
 	e.temp.Set(21.5)
+	for _, v := range []float64{0.125, 0.25, 0.5} {
+		e.latency.Observe(v)
+	}
 }
 
 // checkQueries asks Prometheus about the exporter's values, then changes
 // them and asks again after a scrape that saw the change.
-func checkQueries(t *testing.T, s *Server, e *exporter) {
+func checkQueries(t *testing.T, s *Server, e *exporter, native bool) {
 	t.Helper()
 	want := func(expr string, w float64) {
 		t.Helper()
@@ -71,6 +77,14 @@ func checkQueries(t *testing.T, s *Server, e *exporter) {
 	want(`test_requests_total{code="500"}`, 3)
 	want("test_temperature_celsius", 21.5)
 	want("scalar(test_temperature_celsius) * 2", 43) // a scalar result
+	if native {
+		// With the feature, Prometheus 2.42 keeps the native form only.
+		want("histogram_count(test_latency_seconds)", 3)
+		want("histogram_sum(test_latency_seconds)", 0.875)
+	} else {
+		want("test_latency_seconds_count", 3)
+		want(`test_latency_seconds_bucket{le="0.25"}`, 2)
+	}
 
 	v, err := s.Vector("test_requests_total")
 	if err != nil {
@@ -111,17 +125,20 @@ func checkQueries(t *testing.T, s *Server, e *exporter) {
 }
 
 func TestQueryExporter(t *testing.T) {
+	t.Parallel() // most of Start is Prometheus's own 5 s wait
 	e := newExporter(t, "")
 	e.set()
 	s := Start(t, Options{Targets: []string{e.addr}})
-	checkQueries(t, s, e)
+	checkQueries(t, s, e, false)
 }
 
 // TestQueryExporterInNamespace runs both ends inside a network namespace
 // of the test's own: the exporter's address exists only there, so a
-// successful scrape shows Prometheus runs there too.
+// successful scrape shows Prometheus runs there too. It scrapes native
+// histograms.
 func TestQueryExporterInNamespace(t *testing.T) {
 	testutil.RequirePrivileged(t)
+	t.Parallel()
 	if _, err := exec.LookPath("ip"); err != nil {
 		testutil.SkipUnlessRequired(t, "ip (iproute2) not found")
 	}
@@ -141,8 +158,8 @@ func TestQueryExporterInNamespace(t *testing.T) {
 	}
 	e := newExporter(t, ns)
 	e.set()
-	s := Start(t, Options{Targets: []string{e.addr}, NetNS: ns})
-	checkQueries(t, s, e)
+	s := Start(t, Options{Targets: []string{e.addr}, NetNS: ns, Features: []string{"native-histograms"}})
+	checkQueries(t, s, e, true)
 }
 
 func TestConfig(t *testing.T) {
