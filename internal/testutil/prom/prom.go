@@ -288,8 +288,12 @@ func (s *Server) waitTargets(since time.Time) error {
 	for _, tg := range last {
 		why = append(why, fmt.Sprintf("%s: %s %s (last scrape %s)", tg.ScrapeURL, tg.Health, tg.LastError, tg.LastScrape.Format(time.RFC3339Nano)))
 	}
-	return fmt.Errorf("targets %v not scraped successfully after %s within %s: %s",
-		s.opts.Targets, since.Format(time.RFC3339Nano), scrapeTimeout, strings.Join(why, "; "))
+	after := "at all"
+	if !since.IsZero() {
+		after = "after " + since.Format(time.RFC3339Nano)
+	}
+	return fmt.Errorf("targets %v not scraped successfully %s within %s: %s",
+		s.opts.Targets, after, scrapeTimeout, strings.Join(why, "; "))
 }
 
 // Sync waits until every target has been scraped successfully by a scrape
