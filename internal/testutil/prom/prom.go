@@ -6,6 +6,16 @@
 // scraped every target once, and stops it when the test ends. Query and
 // Vector ask its HTTP API. CheckMetrics runs `promtool check metrics`.
 //
+// Typical use, with the target in a test's namespace:
+//
+//	s := prom.Start(t, prom.Options{Targets: []string{"127.0.0.1:9464"}, NetNS: ns.Name})
+//	... make known traffic ...
+//	s.Sync(t) // a scrape that began after the traffic has landed
+//	syns, err := s.Query(`sum(tcplens_syn_total)`)
+//	series, err := s.Query(`scrape_samples_scraped`) // series in the last scrape
+//	body, err := prom.Fetch(ns.Name, "http://127.0.0.1:9464/metrics")
+//	err = prom.CheckMetrics(t, body)
+//
 // Nothing here is specific to tcplens: the package's own test scrapes a
 // small client_golang server with counters it set itself.
 package prom
@@ -457,6 +467,29 @@ func CheckMetrics(t testing.TB, body []byte) error {
 		t.Fatalf("prom: run promtool: %v: %s", err, out)
 		return nil
 	}
+}
+
+// Fetch GETs url from inside the named network namespace ("" = ours)
+// and returns the body of a 200 answer: for example a target's /metrics,
+// to hand to CheckMetrics.
+func Fetch(netns, url string) ([]byte, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	if netns != "" {
+		client.Transport = &http.Transport{DialContext: dialIn(netns), DisableKeepAlives: true}
+	}
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return body, fmt.Errorf("GET %s: HTTP %d: %.200s", url, resp.StatusCode, body)
+	}
+	return body, nil
 }
 
 // freePort finds a TCP port free on 127.0.0.1 in netns ("" = ours).

@@ -115,6 +115,27 @@ func checkQueries(t *testing.T, s *Server, e *exporter, native bool) {
 	want("sum(test_requests_total)", 15)
 	want("test_temperature_celsius", -4)
 
+	// Series in the last scrape, as Prometheus counts them: 2 requests, 1
+	// gauge, and the histogram (classic: 3 buckets, sum, count; native: 1).
+	wantSeries := 8.0
+	if native {
+		wantSeries = 4
+	}
+	want("scrape_samples_scraped", wantSeries)
+
+	// The body Prometheus scraped, fetched where the target is, passes
+	// promtool.
+	body, err := Fetch(s.opts.NetNS, "http://"+e.addr+"/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `test_requests_total{code="200"} 12`) {
+		t.Errorf("fetched /metrics lacks test_requests_total{code=\"200\"} 12:\n%s", body)
+	}
+	if err := CheckMetrics(t, body); err != nil {
+		t.Error(err)
+	}
+
 	ts, err := s.Targets()
 	if err != nil {
 		t.Fatal(err)
