@@ -60,10 +60,11 @@ var (
 //     (namespaces and sockets' owners) are behind ptrace_may_access, which
 //     refuses a process with capabilities the reader lacks.
 //
-// (Both measured with setpriv: without them, setns and stat of another
-// root process's ns/net fail with EPERM and EACCES.) CAP_SYS_ADMIN stands
-// in for CAP_BPF and CAP_PERFMON in the kernel; they are listed anyway so
-// the set says what each part needs. deploy/ (the DaemonSet and the
+// CAP_DAC_READ_SEARCH also opens /proc/PID/fd of other users' processes
+// (mode 0500), which names a socket's owner. deploy's caps_test.go measures
+// each of these by taking it away. CAP_SYS_ADMIN stands in for CAP_BPF and
+// CAP_PERFMON in the kernel; they are listed anyway so the set says what
+// each part needs (not for CAP_NET_ADMIN: netlink TC wants it itself). deploy/ (the DaemonSet and the
 // systemd unit) grants exactly this set; deploy's tests compare them.
 var AgentCaps = []Capability{CapBPF, CapNetAdmin, CapPerfmon, CapDACReadSearch, CapSysAdmin, CapSysPtrace}
 
