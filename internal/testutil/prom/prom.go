@@ -70,7 +70,8 @@ type Options struct {
 	MetricsPath string
 	// NetNS is a named network namespace (`ip netns list`) to run the
 	// server in; "" runs it in the test's own. The server listens on that
-	// namespace's loopback, and the package's HTTP client dials there.
+	// namespace's loopback, which must be up (testnet's pairs have it up),
+	// and the package's HTTP client dials there.
 	NetNS string
 	// HTTPS scrapes with TLS, not verifying the certificate (a test's own).
 	HTTPS bool
