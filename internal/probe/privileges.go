@@ -22,6 +22,7 @@ var (
 	CapDACOverride   = Capability{1, "CAP_DAC_OVERRIDE"}
 	CapDACReadSearch = Capability{2, "CAP_DAC_READ_SEARCH"}
 	CapNetAdmin      = Capability{12, "CAP_NET_ADMIN"}
+	CapSysPtrace     = Capability{19, "CAP_SYS_PTRACE"}
 	CapSysAdmin      = Capability{21, "CAP_SYS_ADMIN"}
 	CapPerfmon       = Capability{38, "CAP_PERFMON"}
 	CapBPF           = Capability{39, "CAP_BPF"}
@@ -47,6 +48,25 @@ var (
 	SocketPathCaps               = []Capability{CapBPF, CapPerfmon, CapDACReadSearch}
 	SocketPathCapsPerfRestricted = []Capability{CapSysAdmin, CapDACReadSearch}
 )
+
+// AgentCaps is what `tcplens agent` runs with as uid 0 without full root:
+// the packet path's and the socket path's sets, and for top's model of
+// every connection in every network namespace two more:
+//   - CAP_SYS_ADMIN: sock_diag is asked from a socket made inside each
+//     namespace, and setns into a network namespace needs CAP_SYS_ADMIN
+//     (netns_install); it also covers kernel.perf_event_paranoid=3,
+//     mounting tracefs when it is missing, and BPF run-time statistics;
+//   - CAP_SYS_PTRACE: /proc/PID/ns/net and /proc/PID/fd of other processes
+//     (namespaces and sockets' owners) are behind ptrace_may_access, which
+//     refuses a process with capabilities the reader lacks.
+//
+// CAP_DAC_READ_SEARCH also opens /proc/PID/fd of other users' processes
+// (mode 0500), which names a socket's owner. deploy's caps_test.go measures
+// each of these by taking it away. CAP_SYS_ADMIN stands in for CAP_BPF and
+// CAP_PERFMON in the kernel; they are listed anyway so the set says what
+// each part needs (not for CAP_NET_ADMIN: netlink TC wants it itself). deploy/ (the DaemonSet and the
+// systemd unit) grants exactly this set; deploy's tests compare them.
+var AgentCaps = []Capability{CapBPF, CapNetAdmin, CapPerfmon, CapDACReadSearch, CapSysAdmin, CapSysPtrace}
 
 // PrivilegeError says which of a command's capabilities are missing. It
 // matches ErrPrivileges, which the CLI turns into exit code 2.
