@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/tcplens/tcplens/internal/conn"
 	"github.com/tcplens/tcplens/internal/diag"
-	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/live"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 	"github.com/tcplens/tcplens/internal/tui"
@@ -29,7 +28,7 @@ func init() {
 
 // topEventSources are the socket-path sources top can attach, in the
 // order it attaches them.
-var topEventSources = []string{"retrans", "resets", "states", "drops"}
+var topEventSources = live.Sources
 
 // topMemoryLimit is top's soft memory limit unless GOMEMLIMIT says otherwise.
 const topMemoryLimit = 48 << 20
@@ -176,13 +175,10 @@ type topRun struct {
 	mu      sync.Mutex // guards tracker, which the event readers feed too
 	tracker *conn.Tracker
 
-	last     []conn.Conn // the last refresh's connections, filtered
-	frame    *tui.Frame  // tests only: the last rendered refresh
-	readers  []*sockTrace
-	lostSeen []uint64
-	missing  []string
-	wg       sync.WaitGroup
-	stop     chan struct{}
+	last    []conn.Conn // the last refresh's connections, filtered
+	frame   *tui.Frame  // tests only: the last rendered refresh
+	feed    *live.Feed  // nil without events
+	missing []string
 }
 
 // refresh takes a snapshot and renders it into records.
@@ -192,13 +188,8 @@ func (t *topRun) refresh() (*tui.Frame, error) {
 		return nil, err
 	}
 	t.mu.Lock()
-	for i, r := range t.readers {
-		if k, err := r.reader.Lost(); err == nil {
-			if n := k.RingBuffer + k.MapFull + k.UnseenClose; n >= t.lostSeen[i] {
-				t.tracker.Lost(n - t.lostSeen[i])
-				t.lostSeen[i] = n
-			}
-		}
+	if t.feed != nil {
+		t.feed.CountLost()
 	}
 	conns, tot := t.tracker.Refresh(snap)
 	t.mu.Unlock()
@@ -291,156 +282,15 @@ func topRecord(now string, c *conn.Conn, withInfo bool) output.TopConnRecord {
 // startEvents attaches the socket-path tracepoints that `top` reads
 // between refreshes; each that cannot attach is said in the header.
 func (t *topRun) startEvents(f probe.SockFilter) {
-	if err := prepareBPF(); err != nil {
-		t.missing = append(t.missing, "none: "+err.Error())
-		return
-	}
-	t.stop = make(chan struct{})
-	clock := events.NewClock()
-	// The reason names come from the kernel's BTF: read only for the
-	// sources asked for (start-up time).
-	// A kernel without enum sk_rst_reason (6.1) has no names: reasons
-	// stays a nil interface then, never a nil *EnumNames inside one.
-	var reasons events.EnumNamer
-	if slices.Contains(t.opts.events, "resets") {
-		if r, err := probe.ResetReasons(); err == nil && r != nil {
-			reasons = r
-		}
-	}
-	opts := probe.SockTracerOptions{Filter: f}
-	type source struct {
-		what   string
-		load   func(probe.SockTracerOptions) (*probe.SockTracer, error)
-		handle func(raw []byte) error
-	}
-	var rt events.Retransmit
-	var rs events.Reset
-	var sc events.StateChange
-	var dr events.Drop
-	var dropReasons *probe.EnumNames
-	dropErr := errors.New("not asked for")
-	if slices.Contains(t.opts.events, "drops") {
-		dropReasons, dropErr = probe.DropReasons()
-	}
-	sources := []source{
-		{"retrans", probe.LoadRetrans, func(raw []byte) error {
-			if err := events.DecodeRetransmit(raw, clock, &rt); err != nil {
-				return err
-			}
-			t.tracker.Retransmit(rt.Time, rt.Local, rt.Remote, uint64(rt.Segments), rt.State, rt.Kind == events.RetransSynAck)
-			return nil
-		}},
-		{"resets", probe.LoadResets, func(raw []byte) error {
-			if err := events.DecodeReset(raw, clock, reasons, &rs); err != nil {
-				return err
-			}
-			t.tracker.ResetEvent(rs.Time, rs.Local, rs.Remote, rs.Direction == events.ResetSent)
-			return nil
-		}},
-		{"states", probe.LoadStates, func(raw []byte) error {
-			if err := events.DecodeStateChange(raw, clock, &sc); err != nil {
-				return err
-			}
-			if sc.Kind == events.StateKindLifetime {
-				t.tracker.Lifetime(sc.Time, sc.Local, sc.Remote, sc.OldState, sc.Lifetime, sc.FromStart,
-					sc.BytesAcked, sc.BytesReceived, sc.TotalRetrans, sc.PID, sc.CommString())
-			} else {
-				t.tracker.StateChange(sc.Time, sc.Local, sc.Remote, sc.OldState, sc.NewState)
-				if sc.HandshakeKnown {
-					t.tracker.Handshake(sc.Handshake)
-				}
-			}
-			return nil
-		}},
-		{"drops", func(o probe.SockTracerOptions) (*probe.SockTracer, error) {
-			if dropReasons == nil {
-				return nil, fmt.Errorf("drop reasons: %w", dropErr)
-			}
-			d, err := probe.LoadDrops(o, probe.DropsConfig{}, dropReasons)
-			if err != nil {
-				return nil, err
-			}
-			return d.SockTracer, nil
-		}, func(raw []byte) error {
-			if err := events.DecodeDrop(raw, clock, dropReasons, &dr); err != nil {
-				return err
-			}
-			t.tracker.Drop(dr.Time, dr.Local, dr.Remote, dr.ReasonName)
-			return nil
-		}},
-	}
-	// Loading is mostly the verifier's work: the objects load side by
-	// side, which shortens top's start on two CPUs. Tracefs is mounted
-	// first, once, so that the loads do not race to mount it.
-	type loaded struct {
-		st  *sockTrace
-		err error
-	}
-	if _, err := probe.EnsureTracefs(); err != nil {
-		t.missing = append(t.missing, "none: "+err.Error())
-		return
-	}
-	results := make([]loaded, len(sources))
-	var wg sync.WaitGroup
-	for i, s := range sources {
-		if !slices.Contains(t.opts.events, topEventSources[i]) {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st, err := startSockTrace(&common{}, s.what, opts, s.load)
-			results[i] = loaded{st, err}
-		}()
-	}
-	wg.Wait()
-	for i, s := range sources {
-		r := results[i]
-		switch {
-		case r.err != nil:
-			t.missing = append(t.missing, s.what+": "+r.err.Error())
-		case r.st != nil:
-			t.readers = append(t.readers, r.st)
-			t.lostSeen = append(t.lostSeen, 0)
-			t.wg.Add(1)
-			go t.readEvents(r.st, s.what, s.handle)
-		}
-	}
-}
-
-// readEvents hands each record to handle under the lock until stopped.
-func (t *topRun) readEvents(st *sockTrace, what string, handle func([]byte) error) {
-	defer t.wg.Done()
-	for {
-		select {
-		case <-t.stop:
-			return
-		default:
-		}
-		st.reader.SetDeadline(time.Now().Add(pollEvery))
-		raw, err := st.reader.Next()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		t.mu.Lock()
-		err = handle(raw)
-		t.mu.Unlock()
-		if err != nil {
-			fmt.Fprintf(t.env.Stderr, "tcplens top: %s: %v\n", what, err)
-			return
-		}
-	}
+	t.feed = live.Start(&t.mu, t.tracker, live.Options{Sources: t.opts.events, Filter: f,
+		Errors: func(source string, err error) {
+			fmt.Fprintf(t.env.Stderr, "tcplens top: %s: %v\n", source, err)
+		}})
+	t.missing = append(t.missing, t.feed.Missing...)
 }
 
 func (t *topRun) stopEvents() {
-	if t.stop != nil {
-		close(t.stop)
-	}
-	t.wg.Wait()
-	for _, r := range t.readers {
-		r.Close()
+	if t.feed != nil {
+		t.feed.Stop()
 	}
 }
