@@ -30,7 +30,9 @@ type Options struct {
 	Interfaces      []string       // by name; attached whenever they exist
 	InterfacesRegex *regexp.Regexp // nil: none
 	Hook            probe.Hook
-	Sources         []string // socket-path sources (live.Sources)
+	Sources         []string         // socket-path sources (live.Sources)
+	Filter          probe.SockFilter // socket-path filters (--port, --host, -4, -6)
+	ConnFilter      conn.Filter      // the same filters, for the connection gauges
 	Interval        time.Duration
 	// SelfNetNSOnly keeps the connection gauges to the agent's own network
 	// namespace (otherwise every namespace on the host).
@@ -118,7 +120,7 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 	for _, l := range links {
 		a.linkChanged(probe.LinkEvent{Name: l.Attrs().Name, Index: l.Attrs().Index})
 	}
-	a.feed = live.Start(&a.mu, a.tracker, live.Options{Sources: opts.Sources, Observer: a.metrics,
+	a.feed = live.Start(&a.mu, a.tracker, live.Options{Sources: opts.Sources, Filter: opts.Filter, Observer: a.metrics,
 		Errors: func(source string, err error) { a.log("%s: reading stopped: %v", source, err) }})
 	a.metrics.feed, a.metrics.asked = a.feed, opts.Sources
 	for _, m := range a.feed.Missing {
@@ -236,15 +238,16 @@ func (a *Agent) refresh() {
 		}
 	}
 	a.mu.Unlock()
-	if a.opts.SelfNetNSOnly {
-		kept := conns[:0]
-		for _, c := range conns {
-			if c.NetNS == a.selfNetNS {
-				kept = append(kept, c)
-			}
+	kept := conns[:0]
+	for i := range conns {
+		if a.opts.SelfNetNSOnly && conns[i].NetNS != a.selfNetNS {
+			continue
 		}
-		conns = kept
+		if a.opts.ConnFilter.Match(&conns[i]) {
+			kept = append(kept, conns[i])
+		}
 	}
+	conns = kept
 	a.metrics.refreshed(conns, tot)
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tcplens/tcplens/internal/agent"
+	"github.com/tcplens/tcplens/internal/conn"
 	"github.com/tcplens/tcplens/internal/live"
 	"github.com/tcplens/tcplens/internal/probe"
 )
@@ -44,6 +45,7 @@ type agentFlags struct {
 	logFile       string
 	logMaxBytes   int64
 	config        string
+	sock          sockFlags
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -62,6 +64,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.log, "log", nil, "write a JSON-lines event log of these `STREAMS` (some of retrans, resets, states, drops), in the stream commands' records")
 	fs.StringVar(&f.logFile, "log-file", "", "write the event log to `PATH` instead of stdout, rotated by size")
 	fs.Int64Var(&f.logMaxBytes, "log-max-bytes", 100<<20, "rotate the event log file past `BYTES` (the previous one is kept as PATH.1)")
+	f.sock.register(fs)
 	fs.StringVar(&f.config, "config", "", "read settings from YAML `FILE` (keys are these flags' long names); flags given here win; SIGHUP reads it again")
 }
 
@@ -113,6 +116,11 @@ func (f *agentFlags) options() (agent.Options, error) {
 	o := agent.Options{Interfaces: f.interfaces, Listen: f.listen, WebConfigFile: f.webConfig,
 		Interval: f.interval, Pprof: f.pprof, BPFStats: f.bpfStats, Sources: f.sources}
 	var err error
+	if o.Filter, err = f.sock.filter(); err != nil {
+		return o, err
+	}
+	kf := o.Filter
+	o.ConnFilter = conn.Filter{Ports: kf.Ports, LPorts: kf.LPorts, RPorts: kf.RPorts, Hosts: kf.Hosts, Family: kf.Family}
 	if o.Hook, err = resolveHook(f.hook); err != nil {
 		return o, err
 	}

@@ -1,0 +1,380 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcplens/tcplens/internal/testnet"
+	"github.com/tcplens/tcplens/internal/testutil"
+	"github.com/tcplens/tcplens/internal/testutil/prom"
+)
+
+// agentListen is where the test's agents listen, inside their namespace.
+const agentListen = "127.0.0.1:9464"
+
+// agentProc is a `tcplens agent` run in a namespace.
+type agentProc struct {
+	cmd    *exec.Cmd
+	ns     *testnet.NS
+	out    *syncBuf
+	done   chan error
+	exited bool
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startAgent runs the agent in ns and waits until /readyz says ready.
+func startAgent(t *testing.T, ns *testnet.NS, args ...string) *agentProc {
+	t.Helper()
+	bin := testnet.Tcplens(t)
+	a := &agentProc{ns: ns, out: &syncBuf{}, done: make(chan error, 1)}
+	a.cmd = ns.Command(bin, append([]string{"agent", "--listen", agentListen}, args...)...)
+	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		if !a.exited {
+			a.cmd.Process.Kill()
+			<-a.done
+		}
+	})
+	// Loading every program takes seconds, more under emulation.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		select {
+		case err := <-a.done:
+			a.exited = true
+			t.Fatalf("agent exited (%v) before it was ready:\n%s", err, a.out)
+		default:
+		}
+		if _, err := prom.Fetch(ns.Name, "http://"+agentListen+"/readyz"); err == nil {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not ready after 90 s:\n%s", a.out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and wants exit 0 within 30 s.
+func (a *agentProc) stop(t *testing.T) {
+	t.Helper()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-a.done:
+		a.exited = true
+		if err != nil {
+			t.Errorf("agent after SIGTERM: %v, want exit 0:\n%s", err, a.out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent still running 30 s after SIGTERM:\n%s", a.out)
+	}
+}
+
+// metrics fetches /metrics.
+func (a *agentProc) metrics(t *testing.T) string {
+	t.Helper()
+	b, err := prom.Fetch(a.ns.Name, "http://"+agentListen+"/metrics")
+	if err != nil {
+		t.Fatalf("fetch /metrics: %v", err)
+	}
+	return string(b)
+}
+
+// seriesCount counts the samples in an exposition.
+func seriesCount(body string) int {
+	n := 0
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if l := sc.Text(); l != "" && !strings.HasPrefix(l, "#") {
+			n++
+		}
+	}
+	return n
+}
+
+// query asks Prometheus for one value.
+func query(t *testing.T, s *prom.Server, expr string) float64 {
+	t.Helper()
+	v, err := s.Query(expr)
+	if err != nil {
+		t.Fatalf("query %s: %v", expr, err)
+	}
+	return v
+}
+
+// TestAgentMetricsMatchTheKernel runs the agent in B, watching B's veth
+// and the socket path filtered to the test server's port, scraped every
+// second by a real Prometheus in B. A opens connections to B, one of them
+// streams through a link flap (retransmissions), and some are aborted
+// (resets). Prometheus must then answer: SYNs on B's interface == the
+// connections A made; retransmitted segments == the sender's
+// tcpi_total_retrans and A's Tcp:RetransSegs growth; resets sent == the
+// aborts == the namespaces' Tcp:OutRsts growth; the connections gauge ==
+// `ss` in B. `promtool check metrics` accepts the body. SIGTERM exits 0
+// and leaves nothing attached to B's veth.
+func TestAgentMetricsMatchTheKernel(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	srv := p.B.Listen(t, testnet.IPv4, 0)
+	port := fmt.Sprint(srv.Addr.Port())
+	a := startAgent(t, p.B, "-i", p.B.Link, "--port", port, "--netns", "self", "--interval", "200ms")
+	s := prom.Start(t, prom.Options{Targets: []string{agentListen}, NetNS: p.B.Name, Features: []string{"native-histograms"}})
+
+	snmpA0, err := p.A.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snmpB0, err := p.B.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const open, aborted = 10, 5
+	conns := p.A.OpenConns(t, srv.Addr, open)
+	defer testnet.CloseConns(t, conns)
+
+	// Retransmissions: A streams to B through a flap of B's link.
+	bulk, err := p.A.Dial(srv.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bulk.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var sendErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); sendErr = sendUntil(bulk, stop, 10*time.Second) }()
+	for attempt := 0; attempt < 3; attempt++ {
+		time.Sleep(300 * time.Millisecond)
+		p.B.FlapLink(t, time.Second)
+		time.Sleep(700 * time.Millisecond)
+		if info, err := bulk.TCPInfo(); err != nil || info.Total_retrans > 0 {
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if sendErr != nil {
+		t.Fatalf("send: %v", sendErr)
+	}
+	info, err := bulk.WaitAcked(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Total_retrans == 0 {
+		t.Fatal("the link flap caused no retransmission: the test proves nothing")
+	}
+
+	// Resets: aborts (SO_LINGER 0, close) of accepted connections.
+	for i := 0; i < aborted; i++ {
+		c, err := p.A.Dial(srv.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := open + 1 + i + 1
+		testnet.WaitFor(t, 5*time.Second, "the server to accept", func() bool { return srv.Accepted() >= want })
+		if err := c.SetLinger0(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	time.Sleep(500 * time.Millisecond) // the resets arrive, a refresh or two
+	snmpA1, err := p.A.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snmpB1, err := p.B.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Sync(t)
+
+	made := open + 1 + aborted
+	if got := query(t, s, fmt.Sprintf(`tcplens_syn_total{interface=%q}`, p.B.Link)); got != float64(made) {
+		t.Errorf("tcplens_syn_total = %v, want %d (connections made)", got, made)
+	}
+	retransSegs := snmpA1["Tcp:RetransSegs"] - snmpA0["Tcp:RetransSegs"]
+	got := query(t, s, `sum(tcplens_retransmitted_segments_total)`)
+	if got != float64(info.Total_retrans) || got != float64(retransSegs) {
+		t.Errorf("tcplens_retransmitted_segments_total = %v, want tcpi_total_retrans %d (A's Tcp:RetransSegs grew %d)",
+			got, info.Total_retrans, retransSegs)
+	}
+	outRsts := snmpA1["Tcp:OutRsts"] - snmpA0["Tcp:OutRsts"] + snmpB1["Tcp:OutRsts"] - snmpB0["Tcp:OutRsts"]
+	if got := query(t, s, `sum(tcplens_resets_total{direction="sent"})`); got != aborted || outRsts != aborted {
+		t.Errorf("resets sent = %v, want %d aborts (Tcp:OutRsts of A and B grew %d)", got, aborted, outRsts)
+	}
+	if got := query(t, s, `sum(tcplens_resets_total{direction="received"})`); got != aborted {
+		t.Errorf("resets received = %v, want %d", got, aborted)
+	}
+	// The gauges count what the filters let through, as ss does here (the
+	// namespace also holds Prometheus's own connections).
+	ss := strings.Count(strings.TrimSpace(p.B.Run(t, "ss", "-tanH", fmt.Sprintf("( sport = :%s or dport = :%s )", port, port))), "\n") + 1
+	if got := query(t, s, `sum(tcplens_connections)`); got != float64(ss) {
+		t.Errorf("sum(tcplens_connections) = %v, want %d (ss -tan in B)", got, ss)
+	}
+	if got := query(t, s, `tcplens_connections{state="ESTABLISHED"}`); got != open+1 {
+		t.Errorf(`tcplens_connections{state="ESTABLISHED"} = %v, want %d`, got, open+1)
+	}
+	if got := query(t, s, `tcplens_interface_attached{interface=`+fmt.Sprintf("%q", p.B.Link)+`}`); got != 1 {
+		t.Errorf("interface_attached = %v, want 1", got)
+	}
+	if got := query(t, s, `histogram_count(tcplens_handshake_duration_seconds)`); got < float64(made) {
+		t.Errorf("handshakes (native histogram count) = %v, want at least %d", got, made)
+	}
+	body := a.metrics(t)
+	// Prometheus with native histograms takes the native buckets only; the
+	// classic ones are in the text exposition.
+	if !strings.Contains(body, `tcplens_handshake_duration_seconds_bucket{le="+Inf"}`) {
+		t.Errorf("no classic buckets for tcplens_handshake_duration_seconds")
+	}
+	if err := prom.CheckMetrics(t, []byte(body)); err != nil {
+		t.Errorf("promtool check metrics: %v", err)
+	}
+	a.stop(t)
+	if att := p.B.Attachments(t); !att.Empty() {
+		t.Errorf("after SIGTERM, %s has %s", p.B.Link, att)
+	}
+}
+
+// tcxLinks counts the tcx links a process holds (its bpf_link descriptors,
+// from the kernel's /proc/PID/fdinfo).
+func tcxLinks(t *testing.T, pid int) int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		s := string(b)
+		if strings.Contains(s, "link_type:\ttcx") || strings.Contains(s, "link_type:\txdp") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAgentFollowsInterfaces starts the agent with --interfaces-regex,
+// then makes a veth pair that matches: within a second both ends are
+// attached (the kernel's own list of tcx programs on the device, or its
+// XDP or TC filters) and their counters appear in /metrics. Deleting the
+// pair releases both: their series go and the agent holds no link for
+// them any more (its bpf_link descriptors in /proc/PID/fdinfo).
+func TestAgentFollowsInterfaces(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	a := startAgent(t, p.B, "--interfaces-regex", "^tlv", "--events", "states", "--netns", "self")
+	pid := a.cmd.Process.Pid
+	before := tcxLinks(t, pid)
+
+	x, y := "tlvx"+p.B.Link[2:6], "tlvy"+p.B.Link[2:6]
+	p.B.Run(t, "ip", "link", "add", x, "type", "veth", "peer", "name", y)
+	made := time.Now()
+	t.Cleanup(func() { p.B.Command("ip", "link", "del", x).Run() })
+	for _, name := range []string{x, y} {
+		ns := &testnet.NS{Name: p.B.Name, Link: name}
+		testnet.WaitFor(t, 5*time.Second, name+" attached", func() bool { return !ns.Attachments(t).Empty() })
+	}
+	if d := time.Since(made); d > time.Second && testutil.Emulated() == "" {
+		t.Errorf("attached %v after the veth was made, want within a second", d)
+	}
+	body := a.metrics(t)
+	for _, name := range []string{x, y} {
+		if !strings.Contains(body, fmt.Sprintf("tcplens_packets_total{interface=%q}", name)) {
+			t.Errorf("no tcplens_packets_total for %s in /metrics", name)
+		}
+	}
+	if n := tcxLinks(t, pid); n != before+2 {
+		t.Errorf("agent holds %d links, want %d", n, before+2)
+	}
+
+	p.B.Run(t, "ip", "link", "del", x) // takes its peer along
+	testnet.WaitFor(t, 5*time.Second, "both released", func() bool { return tcxLinks(t, pid) == before })
+	body = a.metrics(t)
+	for _, name := range []string{x, y} {
+		if strings.Contains(body, fmt.Sprintf("{interface=%q}", name)) {
+			t.Errorf("%s's series still in /metrics after it was deleted", name)
+		}
+	}
+	a.stop(t)
+}
+
+// TestAgentFloodBounded floods B with SYNs from 50,000 spoofed sources
+// (bounded: 100,000 frames, 30 s) while the agent watches B's veth with
+// --per-remote-port capped at 20: the number of series stays within a few
+// of what it was, the folded counter counts the rest, and the agent's RSS
+// grows by less than 32 MiB.
+func TestAgentFloodBounded(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	prepareFloodTarget(t, p.B)
+	a := startAgent(t, p.B, "-i", p.B.Link, "--per-remote-port", "--per-remote-port-limit", "20",
+		"--port", fmt.Sprint(floodDport), "--netns", "self", "--interval", "200ms")
+	pid := a.cmd.Process.Pid
+	time.Sleep(500 * time.Millisecond)
+	seriesBefore := seriesCount(a.metrics(t))
+	rssBefore := rssKiB(t, pid)
+
+	f := flood{syns: 100_000, sources: 50_000, dst: p.B.IPv4.AsSlice(), dport: floodDport, maxTime: 30 * time.Second}
+	sent, _, err := f.send(p.A, p.B)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, p.B)
+	time.Sleep(500 * time.Millisecond)
+	body := a.metrics(t)
+	seriesAfter := seriesCount(body)
+	rssAfter := rssKiB(t, pid)
+	t.Logf("%d SYNs sent; series %d -> %d; RSS %d -> %d KiB", sent, seriesBefore, seriesAfter, rssBefore, rssAfter)
+	// New series may only be bounded ones: remote ports up to the cap (20
+	// each for resets and retransmissions, plus other), state transitions
+	// (at most 12x12), reset and drop reasons (enums).
+	if seriesAfter > seriesBefore+60 {
+		t.Errorf("series grew from %d to %d under a flood from 50,000 sources", seriesBefore, seriesAfter)
+	}
+	if rssAfter > rssBefore+32<<10 {
+		t.Errorf("RSS grew from %d to %d KiB under the flood", rssBefore, rssAfter)
+	}
+	if !strings.Contains(body, fmt.Sprintf("tcplens_syn_total{interface=%q} %d", p.B.Link, sent)) {
+		t.Errorf("tcplens_syn_total is not the %d SYNs sent", sent)
+	}
+	a.stop(t)
+}
