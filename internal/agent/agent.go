@@ -223,7 +223,11 @@ func (a *Agent) refreshLoop(ctx context.Context) {
 
 // refresh takes a snapshot of every socket and updates the gauges.
 func (a *Agent) refresh() {
-	snap, _, err := diag.Snapshot(time.Now)
+	var keep func(diag.Namespace) bool
+	if a.opts.SelfNetNSOnly {
+		keep = func(ns diag.Namespace) bool { return ns.Inode == a.selfNetNS }
+	}
+	snap, _, err := diag.SnapshotWhere(time.Now, keep)
 	if err != nil {
 		a.metrics.refreshFailed()
 		a.log("snapshot: %v", err)

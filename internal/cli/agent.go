@@ -56,7 +56,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.webConfig, "web-config-file", "", "Prometheus exporter-toolkit web config `FILE` (TLS, basic auth)")
 	fs.StringSliceVar(&f.sources, "events", live.Sources, "socket-path `SOURCES` to attach: retrans, resets, states, drops")
 	fs.DurationVar(&f.interval, "interval", 5*time.Second, "take a snapshot of every socket (connection gauges, RTT) every `DURATION`")
-	fs.StringVar(&f.netns, "netns", "all", "connection gauges over all network namespaces, or self (the agent's own only)")
+	fs.StringVar(&f.netns, "netns", "all", "read the sockets of all network namespaces for the connection gauges, or of self (the agent's own) only")
 	fs.BoolVar(&f.perRemotePort, "per-remote-port", false, "label retransmission and reset counters with the remote port, capped at --per-remote-port-limit ports (the rest fold into other)")
 	fs.IntVar(&f.portLimit, "per-remote-port-limit", 100, "most remote ports with a series of their own (`N`)")
 	fs.BoolVar(&f.bpfStats, "bpf-stats", false, "turn on the kernel's BPF run-time statistics while running (per-program runs and run time)")

@@ -11,6 +11,12 @@ import (
 // namespaces' listen counters. A namespace that goes away while it is read
 // is skipped; warnings say what was skipped or read incompletely.
 func Snapshot(now func() time.Time) (*conn.Snapshot, []string, error) {
+	return SnapshotWhere(now, nil)
+}
+
+// SnapshotWhere is Snapshot of the namespaces keep accepts (nil: all), for
+// the agent's --netns self.
+func SnapshotWhere(now func() time.Time, keep func(Namespace) bool) (*conn.Snapshot, []string, error) {
 	nss, err := Namespaces()
 	if err != nil {
 		return nil, nil, err
@@ -19,6 +25,9 @@ func Snapshot(now func() time.Time) (*conn.Snapshot, []string, error) {
 	var warnings []string
 	want := map[uint32]bool{}
 	for _, ns := range nss {
+		if keep != nil && !keep(ns) {
+			continue
+		}
 		samples, interrupted, err := Sockets(ns)
 		if err != nil {
 			warnings = append(warnings, err.Error())
