@@ -51,7 +51,7 @@ type agentFlags struct {
 func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.interfaces, "interface", "i", nil, "watch packets on interface `NAME` whenever it exists (repeatable; default: the interface of the default route unless --interfaces-regex is given)")
 	fs.StringVar(&f.regex, "interfaces-regex", "", "also watch every interface whose name matches `REGEX`, now and when it appears later; released when it goes")
-	fs.StringVar(&f.hook, "hook", "auto", "packet-path hook: auto, xdp or tc")
+	fs.StringVar(&f.hook, "hook", "auto", "attach the packet path with `HOOK`: auto, xdp, tc (tcx, else netlink TC), tcx or tc-netlink (as flags and syn)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:9464", "serve /metrics, /healthz and /readyz on `ADDR`")
 	fs.StringVar(&f.webConfig, "web-config-file", "", "Prometheus exporter-toolkit web config `FILE` (TLS, basic auth)")
 	fs.StringSliceVar(&f.sources, "events", live.Sources, "socket-path `SOURCES` to attach: retrans, resets, states, drops")
