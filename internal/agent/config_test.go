@@ -49,3 +49,28 @@ func TestReadConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestCgroupMemoryMax(t *testing.T) {
+	root := t.TempDir()
+	self := filepath.Join(root, "cgroup")
+	write := func(path, text string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := filepath.Join(root, "fs")
+	write(self, "0::/kubepods/pod1/agent\n")
+	write(filepath.Join(fs, "kubepods/pod1/agent/memory.max"), "max\n")
+	write(filepath.Join(fs, "kubepods/pod1/memory.max"), "536870912\n")
+	if got := cgroupMemoryMax(self, fs); got != 512<<20 {
+		t.Errorf("limit %d, want the pod's 512 MiB", got)
+	}
+	write(filepath.Join(fs, "kubepods/pod1/memory.max"), "max\n")
+	if got := cgroupMemoryMax(self, fs); got != 0 {
+		t.Errorf("limit %d, want none", got)
+	}
+}

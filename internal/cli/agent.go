@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -184,6 +185,13 @@ func runAgent(ctx context.Context, env Env, args []string) error {
 	for _, name := range opts.Interfaces {
 		if _, err := probe.ResolveInterfaces([]string{name}); err != nil {
 			return usageError{err.Error()}
+		}
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if max := agent.CgroupMemoryMax(); max > 0 {
+			// The heap grows with the host's sockets; near the container's
+			// limit, collect harder rather than be killed.
+			debug.SetMemoryLimit(max / 10 * 8)
 		}
 	}
 	stderr := env.Stderr
