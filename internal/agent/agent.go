@@ -65,10 +65,12 @@ type Agent struct {
 	metrics *Metrics
 	stats   io.Closer
 
+	linkMu    sync.Mutex // one link change at a time (link events, reloads)
 	matchMu   sync.Mutex
 	names     []string
 	regex     *regexp.Regexp
 	failed    map[string]string // interface name -> why attaching failed
+	srcFailed map[string]error  // socket-path source -> why it did not attach
 	ready     atomic.Bool
 	selfNetNS uint64
 	watcher   *probe.LinkWatcher
@@ -123,6 +125,7 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 	a.feed = live.Start(&a.mu, a.tracker, live.Options{Sources: opts.Sources, Filter: opts.Filter, Observer: a.metrics,
 		Errors: func(source string, err error) { a.log("%s: reading stopped: %v", source, err) }})
 	a.metrics.feed, a.metrics.asked = a.feed, opts.Sources
+	a.srcFailed = a.feed.Failed
 	for _, m := range a.feed.Missing {
 		a.log("socket path: %s", m)
 	}
@@ -150,6 +153,12 @@ func (a *Agent) wanted(name string) bool {
 // linkChanged attaches to an interface that appeared and should be
 // watched, and releases one that went away or no longer matches.
 func (a *Agent) linkChanged(ev probe.LinkEvent) {
+	a.linkMu.Lock()
+	defer a.linkMu.Unlock()
+	a.linkChangedLocked(ev)
+}
+
+func (a *Agent) linkChangedLocked(ev probe.LinkEvent) {
 	if ev.Gone {
 		if old, ok := a.pool.Release(ev.Index, true); ok {
 			a.log("interface %s (index %d) went away: released", old.Interface.Name, ev.Index)
@@ -169,7 +178,7 @@ func (a *Agent) linkChanged(ev probe.LinkEvent) {
 		a.pool.Release(ev.Index, false)
 		a.log("interface %s (index %d) released: no longer matches", attachedAs, ev.Index)
 		if want {
-			a.linkChanged(ev)
+			a.linkChangedLocked(ev)
 		}
 	case attachedAs == "" && want:
 		at, err := a.pool.Attach(probe.Interface{Name: ev.Name, Index: ev.Index})
@@ -280,7 +289,7 @@ func (a *Agent) NotReady() []string {
 		return []string{"starting"}
 	}
 	var out []string
-	for src, err := range a.feed.Failed {
+	for src, err := range a.srcFailed {
 		if !errors.Is(err, probe.ErrUnsupported) {
 			out = append(out, src+": "+err.Error())
 		}

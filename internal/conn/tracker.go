@@ -138,7 +138,17 @@ func normalize(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
+// maxEventTuples bounds the connections that events between two refreshes
+// keep details of (per-connection counts, notes, closed connections): a
+// flood of SYNs from spoofed sources makes a SYN-ACK retransmission for
+// each, and the tracker must not grow with it. Past the bound, the totals
+// still count every event.
+const maxEventTuples = 1 << 16
+
 func (t *Tracker) note(k tuple, s string) {
+	if _, ok := t.eventNotes[k]; !ok && len(t.eventNotes) >= maxEventTuples {
+		return
+	}
 	n := append(t.eventNotes[k], s)
 	if len(n) > 8 {
 		n = n[len(n)-8:]
@@ -150,7 +160,9 @@ func (t *Tracker) note(k tuple, s string) {
 // SYN-ACK's).
 func (t *Tracker) Retransmit(at time.Time, local, remote netip.AddrPort, segs uint64, state uint8, synack bool) {
 	k := tuple{normalize(local), normalize(remote)}
-	t.retrans[k] += segs
+	if _, ok := t.retrans[k]; ok || len(t.retrans) < maxEventTuples {
+		t.retrans[k] += segs
+	}
 	if synack || state == StateSynSent || state == StateSynRecv {
 		t.synRetrans += segs
 	}
@@ -160,11 +172,13 @@ func (t *Tracker) Retransmit(at time.Time, local, remote netip.AddrPort, segs ui
 // ResetEvent records a reset sent or received on the connection.
 func (t *Tracker) ResetEvent(at time.Time, local, remote netip.AddrPort, sent bool) {
 	k := tuple{normalize(local), normalize(remote)}
-	t.resets[k] = true
-	// The other end, when it is on this host too (another namespace),
-	// took part in the same reset: a kernel may trace only one side of it
-	// (6.1 traces no reset sent by an aborting close).
-	t.resets[tuple{k.remote, k.local}] = true
+	if len(t.resets) < maxEventTuples {
+		t.resets[k] = true
+		// The other end, when it is on this host too (another namespace),
+		// took part in the same reset: a kernel may trace only one side of it
+		// (6.1 traces no reset sent by an aborting close).
+		t.resets[tuple{k.remote, k.local}] = true
+	}
 	dir := "received"
 	if sent {
 		t.resetsSent++
@@ -208,6 +222,9 @@ func (t *Tracker) StateChange(at time.Time, local, remote netip.AddrPort, from, 
 // Lifetime records a connection that reached CLOSE.
 func (t *Tracker) Lifetime(at time.Time, local, remote netip.AddrPort, lastState uint8, lifetime time.Duration,
 	fromStart bool, tx, rx uint64, retrans uint32, pid uint32, comm string) {
+	if len(t.closed) >= maxEventTuples {
+		return
+	}
 	t.closed = append(t.closed, closedConn{tuple: tuple{normalize(local), normalize(remote)}, at: at, lastState: lastState,
 		lifetime: lifetime, fromStart: fromStart, tx: tx, rx: rx, retrans: retrans, pid: pid, comm: comm})
 }

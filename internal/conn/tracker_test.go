@@ -119,3 +119,25 @@ func TestGroups(t *testing.T) {
 		t.Error("filter")
 	}
 }
+
+// TestTrackerEventsBounded: events for more connections than the bound
+// between two refreshes keep no more details than the bound, and the
+// totals still count every one.
+func TestTrackerEventsBounded(t *testing.T) {
+	tr := NewTracker(DefaultThresholds)
+	now := time.Now()
+	local := netip.MustParseAddrPort("10.0.0.1:80")
+	n := maxEventTuples + 1000
+	for i := 0; i < n; i++ {
+		remote := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), uint16(1024+i>>16))
+		tr.Retransmit(now, local, remote, 1, StateSynRecv, true)
+		tr.ResetEvent(now, local, remote, true)
+	}
+	if len(tr.retrans) > maxEventTuples || len(tr.resets) > maxEventTuples || len(tr.eventNotes) > maxEventTuples {
+		t.Errorf("kept %d retrans, %d resets, %d notes; bound %d", len(tr.retrans), len(tr.resets), len(tr.eventNotes), maxEventTuples)
+	}
+	_, tot := tr.Refresh(&Snapshot{Time: now})
+	if tot.SYNRetrans != uint64(n) || tot.ResetsSent != uint64(n) {
+		t.Errorf("totals: %d SYN retransmissions, %d resets sent; want %d each", tot.SYNRetrans, tot.ResetsSent, n)
+	}
+}
