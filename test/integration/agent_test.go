@@ -369,8 +369,9 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 }
 
 // TestAgentFloodBounded floods a listener in B with SYNs from 50,000
-// spoofed sources (bounded: 100,000 frames, 30 s; B's SYN-ACKs go nowhere,
-// so request sockets pile up and SYN-ACKs are retransmitted) while the
+// spoofed sources (bounded: 100,000 frames, 30 s; B routes its SYN-ACKs to
+// A, which does not forward them, so request sockets pile up and SYN-ACKs
+// are retransmitted) while the
 // agent watches B's veth with --per-remote-port capped at 20: the number
 // of series stays within a few of what it was, and the agent's RSS grows
 // by less than 32 MiB.
@@ -379,6 +380,7 @@ func TestAgentFloodBounded(t *testing.T) {
 	t.Parallel()
 	p := testnet.NewPair(t)
 	prepareFloodTarget(t, p.B)
+	p.B.Run(t, "ip", "route", "add", "198.18.0.0/15", "via", p.A.IPv4.String())
 	srv := p.B.Listen(t, testnet.IPv4, 0)
 	a := startAgent(t, p.B, "-i", p.B.Link, "--per-remote-port", "--per-remote-port-limit", "20",
 		"--port", fmt.Sprint(srv.Addr.Port()), "--netns", "self", "--interval", "200ms")
