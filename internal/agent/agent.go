@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"slices"
 	"sync"
@@ -90,17 +91,21 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 		a.metrics.next = opts.EventLog
 	}
 	ctx, a.cancel = context.WithCancel(ctx)
+	if err := probe.CheckPrivileges("flags"); err != nil {
+		a.Close()
+		return nil, err
+	}
 	if opts.BPFStats {
 		st, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 		if err != nil {
+			a.Close()
+			if errors.Is(err, os.ErrPermission) {
+				err = fmt.Errorf("%w (CAP_SYS_ADMIN)", probe.ErrPrivileges)
+			}
 			return nil, fmt.Errorf("--bpf-stats: enable the kernel's BPF run-time statistics: %w", err)
 		}
 		a.stats = st
 		statsHeld.Store(true)
-	}
-	if err := probe.CheckPrivileges("flags"); err != nil {
-		a.Close()
-		return nil, err
 	}
 	pool, err := probe.NewPacketPool(probe.PacketConfig{}, opts.Hook)
 	if err != nil {
