@@ -31,6 +31,7 @@ type Options struct {
 	Interfaces      []string       // by name; attached whenever they exist
 	InterfacesRegex *regexp.Regexp // nil: none
 	Hook            probe.Hook
+	Direction       probe.Direction  // packets received, sent or both
 	Sources         []string         // socket-path sources (live.Sources)
 	Filter          probe.SockFilter // socket-path filters (--port, --host, -4, -6)
 	ConnFilter      conn.Filter      // the same filters, for the connection gauges
@@ -107,7 +108,7 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 		a.stats = st
 		statsHeld.Store(true)
 	}
-	pool, err := probe.NewPacketPool(probe.PacketConfig{}, opts.Hook)
+	pool, err := probe.NewPacketPool(probe.PacketConfig{Direction: opts.Direction}, opts.Hook)
 	if err != nil {
 		a.Close()
 		return nil, err

@@ -18,14 +18,14 @@ import (
 
 // Every metric the agent serves is described here, in one place.
 var (
-	descPackets   = desc("packets_total", "Packets the packet path saw on the interface.", "interface")
-	descTCP       = desc("tcp_packets_total", "TCP segments the packet path saw on the interface.", "interface")
-	descFlags     = desc("tcp_flags_total", "TCP segments seen with each flag set.", "interface", "flag")
-	descAnomalies = desc("tcp_anomalies_total", "TCP segments with an invalid flag combination or a malformed header.", "interface", "kind")
-	descSYN       = desc("syn_total", "SYNs without ACK (connection attempts) seen on the interface.", "interface")
-	descSYNACK    = desc("synack_total", "SYN-ACKs seen on the interface.", "interface")
+	descPackets   = desc("packets_total", "Packets the packet path saw on the interface.", "interface", "direction")
+	descTCP       = desc("tcp_packets_total", "TCP segments the packet path saw on the interface.", "interface", "direction")
+	descFlags     = desc("tcp_flags_total", "TCP segments seen with each flag set.", "interface", "direction", "flag")
+	descAnomalies = desc("tcp_anomalies_total", "TCP segments with an invalid flag combination or a malformed header.", "interface", "direction", "kind")
+	descSYN       = desc("syn_total", "SYNs without ACK (connection attempts) seen on the interface.", "interface", "direction")
+	descSYNACK    = desc("synack_total", "SYN-ACKs seen on the interface.", "interface", "direction")
 	descSYNDrop   = desc("syn_dropped_total", "SYNs the packet path dropped by rule.", "interface")
-	descAttached  = desc("interface_attached", "1 for each interface the packet path is attached to, with its hook and mode.", "interface", "hook", "mode")
+	descAttached  = desc("interface_attached", "1 for each interface and direction the packet path is attached to, with its hook and mode.", "interface", "direction", "hook", "mode")
 
 	descRetrans     = desc("retransmitted_segments_total", "TCP segments retransmitted (what the kernel added to tcpi_total_retrans; SYN-ACKs as kind synack).", "kind")
 	descResets      = desc("resets_total", "TCP resets sent and received, with the kernel's reason for sent ones (6.10+; else unknown).", "direction", "reason")
@@ -229,26 +229,36 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	if m.pool != nil {
+		dirs := m.pool.Direction().Directions()
 		for _, a := range m.pool.Attachments() {
-			c, err := m.pool.Counters(a.Slot)
-			if err != nil {
-				continue
-			}
 			ifc := a.Interface.Name
-			gauge(descAttached, 1, ifc, string(a.Hook), a.Mode)
-			counter(descPackets, c.Packets, ifc)
-			counter(descTCP, c.TcpPackets, ifc)
-			for i, v := range []uint64{c.Fin, c.Syn, c.Rst, c.Psh, c.Ack, c.Urg, c.Ece, c.Cwr} {
-				counter(descFlags, v, ifc, flagNames[i])
+			for _, dir := range dirs {
+				c, err := m.pool.Counters(a.Slot, dir)
+				if err != nil {
+					continue
+				}
+				d := dir.String()
+				if dir == probe.DirOut {
+					gauge(descAttached, 1, ifc, d, string(probe.HookTC), a.EgressMode)
+				} else {
+					gauge(descAttached, 1, ifc, d, string(a.Hook), a.Mode)
+				}
+				counter(descPackets, c.Packets, ifc, d)
+				counter(descTCP, c.TcpPackets, ifc, d)
+				for i, v := range []uint64{c.Fin, c.Syn, c.Rst, c.Psh, c.Ack, c.Urg, c.Ece, c.Cwr} {
+					counter(descFlags, v, ifc, d, flagNames[i])
+				}
+				counter(descAnomalies, c.SynFin, ifc, d, "syn_fin")
+				counter(descAnomalies, c.SynRst, ifc, d, "syn_rst")
+				counter(descAnomalies, c.NullFlags, ifc, d, "null")
+				counter(descAnomalies, c.Xmas, ifc, d, "xmas")
+				counter(descAnomalies, c.Malformed, ifc, d, "malformed")
+				counter(descSYN, c.SynNoAck, ifc, d)
+				counter(descSYNACK, c.SynAck, ifc, d)
+				if dir == probe.DirIn {
+					counter(descSYNDrop, c.Dropped, ifc) // rules drop received SYNs only
+				}
 			}
-			counter(descAnomalies, c.SynFin, ifc, "syn_fin")
-			counter(descAnomalies, c.SynRst, ifc, "syn_rst")
-			counter(descAnomalies, c.NullFlags, ifc, "null")
-			counter(descAnomalies, c.Xmas, ifc, "xmas")
-			counter(descAnomalies, c.Malformed, ifc, "malformed")
-			counter(descSYN, c.SynNoAck, ifc)
-			counter(descSYNACK, c.SynAck, ifc)
-			counter(descSYNDrop, c.Dropped, ifc)
 		}
 	}
 

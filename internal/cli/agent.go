@@ -33,6 +33,7 @@ type agentFlags struct {
 	interfaces    []string
 	regex         string
 	hook          string
+	direction     string
 	listen        string
 	webConfig     string
 	sources       []string
@@ -53,6 +54,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVarP(&f.interfaces, "interface", "i", nil, "watch packets on interface `NAME` whenever it exists (repeatable; default: the interface of the default route unless --interfaces-regex is given)")
 	fs.StringVar(&f.regex, "interfaces-regex", "", "also watch every interface whose name matches `REGEX`, now and when it appears later; released when it goes")
 	fs.StringVar(&f.hook, "hook", "auto", "attach the packet path with `HOOK`: auto, xdp, tc (tcx, else netlink TC), tcx or tc-netlink (as flags and syn)")
+	fs.StringVar(&f.direction, "direction", "both", "watch packets received (in), sent (out) or both, counted apart (a direction label); egress always attaches on TC")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:9464", "serve /metrics, /healthz and /readyz on `ADDR`")
 	fs.StringVar(&f.webConfig, "web-config-file", "", "Prometheus exporter-toolkit web config `FILE` (TLS, basic auth)")
 	fs.StringSliceVar(&f.sources, "events", live.Sources, "socket-path `SOURCES` to attach: retrans, resets, states, drops")
@@ -124,6 +126,9 @@ func (f *agentFlags) options() (agent.Options, error) {
 	o.ConnFilter = conn.Filter{Ports: kf.Ports, LPorts: kf.LPorts, RPorts: kf.RPorts, Hosts: kf.Hosts, Family: kf.Family}
 	if o.Hook, err = resolveHook(f.hook); err != nil {
 		return o, err
+	}
+	if o.Direction, err = probe.ParseDirection(f.direction); err != nil {
+		return o, usagef("--direction: %v", err)
 	}
 	if f.regex != "" {
 		if o.InterfacesRegex, err = regexp.Compile(f.regex); err != nil {
@@ -252,8 +257,8 @@ func reloadAgent(env Env, args []string, old *agentFlags, a *agent.Agent, logf f
 		return
 	}
 	if nf.listen != old.listen || nf.webConfig != old.webConfig || !slices.Equal(nf.sources, old.sources) ||
-		nf.hook != old.hook || nf.pprof != old.pprof || nf.perRemotePort != old.perRemotePort || nf.netns != old.netns {
-		logf("reload: interfaces applied; listen, web-config-file, events, hook, pprof, per-remote-port and netns take effect at the next start")
+		nf.hook != old.hook || nf.direction != old.direction || nf.pprof != old.pprof || nf.perRemotePort != old.perRemotePort || nf.netns != old.netns {
+		logf("reload: interfaces applied; listen, web-config-file, events, hook, direction, pprof, per-remote-port and netns take effect at the next start")
 	} else {
 		logf("reload: settings read again")
 	}

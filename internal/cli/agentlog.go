@@ -18,6 +18,7 @@ import (
 // file rotated by size. It is called under the feed's lock.
 type agentLog struct {
 	streams []string
+	retrans *retransReport // builds retransmit records as `retrans` does
 	out     *output.JSONLines
 	w       io.Writer
 	flush   func() error
@@ -30,7 +31,7 @@ type agentLog struct {
 }
 
 func newAgentLog(streams []string, path string, maxBytes int64, stdout io.Writer) (*agentLog, error) {
-	l := &agentLog{streams: streams}
+	l := &agentLog{streams: streams, retrans: &retransReport{sockOut: &sockOut{format: output.JSON}}}
 	if path == "" || path == "-" {
 		bw := bufio.NewWriterSize(stdout, 64<<10)
 		l.w, l.flush, l.close = bw, bw.Flush, bw.Flush
@@ -51,7 +52,8 @@ func (l *agentLog) wants(s string) bool { return slices.Contains(l.streams, s) }
 
 func (l *agentLog) Retransmit(ev *events.Retransmit) {
 	if l.wants("retrans") {
-		l.out.Emit(retransmitRecord(ev))
+		rec := l.retrans.retransmitRecord(ev)
+		l.out.Emit(&rec)
 	}
 }
 
@@ -66,7 +68,7 @@ func (l *agentLog) Reset(ev *events.Reset) {
 			reason = strconv.FormatUint(uint64(ev.Reason), 10)
 		}
 	}
-	l.out.Emit(output.ResetRecord{Type: "reset", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+	l.out.Emit(&output.ResetRecord{Type: "reset", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
 		Direction: ev.DirectionName(), State: events.TCPStateName(ev.State), Reason: reason, PID: ev.PID})
 }
 
@@ -81,7 +83,7 @@ func (l *agentLog) StateChange(ev *events.StateChange) {
 		pid, comm = &l.pid, &l.comm
 	}
 	if ev.Kind == events.StateKindLifetime {
-		l.out.Emit(output.LifetimeRecord{Type: "lifetime", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+		l.out.Emit(&output.LifetimeRecord{Type: "lifetime", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
 			DurationUS: micros(ev.Lifetime), FromStart: ev.FromStart, LastState: events.TCPStateName(ev.OldState),
 			BytesAcked: ev.BytesAcked, BytesReceived: ev.BytesReceived, TotalRetrans: ev.TotalRetrans, PID: pid, Comm: comm})
 		return
@@ -96,7 +98,7 @@ func (l *agentLog) StateChange(ev *events.StateChange) {
 		l.hs = micros(ev.Handshake)
 		rec.HandshakeUS = &l.hs
 	}
-	l.out.Emit(rec)
+	l.out.Emit(&rec)
 }
 
 func (l *agentLog) Drop(ev *events.Drop) {
@@ -108,7 +110,7 @@ func (l *agentLog) Drop(ev *events.Drop) {
 		reason = strconv.FormatUint(uint64(ev.Reason), 10)
 	}
 	addr := string(ksym.AppendHex(l.addrBuf[:0], ev.Location))
-	l.out.Emit(output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
+	l.out.Emit(&output.DropRecord{Type: "drop", Time: timestamp(ev.Time), Conn: connRecord(ev.Local, ev.Remote),
 		Direction: ev.DirectionName(), Reason: reason, Flags: string(events.TCPFlagString(ev.TCPFlags, l.flagBuf[:])),
 		Location: addr, LocationAddr: addr, PID: ev.PID})
 }

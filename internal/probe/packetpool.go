@@ -2,6 +2,7 @@ package probe
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 
@@ -94,8 +95,10 @@ func (pp *PacketPool) grow() error {
 
 func (pp *PacketPool) zero(slot uint32) error {
 	zeros := make([]FlagCounters, ebpf.MustPossibleCPU())
-	if err := pp.path.Maps.Counters.Put(slot, zeros); err != nil {
-		return fmt.Errorf("zero counters of slot %d: %w", slot, err)
+	for _, dir := range []Direction{DirIn, DirOut} {
+		if err := pp.path.Maps.Counters.Put(counterKey(slot, dir), zeros); err != nil {
+			return fmt.Errorf("zero counters of slot %d: %w", slot, err)
+		}
 	}
 	return nil
 }
@@ -110,12 +113,14 @@ func (pp *PacketPool) Release(index int, deviceGone bool) (Attachment, bool) {
 		if a == nil || a.Interface.Index != index {
 			continue
 		}
-		if t, ok := a.closer.(*tcAttachment); ok && deviceGone {
-			t.deviceGone = true
+		if deviceGone {
+			for _, c := range []io.Closer{a.closer, a.egressCloser} {
+				if t, ok := c.(*tcAttachment); ok {
+					t.deviceGone = true
+				}
+			}
 		}
-		if a.closer != nil {
-			a.closer.Close()
-		}
+		a.close()
 		pp.slots[i] = nil
 		return *a, true
 	}
@@ -135,9 +140,12 @@ func (pp *PacketPool) Attachments() []Attachment {
 	return out
 }
 
-// Counters sums one slot's per-CPU counters.
-func (pp *PacketPool) Counters(slot uint32) (FlagCounters, error) {
-	return pp.path.Counters(slot)
+// Direction is which packets the pool's programs watch.
+func (pp *PacketPool) Direction() Direction { return pp.path.Direction() }
+
+// Counters sums one slot's per-CPU counters of one direction.
+func (pp *PacketPool) Counters(slot uint32, dir Direction) (FlagCounters, error) {
+	return pp.path.DirCounters(slot, dir)
 }
 
 // Programs are the loaded programs (one copy per slot, both hooks), by name
@@ -160,8 +168,8 @@ func (pp *PacketPool) Close() error {
 	defer pp.mu.Unlock()
 	var errs []string
 	for i, a := range pp.slots {
-		if a != nil && a.closer != nil {
-			if err := a.closer.Close(); err != nil {
+		if a != nil {
+			if err := a.close(); err != nil {
 				errs = append(errs, fmt.Sprintf("detach from %s: %v", a.Interface.Name, err))
 			}
 		}

@@ -223,8 +223,12 @@ func TestAgentMetricsMatchTheKernel(t *testing.T) {
 	s.Sync(t)
 
 	made := open + 1 + aborted
-	if got := query(t, s, fmt.Sprintf(`tcplens_syn_total{interface=%q}`, p.B.Link)); got != float64(made) {
-		t.Errorf("tcplens_syn_total = %v, want %d (connections made)", got, made)
+	if got := query(t, s, fmt.Sprintf(`tcplens_syn_total{interface=%q,direction="in"}`, p.B.Link)); got != float64(made) {
+		t.Errorf("tcplens_syn_total in = %v, want %d (connections made)", got, made)
+	}
+	// B answered each with a SYN-ACK (egress, the default --direction both).
+	if got := query(t, s, fmt.Sprintf(`tcplens_synack_total{interface=%q,direction="out"}`, p.B.Link)); got != float64(made) {
+		t.Errorf("tcplens_synack_total out = %v, want %d (connections made)", got, made)
 	}
 	retransSegs := snmpA1["Tcp:RetransSegs"] - snmpA0["Tcp:RetransSegs"]
 	got := query(t, s, `sum(tcplens_retransmitted_segments_total)`)
@@ -248,8 +252,8 @@ func TestAgentMetricsMatchTheKernel(t *testing.T) {
 	if got := query(t, s, `tcplens_connections{state="ESTABLISHED"}`); got != open+1 {
 		t.Errorf(`tcplens_connections{state="ESTABLISHED"} = %v, want %d`, got, open+1)
 	}
-	if got := query(t, s, `tcplens_interface_attached{interface=`+fmt.Sprintf("%q", p.B.Link)+`}`); got != 1 {
-		t.Errorf("interface_attached = %v, want 1", got)
+	if got := query(t, s, `sum(tcplens_interface_attached{interface=`+fmt.Sprintf("%q", p.B.Link)+`})`); got != 2 {
+		t.Errorf("interface_attached = %v, want 2 (in and out)", got)
 	}
 	if got := query(t, s, `histogram_count(tcplens_handshake_duration_seconds)`); got < float64(made) {
 		t.Errorf("handshakes (native histogram count) = %v, want at least %d", got, made)
@@ -347,12 +351,13 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 	}
 	body := a.metrics(t)
 	for _, name := range []string{x, y} {
-		if !strings.Contains(body, fmt.Sprintf("tcplens_packets_total{interface=%q}", name)) {
+		if !strings.Contains(body, fmt.Sprintf(`tcplens_packets_total{direction="in",interface=%q}`, name)) {
 			t.Errorf("no tcplens_packets_total for %s in /metrics", name)
 		}
 	}
-	if n := tcxLinks(t, pid); withLinks && n != before+2 {
-		t.Errorf("agent holds %d links, want %d", n, before+2)
+	// Two interfaces, each with an ingress and an egress link.
+	if n := tcxLinks(t, pid); withLinks && n != before+4 {
+		t.Errorf("agent holds %d links, want %d", n, before+4)
 	}
 
 	p.B.Run(t, "ip", "link", "del", x) // takes its peer along
@@ -363,7 +368,7 @@ func TestAgentFollowsInterfaces(t *testing.T) {
 	}
 	testnet.WaitFor(t, 5*time.Second, "their series to go", func() bool {
 		body := a.metrics(t)
-		return !strings.Contains(body, fmt.Sprintf("{interface=%q}", x)) && !strings.Contains(body, fmt.Sprintf("{interface=%q}", y))
+		return !strings.Contains(body, fmt.Sprintf("interface=%q", x)) && !strings.Contains(body, fmt.Sprintf("interface=%q", y))
 	})
 	a.stop(t)
 }
@@ -410,7 +415,7 @@ func TestAgentFloodBounded(t *testing.T) {
 	if rssAfter > rssBefore+32<<10 {
 		t.Errorf("RSS grew from %d to %d KiB under the flood", rssBefore, rssAfter)
 	}
-	if !strings.Contains(body, fmt.Sprintf("tcplens_syn_total{interface=%q} %d", p.B.Link, sent)) {
+	if !strings.Contains(body, fmt.Sprintf(`tcplens_syn_total{direction="in",interface=%q} %d`, p.B.Link, sent)) {
 		t.Errorf("tcplens_syn_total is not the %d SYNs sent", sent)
 	}
 	a.stop(t)
