@@ -3,7 +3,15 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tcplens/tcplens/internal/testnet"
 	"github.com/tcplens/tcplens/internal/testutil"
@@ -50,6 +60,15 @@ func (s *syncBuf) String() string {
 // startAgent runs the agent in ns and waits until /readyz says ready.
 func startAgent(t *testing.T, ns *testnet.NS, args ...string) *agentProc {
 	t.Helper()
+	return startAgentUntil(t, ns, func(*agentProc) bool {
+		_, err := prom.Fetch(ns.Name, "http://"+agentListen+"/readyz")
+		return err == nil
+	}, args...)
+}
+
+// startAgentUntil runs the agent in ns and waits until ready says so.
+func startAgentUntil(t *testing.T, ns *testnet.NS, ready func(*agentProc) bool, args ...string) *agentProc {
+	t.Helper()
 	bin := testnet.Tcplens(t)
 	a := &agentProc{ns: ns, out: &syncBuf{}, done: make(chan error, 1)}
 	a.cmd = ns.Command(bin, append([]string{"agent", "--listen", agentListen}, args...)...)
@@ -73,7 +92,7 @@ func startAgent(t *testing.T, ns *testnet.NS, args ...string) *agentProc {
 			t.Fatalf("agent exited (%v) before it was ready:\n%s", err, a.out)
 		default:
 		}
-		if _, err := prom.Fetch(ns.Name, "http://"+agentListen+"/readyz"); err == nil {
+		if ready(a) {
 			return a
 		}
 		if time.Now().After(deadline) {
@@ -457,5 +476,67 @@ func TestAgentReload(t *testing.T) {
 	a.stop(t)
 	if att := p.B.Attachments(t); !att.Empty() {
 		t.Errorf("after SIGTERM, %s has %s", p.B.Link, att)
+	}
+}
+
+// TestAgentTLSBasicAuth: with an exporter-toolkit web config (TLS with the
+// test's own certificate, basic auth), a real Prometheus scraping over
+// HTTPS with the password gets the metrics (up 1); plain HTTP does not.
+func TestAgentTLSBasicAuth(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	p := testnet.NewPair(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeSelfSigned(t, certFile, keyFile)
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := filepath.Join(dir, "web.yaml")
+	cfg := fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prom: %s\n", certFile, keyFile, hash)
+	if err := os.WriteFile(web, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgentUntil(t, p.B, func(a *agentProc) bool { return strings.Contains(a.out.String(), "serving on") },
+		"-i", p.B.Link, "--events", "states", "--netns", "self", "--web-config-file", web)
+	if _, err := prom.Fetch(p.B.Name, "http://"+agentListen+"/metrics"); err == nil {
+		t.Error("plain HTTP got /metrics from a TLS listener")
+	}
+	s := prom.Start(t, prom.Options{Targets: []string{agentListen}, NetNS: p.B.Name, HTTPS: true,
+		BasicAuthUser: "prom", BasicAuthPassword: "secret"})
+	if got := query(t, s, `up`); got != 1 {
+		t.Errorf("up = %v over HTTPS with basic auth, want 1", got)
+	}
+	if got := query(t, s, fmt.Sprintf(`sum(tcplens_interface_attached{interface=%q})`, p.B.Link)); got < 1 {
+		t.Errorf("interface_attached = %v, want the metrics", got)
+	}
+	a.stop(t)
+}
+
+// writeSelfSigned writes a certificate for 127.0.0.1 and its key.
+func writeSelfSigned(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tcplens test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
