@@ -207,9 +207,9 @@ func vmHWM(pid int) string {
 // namespaces' own counters (ActiveOpens, PassiveOpens in /proc/net/snmp).
 // With a ring buffer that holds the whole test, ring buffer and map
 // losses are reachable zeros of the design and must be 0. Recursion: the
-// backup program handles every run the kernel skips set_state for, so
-// it is 0 in practice (measured: 0 in every run here, with 0-2,300
-// skipped runs recovered per run), but it also counts sockets of other
+// backup program handles every run the kernel skips set_state for
+// (measured: misses minus recoveries 0 in every run, with 0-2,300
+// skipped runs recovered per run), but `recursion` also counts sockets of other
 // processes freed with their CLOSE unseen (tcp_destroy_sock watches the
 // whole host), so it is reported, not required to be 0. A gap up to a
 // twentieth that no counter sees is logged (see the end of the test).
