@@ -348,7 +348,7 @@ func TestStatesManyConnections(t *testing.T) {
 		// More than a twentieth: not the gap described below.
 		t.Errorf("%d lifetimes + %d lost < %d sockets: %d uncounted", lifetimes, lost, 2*n, gap)
 	} else if gap > 0 {
-		// Seen in about 1 run of 10 on a busy 6.18 VM, 64-490 client
+		// Seen in about 1 run of 10 on a busy 6.18 VM, 1-490 client
 		// sockets at once: their FIN_WAIT2 and CLOSE transitions (in
 		// softirq) reach no BPF program, neither states' raw tracepoint
 		// programs nor an independent counting program on the classic
