@@ -17,7 +17,7 @@
  * segment's ACK was taken into account.
  */
 #include "sock_common.h"
-#include "headers/tcp_sock.h"
+#include "sock_read.h"
 #include "headers/tracepoints.h"
 
 #include <bpf/bpf_core_read.h>
@@ -110,25 +110,6 @@ struct rtt_event {
 
 /* Keeps the type in BTF for bpf2go -type. */
 const struct rtt_event *unused_rtt_event __attribute__((unused));
-
-static __always_inline void sock_addrs_of(struct sock_addrs *a, const struct sock___tl *sk)
-{
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-
-	a->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	a->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET6) {
-		a->family = 6;
-		BPF_CORE_READ_INTO(&a->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&a->daddr, sk, __sk_common.skc_v6_daddr);
-	} else {
-		a->family = 4;
-		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(a->saddr, &s, 4);
-		__builtin_memcpy(a->daddr, &d, 4);
-	}
-}
 
 SEC("raw_tracepoint/tcp_probe")
 int tcp_probe(struct bpf_raw_tracepoint_args *ctx)

@@ -227,7 +227,14 @@ static __always_inline void addrs_from_tp(struct sock_addrs *a, __u16 family, __
  * recursion misses of tracepoint programs, so there this is the only sign.
  */
 #define LOST_UNSEEN_CLOSE 2
-#define LOST_CAUSES 3
+/*
+ * Not a loss but its opposite: events a program's backup copy handled
+ * because the kernel skipped the main program for recursion (states, see
+ * bpf/states.c). User space subtracts them from the main program's
+ * recursion misses.
+ */
+#define LOST_RECOVERED 3
+#define LOST_CAUSES 4
 
 /* One ring buffer and its loss counters per object; size set at load. */
 #define DEFINE_EVENT_OUTPUT()                                   \

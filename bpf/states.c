@@ -9,9 +9,28 @@
  * The owning process is known where the kernel runs in its context: at
  * connect (CLOSE -> SYN_SENT) and at the first send or receive
  * (sock:sock_send_length, sock:sock_recv_length). Elsewhere it stays 0.
+ *
+ * Transitions come from the raw tracepoint (the tracepoint's arguments:
+ * struct sock *, oldstate, newstate), not from the classic tracepoint's
+ * record. The kernel runs a classic tracepoint program through
+ * trace_call_bpf, which skips it whenever any such program already runs on
+ * the CPU (bpf_prog_active): a softirq's state change arriving while a
+ * process-context run is in progress (an interrupt's exit runs pending
+ * softirqs) went unseen, 0.2-10% of lifetimes under 10,000 connections
+ * (BENCHMARKS.md). A raw tracepoint program is skipped only when the same
+ * program is re-entered on its CPU (per-program prog->active, since 6.1,
+ * counted as recursion_misses). That still happens: process context runs
+ * set_state, an interrupt arrives, and the softirq's state change finds
+ * set_state busy. So a second copy, set_state_backup, is attached after
+ * it on the same raw tracepoint and handles exactly the events set_state
+ * was skipped for, told apart by claims (below). For a change to be lost
+ * both must be busy on the CPU at once, and they never run at the same
+ * level (the backup runs after the main one returns; softirqs do not nest
+ * into softirqs), so neither can be skipped while the other holds the CPU
+ * in the same context.
  */
 #include "sock_common.h"
-#include "headers/tcp_sock.h"
+#include "sock_read.h"
 #include "headers/tracepoints.h"
 
 #include <bpf/bpf_core_read.h>
@@ -96,19 +115,19 @@ static __always_inline struct state_event *new_event(__u64 ts, const struct sock
 	return e;
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+/* One state change of sk: the transition records and, at CLOSE, its life. */
+static __always_inline void handle_set_state(const struct sock___tl *sk, __u8 oldstate, __u8 newstate)
 {
 	struct sock_addrs a = {};
 	struct conn_info fresh = {};
 	struct conn_info *info;
 	__u64 now = bpf_ktime_get_ns();
 
-	if (ctx->protocol != IPPROTO_TCP)
-		return 0;
-	const void *skaddr = ctx->skaddr;
+	/* The tracepoint fires for TCP, DCCP and SCTP sockets alike. */
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	const void *skaddr = sk;
 	__u64 key = (__u64)skaddr;
-	__u8 oldstate = ctx->oldstate, newstate = ctx->newstate;
 
 	info = bpf_map_lookup_elem(&conns, &key);
 	if (!info) {
@@ -149,11 +168,10 @@ int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		info->syn_ns = now;
 		info->state = newstate;
 		info->pending = newstate;
-		return 0;
+		return;
 	}
 
-	if (READ_TP_ADDRS(&a, ctx))
-		return 0;
+	sock_addrs_of(&a, sk);
 	int match = filter_match(&a);
 	struct state_event *e;
 
@@ -188,7 +206,7 @@ int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	info->state = newstate;
 
 	if (newstate != TCP_CLOSE)
-		return 0;
+		return;
 	/*
 	 * A full socket reaches CLOSE once; report its life unless it never
 	 * was a connection (a listener) or is not a full socket.
@@ -207,6 +225,104 @@ int set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		submit_event(e);
 	}
 	bpf_map_delete_elem(&conns, &key);
+}
+
+
+/*
+ * Which events set_state handled, per CPU, so that set_state_backup
+ * handles the others. set_state claims each event it runs for as it
+ * starts; the backup, which the tracepoint calls next for the same event,
+ * finds the claim and removes it, or finds none, because the kernel
+ * skipped set_state (it was busy on this CPU in an outer context), and
+ * handles the event itself. A claim names the socket and the transition:
+ * two events pending on one CPU at once (one per nesting level) never
+ * share both. A claim whose backup run was skipped (the backup was busy in
+ * an outer context) would stay behind: the outer backup run drops every
+ * claim made while it ran, and a new claim takes the oldest slot when all
+ * are taken.
+ */
+#define CLAIM_SLOTS 8
+
+struct claims {
+	__u64 seq;              /* claims made on this CPU so far */
+	__u64 key[CLAIM_SLOTS]; /* claim_key(); 0: free */
+	__u64 at[CLAIM_SLOTS];  /* seq when claimed */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct claims);
+} claims SEC(".maps");
+
+/* Kernel pointers keep their top 16 bits the same: the states go there. */
+static __always_inline __u64 claim_key(__u64 sk, __u8 oldstate, __u8 newstate)
+{
+	return sk ^ ((__u64)oldstate << 48) ^ ((__u64)newstate << 56);
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int set_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock___tl *sk = (const void *)ctx->args[0];
+	__u8 oldstate = ctx->args[1], newstate = ctx->args[2];
+	__u32 zero = 0;
+	struct claims *c = bpf_map_lookup_elem(&claims, &zero);
+
+	if (c) {
+		__u32 slot = 0;
+		__u64 oldest = ~0ULL;
+#pragma unroll
+		for (int i = 0; i < CLAIM_SLOTS; i++) {
+			__u64 at = c->key[i] ? c->at[i] : 0; /* a free slot first */
+			if (at < oldest) {
+				oldest = at;
+				slot = i;
+			}
+		}
+		slot &= CLAIM_SLOTS - 1;
+		c->at[slot] = ++c->seq;
+		c->key[slot] = claim_key((__u64)sk, oldstate, newstate);
+	}
+	handle_set_state(sk, oldstate, newstate);
+	return 0;
+}
+
+/* Attached after set_state: see the top of this file and struct claims. */
+SEC("raw_tracepoint/inet_sock_set_state")
+int set_state_backup(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct sock___tl *sk = (const void *)ctx->args[0];
+	__u8 oldstate = ctx->args[1], newstate = ctx->args[2];
+	__u32 zero = 0;
+	struct claims *c = bpf_map_lookup_elem(&claims, &zero);
+
+	if (!c)
+		return 0;
+	__u64 seq0 = c->seq; /* first: claims after this are nested ones */
+	__u64 key = claim_key((__u64)sk, oldstate, newstate);
+	int claimed = 0;
+#pragma unroll
+	for (int i = 0; i < CLAIM_SLOTS; i++) {
+		if (c->key[i] == key) {
+			c->key[i] = 0;
+			claimed = 1;
+			break;
+		}
+	}
+	if (!claimed) {
+		handle_set_state(sk, oldstate, newstate);
+		count_lost(LOST_RECOVERED);
+	}
+	/*
+	 * Claims made while this ran are of events nested into it, whose own
+	 * backup run the kernel skipped since this one was busy: drop them.
+	 */
+#pragma unroll
+	for (int i = 0; i < CLAIM_SLOTS; i++)
+		if (c->key[i] && c->at[i] > seq0)
+			c->key[i] = 0;
 	return 0;
 }
 
@@ -249,12 +365,13 @@ int recv_length(struct trace_event_raw_sock_msg_length *ctx) { return note_owner
 /*
  * The kernel frees the socket: forget it, in case this program missed its
  * CLOSE (a run skipped for recursion), so the map does not fill up with
- * dead sockets.
+ * dead sockets. A raw tracepoint too, so that it is not skipped whenever
+ * another tracepoint program runs on the CPU.
  */
-SEC("tracepoint/tcp/tcp_destroy_sock")
-int destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("raw_tracepoint/tcp_destroy_sock")
+int destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
+	__u64 key = ctx->args[0]; /* struct sock * */
 
 	/* An entry still here means its CLOSE (deleting it) went unseen. */
 	if (bpf_map_delete_elem(&conns, &key) == 0)

@@ -48,6 +48,14 @@ struct sock___tl {
 	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
+/* inet_sock: its struct sock first, then the source port in wire order,
+ * which stays set when the kernel zeroes skc_num (inet_put_port, before
+ * the CLOSE transition is traced). */
+struct inet_sock___tl {
+	struct sock___tl sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
 /* inet_connection_sock, first member of tcp_sock: only the congestion
  * avoidance state (TCP_CA_Open .. TCP_CA_Loss), a 5-bit field. */
 struct inet_connection_sock___tl {

@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type StatesClaims struct {
+	_   structs.HostLayout
+	Seq uint64
+	Key [8]uint64
+	At  [8]uint64
+}
+
 type StatesConnInfo struct {
 	_       structs.HostLayout
 	StartNs uint64
@@ -77,6 +84,7 @@ type StatesStateEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	StatesMapClaims           = "claims"
 	StatesMapConns            = "conns"
 	StatesMapEvents           = "events"
 	StatesMapLost             = "lost"
@@ -84,6 +92,7 @@ const (
 	StatesProgRecvLength      = "recv_length"
 	StatesProgSendLength      = "send_length"
 	StatesProgSetState        = "set_state"
+	StatesProgSetStateBackup  = "set_state_backup"
 	StatesVarFilter           = "filter"
 	StatesVarUnusedStateEvent = "unused_state_event"
 )
@@ -130,16 +139,18 @@ type StatesSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StatesProgramSpecs struct {
-	DestroySock *ebpf.ProgramSpec `ebpf:"destroy_sock"`
-	RecvLength  *ebpf.ProgramSpec `ebpf:"recv_length"`
-	SendLength  *ebpf.ProgramSpec `ebpf:"send_length"`
-	SetState    *ebpf.ProgramSpec `ebpf:"set_state"`
+	DestroySock    *ebpf.ProgramSpec `ebpf:"destroy_sock"`
+	RecvLength     *ebpf.ProgramSpec `ebpf:"recv_length"`
+	SendLength     *ebpf.ProgramSpec `ebpf:"send_length"`
+	SetState       *ebpf.ProgramSpec `ebpf:"set_state"`
+	SetStateBackup *ebpf.ProgramSpec `ebpf:"set_state_backup"`
 }
 
 // StatesMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type StatesMapSpecs struct {
+	Claims *ebpf.MapSpec `ebpf:"claims"`
 	Conns  *ebpf.MapSpec `ebpf:"conns"`
 	Events *ebpf.MapSpec `ebpf:"events"`
 	Lost   *ebpf.MapSpec `ebpf:"lost"`
@@ -173,6 +184,7 @@ func (o *StatesObjects) Close() error {
 //
 // It can be passed to LoadStatesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StatesMaps struct {
+	Claims *ebpf.Map `ebpf:"claims"`
 	Conns  *ebpf.Map `ebpf:"conns"`
 	Events *ebpf.Map `ebpf:"events"`
 	Lost   *ebpf.Map `ebpf:"lost"`
@@ -180,6 +192,7 @@ type StatesMaps struct {
 
 func (m *StatesMaps) Close() error {
 	return _StatesClose(
+		m.Claims,
 		m.Conns,
 		m.Events,
 		m.Lost,
@@ -198,10 +211,11 @@ type StatesVariables struct {
 //
 // It can be passed to LoadStatesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type StatesPrograms struct {
-	DestroySock *ebpf.Program `ebpf:"destroy_sock"`
-	RecvLength  *ebpf.Program `ebpf:"recv_length"`
-	SendLength  *ebpf.Program `ebpf:"send_length"`
-	SetState    *ebpf.Program `ebpf:"set_state"`
+	DestroySock    *ebpf.Program `ebpf:"destroy_sock"`
+	RecvLength     *ebpf.Program `ebpf:"recv_length"`
+	SendLength     *ebpf.Program `ebpf:"send_length"`
+	SetState       *ebpf.Program `ebpf:"set_state"`
+	SetStateBackup *ebpf.Program `ebpf:"set_state_backup"`
 }
 
 func (p *StatesPrograms) Close() error {
@@ -210,6 +224,7 @@ func (p *StatesPrograms) Close() error {
 		p.RecvLength,
 		p.SendLength,
 		p.SetState,
+		p.SetStateBackup,
 	)
 }
 

@@ -63,6 +63,11 @@ var (
 	TPSockSendLength   = Tracepoint{Group: "sock", Name: "sock_send_length"}
 	TPSockRecvLength   = Tracepoint{Group: "sock", Name: "sock_recv_length"}
 	TPDestroySock      = Tracepoint{Group: "tcp", Name: "tcp_destroy_sock"}
+	// The same two as raw tracepoints (states): a raw tracepoint program
+	// is skipped only when it re-enters itself on a CPU, not whenever any
+	// tracepoint program runs there (bpf/states.c).
+	TPSetStateRaw    = Tracepoint{Group: "sock", Name: "inet_sock_set_state", Raw: true}
+	TPDestroySockRaw = Tracepoint{Group: "tcp", Name: "tcp_destroy_sock", Raw: true}
 )
 
 // Extra is a feature a command can do without, and what it then lacks.

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -25,26 +26,28 @@ type SockObject struct {
 
 var (
 	RetransObject = SockObject{Command: "retrans", spec: bpfobj.LoadRetrans, programs: []tracepointProgram{
-		{bpfobj.RetransProgRetransmitSkb, TPRetransmitSKB},
-		{bpfobj.RetransProgRetransmitSynack, TPRetransmitSynack},
-		{bpfobj.RetransProgSocketState, TPSetState}, // each socket's total_retrans baseline at birth
+		{prog: bpfobj.RetransProgRetransmitSkb, tp: TPRetransmitSKB},
+		{prog: bpfobj.RetransProgRetransmitSynack, tp: TPRetransmitSynack},
+		{prog: bpfobj.RetransProgSocketState, tp: TPSetState}, // each socket's total_retrans baseline at birth
 	}}
 	RTTObject = SockObject{Command: "rtt", spec: bpfobj.LoadRtt, programs: []tracepointProgram{
-		{bpfobj.RttProgTcpProbe, TPTCPProbe},
-		{bpfobj.RttProgTcpDestroySock, TPDestroySock},
+		{prog: bpfobj.RttProgTcpProbe, tp: TPTCPProbe},
+		{prog: bpfobj.RttProgTcpDestroySock, tp: TPDestroySock},
 	}}
 	StatesObject = SockObject{Command: "states", spec: bpfobj.LoadStates, programs: []tracepointProgram{
-		{bpfobj.StatesProgSetState, TPSetState},
-		{bpfobj.StatesProgDestroySock, TPDestroySock},
-		{bpfobj.StatesProgSendLength, TPSockSendLength}, // optional: 6.3+
-		{bpfobj.StatesProgRecvLength, TPSockRecvLength},
+		{prog: bpfobj.StatesProgSetState, tp: TPSetStateRaw},
+		// After set_state: it handles what the kernel skipped set_state for.
+		{prog: bpfobj.StatesProgSetStateBackup, tp: TPSetStateRaw, backup: true},
+		{prog: bpfobj.StatesProgDestroySock, tp: TPDestroySockRaw},
+		{prog: bpfobj.StatesProgSendLength, tp: TPSockSendLength}, // optional: 6.3+
+		{prog: bpfobj.StatesProgRecvLength, tp: TPSockRecvLength},
 	}}
 	ResetsObject = SockObject{Command: "resets", spec: bpfobj.LoadResets, programs: []tracepointProgram{
-		{bpfobj.ResetsProgSendReset, TPSendReset},
-		{bpfobj.ResetsProgReceiveReset, TPReceiveReset},
+		{prog: bpfobj.ResetsProgSendReset, tp: TPSendReset},
+		{prog: bpfobj.ResetsProgReceiveReset, tp: TPReceiveReset},
 	}, extras: []Extra{{FeatResetReasons, "reset reasons"}}}
 	DropsObject = SockObject{Command: "drops", spec: bpfobj.LoadDrops, programs: []tracepointProgram{
-		{bpfobj.DropsProgKfreeSkb, TPKfreeSKB},
+		{prog: bpfobj.DropsProgKfreeSkb, tp: TPKfreeSKB},
 	}}
 
 	sockObjects = []*SockObject{&RetransObject, &RTTObject, &StatesObject, &ResetsObject, &DropsObject}
@@ -74,11 +77,13 @@ func (o *SockObject) loadSpec(spec *ebpf.CollectionSpec, opts SockTracerOptions,
 }
 
 // Tracepoints are the tracepoints the object attaches to, optional ones
-// included.
+// included, each once.
 func (o *SockObject) Tracepoints() []Tracepoint {
-	tps := make([]Tracepoint, len(o.programs))
-	for i, p := range o.programs {
-		tps[i] = p.tp
+	var tps []Tracepoint
+	for _, p := range o.programs {
+		if !slices.Contains(tps, p.tp) {
+			tps = append(tps, p.tp)
+		}
 	}
 	return tps
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -30,13 +31,24 @@ type SockTracer struct {
 
 	coll  *ebpf.Collection
 	links []link.Link
+	// backups are programs that only handle what the kernel skipped
+	// another program for: their own misses are not losses.
+	backups map[string]bool
 }
 
 // tracepointProgram pairs a program of the object with where it attaches.
 type tracepointProgram struct {
 	prog string
 	tp   Tracepoint
+	// backup: a second copy attached after the main program on the same
+	// raw tracepoint, handling only the events the kernel skipped the
+	// main one for (recursion); it counts them under LOST_RECOVERED.
+	backup bool
 }
+
+// lostRecovered is LOST_RECOVERED of bpf/sock_common.h: the key of the
+// `lost` array where a backup program counts the events it handled.
+const lostRecovered = 3
 
 // optionalTracepoints add something to a command without being needed:
 // where the kernel lacks one, its program is not loaded and the command
@@ -74,8 +86,11 @@ func loadSockTracer(what string, spec *ebpf.CollectionSpec, opts SockTracerOptio
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	if _, err := EnsureTracefs(); err != nil {
-		return nil, err
+	// Only classic tracepoints are found through tracefs.
+	if slices.ContainsFunc(progs, func(p tracepointProgram) bool { return !p.tp.Raw }) {
+		if _, err := EnsureTracefs(); err != nil {
+			return nil, err
+		}
 	}
 	var without []Tracepoint
 	attach := progs[:0:0]
@@ -91,8 +106,12 @@ func loadSockTracer(what string, spec *ebpf.CollectionSpec, opts SockTracerOptio
 	if err != nil {
 		return nil, explainLoadError("load "+what+" programs", err)
 	}
-	t := &SockTracer{Events: coll.Maps["events"], Lost: coll.Maps["lost"], Programs: coll.Programs, Without: without, coll: coll}
+	t := &SockTracer{Events: coll.Maps["events"], Lost: coll.Maps["lost"], Programs: coll.Programs, Without: without, coll: coll,
+		backups: map[string]bool{}}
 	for _, p := range attach {
+		if p.backup {
+			t.backups[p.prog] = true
+		}
 		prog := coll.Programs[p.prog]
 		if prog == nil {
 			t.Close()
@@ -133,11 +152,31 @@ func (t *SockTracer) Close() error {
 }
 
 // RecursionMisses adds up the runs the kernel skipped for each program of
-// the object because a tracing program was already running on that CPU:
-// events the object never saw. Kernels before 5.12 do not report it (0).
+// the object because a tracing program was already running on that CPU
+// (classic tracepoints) or the program itself was (raw tracepoints):
+// events the object never saw. Events a backup program handled in place
+// of a skipped run are seen, so they are taken off, and a backup's own
+// skipped runs are left out (the main program handled those, or it was
+// skipped too and counted). Kernels before 5.12 do not report misses (0),
+// and classic tracepoint programs' only from 6.7.
 func (t *SockTracer) RecursionMisses() (uint64, error) {
+	// Recoveries first: each follows a counted miss, so read in this
+	// order they never exceed the misses.
+	var recovered uint64
+	if len(t.backups) > 0 {
+		var perCPU []uint64
+		if err := t.Lost.Lookup(uint32(lostRecovered), &perCPU); err != nil {
+			return 0, fmt.Errorf("read recovered-event counter: %w", err)
+		}
+		for _, n := range perCPU {
+			recovered += n
+		}
+	}
 	var sum uint64
 	for name, p := range t.Programs {
+		if t.backups[name] {
+			continue
+		}
 		// Counted whether or not BPF statistics are enabled.
 		st, err := p.Stats()
 		if err != nil {
@@ -145,5 +184,5 @@ func (t *SockTracer) RecursionMisses() (uint64, error) {
 		}
 		sum += st.RecursionMisses
 	}
-	return sum, nil
+	return sum - min(sum, recovered), nil
 }
