@@ -209,10 +209,18 @@ func (t *topRun) refresh() (*tui.Frame, error) {
 // render filters and converts to output records.
 func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *tui.Frame {
 	now := timestamp(tot.Time)
-	kept := conns[:0]
+	// conns is the tracker's history: a filter that drops some copies the
+	// rest rather than filter in place.
+	kept := conns
 	for i := range conns {
-		if t.opts.filter.Match(&conns[i]) {
-			kept = append(kept, conns[i])
+		if !t.opts.filter.Match(&conns[i]) {
+			kept = slices.Clone(conns[:i])
+			for j := i + 1; j < len(conns); j++ {
+				if t.opts.filter.Match(&conns[j]) {
+					kept = append(kept, conns[j])
+				}
+			}
+			break
 		}
 	}
 	f := &tui.Frame{Conns: make([]output.TopConnRecord, 0, len(kept))}

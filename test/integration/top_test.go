@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,7 @@ type topConn struct {
 	Handshakes      uint64   `json:"handshakes"`
 	Drops           uint64   `json:"drops"`
 	EventsMissing   []string `json:"events_missing"`
+	Connections     int      `json:"connections"`
 }
 
 func (c *topConn) closed() bool { return c.Type == "conn" && string(c.ClosedRaw) == "true" }
@@ -64,7 +66,7 @@ func (c *topConn) remote() netip.AddrPort {
 }
 
 // topRecords parses every whole JSON line printed so far.
-func topRecords(t *testing.T, out string) []topConn {
+func topRecords(t testing.TB, out string) []topConn {
 	t.Helper()
 	var recs []topConn
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -803,7 +805,10 @@ func regexpQuote(s string) string        { return regexp.QuoteMeta(s) }
 // and peak resident memory.
 func childCost(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
 	b.Helper()
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if cmd.Stdout == nil {
+		cmd.Stdout = io.Discard
+	}
+	cmd.Stderr = io.Discard
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
 	}
@@ -845,8 +850,20 @@ func BenchmarkTopRefresh(b *testing.B) {
 				return p.B.CountSockets(1) >= n
 			})
 			bin := testnet.Tcplens(b)
+			// top reads every namespace on the host: other tests' sockets
+			// count too, so the figures say how many it saw.
+			var seen int
 			top := func(count int) (time.Duration, int64) {
-				return childCost(b, exec.Command(bin, "top", "-o", "json", "--no-events", "--interval", "100ms", "-c", fmt.Sprint(count)))
+				cmd := exec.Command(bin, "top", "-o", "json", "--no-events", "--interval", "100ms", "-c", fmt.Sprint(count))
+				var out bytes.Buffer
+				cmd.Stdout = &out
+				cpu, rss := childCost(b, cmd)
+				for _, r := range topRecords(b, out.String()) {
+					if r.Type == "totals" {
+						seen = max(seen, r.Connections)
+					}
+				}
+				return cpu, rss
 			}
 			var topCPU, ssCPU time.Duration
 			var rss int64
@@ -866,6 +883,7 @@ func BenchmarkTopRefresh(b *testing.B) {
 			b.ReportMetric(ssMS, "ss-cpu-ms/snapshot")
 			b.ReportMetric(topMS/ssMS, "top/ss")
 			b.ReportMetric(float64(rss)/(1<<20), "top-maxrss-MiB")
+			b.ReportMetric(float64(seen), "sockets-seen")
 		})
 	}
 }
