@@ -802,18 +802,50 @@ func regexpMust(s string) *regexp.Regexp { return regexp.MustCompile(s) }
 func regexpQuote(s string) string        { return regexp.QuoteMeta(s) }
 
 // childCost runs cmd to completion and returns its CPU time (user+system)
-// and peak resident memory.
+// and peak resident memory. The peak is the child's own VmHWM, polled
+// from /proc while it runs: wait4's ru_maxrss is no good here, since Go
+// starts a child with vfork semantics (CLONE_VM) and the kernel folds the
+// parent's high-water mark in at exec, so a big test process (10,000
+// sockets of its own) would show as the child's peak.
 func childCost(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
 	b.Helper()
 	if cmd.Stdout == nil {
 		cmd.Stdout = io.Discard
 	}
 	cmd.Stderr = io.Discard
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
 		b.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), ru.Maxrss * 1024
+	done := make(chan struct{})
+	peak := make(chan int64)
+	go func() {
+		var hwm int64
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		for {
+			if st, err := os.ReadFile(status); err == nil {
+				for _, l := range strings.Split(string(st), "\n") {
+					if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+						if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+							hwm = max(hwm, kb*1024)
+						}
+					}
+				}
+			}
+			select {
+			case <-done:
+				peak <- hwm
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	hwm := <-peak
+	if err != nil {
+		b.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), hwm
 }
 
 // BenchmarkTopRefresh measures what one `top` refresh costs with 1,000
