@@ -69,6 +69,64 @@ func shape(t *testing.T, ns *testnet.NS, rate, latency string) {
 	ns.Run(t, "tc", "qdisc", "add", "dev", ns.Link, "root", "tbf", "rate", rate, "burst", "16kb", "latency", latency)
 }
 
+// bufferSampler reads a socket's TCP_INFO every 25 ms (getsockopt, not
+// sock_diag) until stopped.
+type bufferSampler struct {
+	mu      sync.Mutex
+	samples []bufferSample
+}
+
+type bufferSample struct {
+	at                  time.Time
+	busy, sndbufLimited uint64 // us
+}
+
+func sampleBuffer(c *testnet.Conn, stop <-chan struct{}, wg *sync.WaitGroup) *bufferSampler {
+	b := &bufferSampler{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			if info, err := c.TCPInfo(); err == nil {
+				b.mu.Lock()
+				b.samples = append(b.samples, bufferSample{time.Now(), info.Busy_time, info.Sndbuf_limited})
+				b.mu.Unlock()
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+	}()
+	return b
+}
+
+// limitedSpan says whether, in some span of about one of top's intervals
+// (200-300 ms), the kernel counted the send buffer limiting the socket
+// for most of its busy time and a tenth of the span: the rule's premise,
+// as the test's own readings saw it.
+func (b *bufferSampler) limitedSpan() (bool, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, a := range b.samples {
+		for _, z := range b.samples[i+1:] {
+			span := z.at.Sub(a.at)
+			if span < 200*time.Millisecond {
+				continue
+			}
+			if span > 300*time.Millisecond {
+				break
+			}
+			busy, lim := z.busy-a.busy, z.sndbufLimited-a.sndbufLimited
+			if busy > 0 && 2*lim >= busy && time.Duration(lim)*time.Microsecond*10 >= span {
+				return true, fmt.Sprintf("%d of %d us busy in %s at %s", lim, busy, span, a.at.Format("15:04:05.000"))
+			}
+		}
+	}
+	return false, ""
+}
+
 // TestTopRTTAndSendBuffer checks the two verdicts that come from TCP_INFO
 // alone, each on one connection beside a control connection that does the
 // same work without the cause. Every sender runs cubic (Debian's default;
@@ -149,16 +207,18 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 	smallBuffer(smallCtl)
 	goWrite(small, 64<<10, 0)
 	goWrite(smallCtl, 64<<10, 0)
+	ctlReadings := sampleBuffer(smallCtl, stop, &wg)
 	// min_rtt is taken on the empty path first.
 	time.Sleep(500 * time.Millisecond)
 	// 8 Mbit/s with a queue of up to 2 s on B's side. The filler, its
-	// buffer bounded, keeps far less than that queued (~120 ms: the srtt
-	// of the connections behind it, measured), so nothing is lost, and
-	// every ACK to A waits.
+	// buffer bounded, keeps far less than that queued (measured: the srtt
+	// of the connections behind it, see the log), so nothing is lost, and
+	// every ACK to A waits. The smaller that queue, the less likely its
+	// sudden growth outruns A's retransmission timer (200 ms at least).
 	shape(t, bloat.B, "8mbit", "2s")
 	filler := bloat.B.OpenConns(t, srvFillerEnd.Addr, 1)[0]
 	cubic(t, filler)
-	if err := filler.SetWriteBuffer(64 << 10); err != nil {
+	if err := filler.SetWriteBuffer(32 << 10); err != nil {
 		t.Fatal(err)
 	}
 	goWrite(filler, 16<<10, 0)
@@ -216,15 +276,6 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 
 	all := []string{"ok", "application-limited", "rtt-inflated", "send-buffer-limited", "receiver-limited", "lossy",
 		"handshake-retrying", "backlog-full", "zero-window", "stalled", "reset"}
-	except := func(no string) []string {
-		var out []string
-		for _, v := range all {
-			if v != no {
-				out = append(out, v)
-			}
-		}
-		return out
-	}
 	check := func(name string, vs []string, must string, allowed ...string) {
 		t.Helper()
 		t.Logf("%s: %s", name, runs(vs))
@@ -246,13 +297,53 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 			t.Errorf("%s: never %s", name, must)
 		}
 	}
-	check("behind the bottleneck", verdictsOf(recs, nsBloat, slow.Local, slow.Remote), "rtt-inflated", "ok", "application-limited")
+	// A queue that grows faster than the RTT estimate can still make the
+	// sender time out once and retransmit (seen once in parallel with the
+	// other top tests): lossy is then the truth, and allowed only where a
+	// retransmission in the interval backs it.
+	backed := func(name string, c *testnet.Conn) {
+		for _, r := range recs {
+			if r.Type == "conn" && r.NetNS == nsBloat && r.local() == c.Local && r.Verdict == "lossy" && r.RetransInterval == 0 {
+				t.Errorf("%s: lossy without a retransmission in the interval: %v", name, r.Reasons)
+			}
+		}
+	}
+	backed("behind the bottleneck", slow)
+	backed("64 KiB send buffer, long path", small)
+	check("behind the bottleneck", verdictsOf(recs, nsBloat, slow.Local, slow.Remote), "rtt-inflated", "ok", "application-limited", "lossy")
 	check("its control", verdictsOf(recs, nsFast, slowCtl.Local, slowCtl.Remote), "", "ok", "application-limited")
 	// Its round trip is inflated too: that verdict shows in an interval
 	// the buffer limited it less than half the time.
-	check("64 KiB send buffer, long path", verdictsOf(recs, nsBloat, small.Local, small.Remote), "send-buffer-limited", "ok", "application-limited", "rtt-inflated")
-	check("64 KiB send buffer, short path", verdictsOf(recs, nsFast2, smallCtl.Local, smallCtl.Remote), "", except("send-buffer-limited")...)
+	check("64 KiB send buffer, long path", verdictsOf(recs, nsBloat, small.Local, small.Remote), "send-buffer-limited", "ok", "application-limited", "rtt-inflated", "lossy")
+	// The short path's round trip is short only while the machine keeps
+	// up: on a loaded one (the parallel tests, emulation) the ACKs come
+	// late, and for a moment the buffer does limit the sender. The verdict
+	// is then the truth, and allowed only where the test's own readings of
+	// TCP_INFO saw such a moment; never for most of the run.
+	ctlV := verdictsOf(recs, nsFast2, smallCtl.Local, smallCtl.Remote)
+	if n := count(ctlV, "send-buffer-limited"); n > 0 {
+		ok, why := ctlReadings.limitedSpan()
+		switch {
+		case !ok:
+			t.Errorf("64 KiB send buffer, short path: send-buffer-limited %d times, but TCP_INFO read every 25 ms never showed the buffer limiting it most of an interval", n)
+		case 2*n >= len(ctlV):
+			t.Errorf("64 KiB send buffer, short path: send-buffer-limited %d of %d times: the short path did not stay short", n, len(ctlV))
+		default:
+			t.Logf("64 KiB send buffer, short path: send-buffer-limited %d times; TCP_INFO agrees once: %s", n, why)
+		}
+	}
+	check("64 KiB send buffer, short path", ctlV, "", all...)
 	t.Logf("filler: %s", runs(verdictsOf(recs, nsInode(t, bloat.B), filler.Local, filler.Remote)))
+}
+
+func count(vs []string, v string) int {
+	n := 0
+	for _, x := range vs {
+		if x == v {
+			n++
+		}
+	}
+	return n
 }
 
 // runs writes verdicts as "ok*1 lossy*2".
