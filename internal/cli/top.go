@@ -250,7 +250,9 @@ func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *
 		Connections: open, Namespaces: tot.Namespaces, ByState: byState, ByVerdict: byVerdict,
 		NewConnections: tot.NewConnections, NewPerSec: tot.PerSecond(tot.NewConnections), Closed: tot.Closed,
 		RetransSegments: retrans, RetransPerSec: tot.PerSecond(retrans), SYNRetrans: tot.SYNRetrans,
-		ResetsSent: tot.ResetsSent, ResetsReceived: tot.ResetsReceived, ListenOverflows: tot.ListenOverflows,
+		ResetsSent: tot.ResetsSent, ResetsReceived: tot.ResetsReceived,
+		ResetsSentPerSec: tot.PerSecond(tot.ResetsSent), ResetsReceivedPerSec: tot.PerSecond(tot.ResetsReceived),
+		ListenOverflows: tot.ListenOverflows, ListenByNetNS: listenByNetNS(tot.ListenByNetNS),
 		ListenDrops: tot.ListenDrops, Lost: tot.Lost, EventsMissing: tot.EventsMissing, Warnings: warnings,
 		DropsByReason: tot.Drops, Handshakes: tot.Handshakes,
 		HandshakeAvgUS: micros(tot.HandshakeAvg), HandshakeMaxUS: micros(tot.HandshakeMax)}
@@ -261,6 +263,17 @@ func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *
 		f.Totals.Drops += n
 	}
 	return f
+}
+
+func listenByNetNS(m map[uint64]conn.ListenCounts) map[uint64]output.TopListenCounts {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[uint64]output.TopListenCounts, len(m))
+	for ns, c := range m {
+		out[ns] = output.TopListenCounts{Name: c.Name, Overflows: c.Overflows, Drops: c.Drops}
+	}
+	return out
 }
 
 // groups groups the last refresh's connections.

@@ -55,7 +55,10 @@ type Totals struct {
 	ResetsReceived  uint64
 	ListenOverflows uint64
 	ListenDrops     uint64
-	Lost            uint64 // socket-path events lost (ring buffer, recursion)
+	// ListenByNetNS is the growth of each namespace's counters, for the
+	// namespaces where they grew.
+	ListenByNetNS map[uint64]ListenCounts
+	Lost          uint64 // socket-path events lost (ring buffer, recursion)
 	// Drops are TCP packets the kernel dropped in the interval, by reason.
 	Drops map[string]uint64
 	// Handshakes completed in the interval, and their latency (SYN_SENT or
@@ -65,6 +68,13 @@ type Totals struct {
 	ByVerdict                  map[string]int
 	// EventsMissing says which socket-path events are not seen, and why.
 	EventsMissing []string
+}
+
+// ListenCounts are one namespace's listen overflows and drops (netstat's
+// TcpExt ListenOverflows and ListenDrops) over an interval.
+type ListenCounts struct {
+	Name             string // the namespace's name under /run/netns, if any
+	Overflows, Drops uint64
 }
 
 // Rates per second over the interval.
@@ -242,6 +252,12 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 			overflows[ns] = of
 			tot.ListenOverflows += of
 			tot.ListenDrops += dr
+			if of > 0 || dr > 0 {
+				if tot.ListenByNetNS == nil {
+					tot.ListenByNetNS = map[uint64]ListenCounts{}
+				}
+				tot.ListenByNetNS[ns] = ListenCounts{Name: s.NetNSNames[ns], Overflows: of, Drops: dr}
+			}
 		}
 	}
 	// The connections the events saw close, and which of them the
