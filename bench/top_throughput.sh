@@ -21,9 +21,14 @@ CONFIGS="none top"
 source "$(dirname "$0")/lib.sh"
 bench_init top 10.199.3 timeout
 
+TICK_MS=$((1000 / $(getconf CLK_TCK)))
+cpu_ms() { awk -v t="$TICK_MS" '{print ($14 + $15) * t}' "/proc/$1/stat"; } # user + system
+
 OBS=()
+TOP_PID= TOP_CPU0=
 start_observers() { # start_observers CONFIG ROUND
 	OBS=()
+	TOP_PID=
 	[[ $1 == top ]] || return 0
 	local extra pid
 	read -r -a extra <<<"$TOP_ARGS"
@@ -33,10 +38,17 @@ start_observers() { # start_observers CONFIG ROUND
 	PIDS+=("$pid")
 	OBS+=("$pid")
 	wait_for "$pid" test -e "$WORK/ready.top" || { cat "$WORK/top.$2.err" >&2; return 1; }
+	# timeout runs tcplens as its child: its CPU from here on is what the
+	# transfer competes with (start-up, BPF loading, is left out).
+	TOP_PID=$(pgrep -P "$pid" | head -n 1)
+	TOP_CPU0=$(cpu_ms "$TOP_PID")
 }
 
 stop_observers() {
 	local pid
+	if [[ -n $TOP_PID ]]; then
+		echo "$(($(cpu_ms "$TOP_PID") - TOP_CPU0))" >>"$WORK/top_cpu"
+	fi
 	for pid in "${OBS[@]}"; do stop "$pid"; done
 	rm -f "$WORK"/ready.*
 }
@@ -55,3 +67,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 report "$RESULTS" $CONFIGS
+# What top took of the two CPUs while the transfer ran: a bound on its cost
+# that does not depend on the transfer's run-to-run spread.
+echo "top's CPU during a ${DURATION}s transfer, per round (ms): $(sort -n "$WORK/top_cpu" | tr '\n' ' ')"
+echo "median share of $(nproc) CPUs: $(median <"$WORK/top_cpu" | awk -v d="$DURATION" -v n="$(nproc)" '{printf "%.2f%%", 100 * $1 / (d * 1000 * n)}')"

@@ -200,10 +200,18 @@ func (t *topRun) refresh() (*tui.Frame, error) {
 // render filters and converts to output records.
 func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *tui.Frame {
 	now := timestamp(tot.Time)
-	kept := conns[:0]
+	// conns is the tracker's history: a filter that drops some copies the
+	// rest rather than filter in place.
+	kept := conns
 	for i := range conns {
-		if t.opts.filter.Match(&conns[i]) {
-			kept = append(kept, conns[i])
+		if !t.opts.filter.Match(&conns[i]) {
+			kept = slices.Clone(conns[:i])
+			for j := i + 1; j < len(conns); j++ {
+				if t.opts.filter.Match(&conns[j]) {
+					kept = append(kept, conns[j])
+				}
+			}
+			break
 		}
 	}
 	f := &tui.Frame{Conns: make([]output.TopConnRecord, 0, len(kept))}
@@ -233,7 +241,9 @@ func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *
 		Connections: open, Namespaces: tot.Namespaces, ByState: byState, ByVerdict: byVerdict,
 		NewConnections: tot.NewConnections, NewPerSec: tot.PerSecond(tot.NewConnections), Closed: tot.Closed,
 		RetransSegments: retrans, RetransPerSec: tot.PerSecond(retrans), SYNRetrans: tot.SYNRetrans,
-		ResetsSent: tot.ResetsSent, ResetsReceived: tot.ResetsReceived, ListenOverflows: tot.ListenOverflows,
+		ResetsSent: tot.ResetsSent, ResetsReceived: tot.ResetsReceived,
+		ResetsSentPerSec: tot.PerSecond(tot.ResetsSent), ResetsReceivedPerSec: tot.PerSecond(tot.ResetsReceived),
+		ListenOverflows: tot.ListenOverflows, ListenByNetNS: listenByNetNS(tot.ListenByNetNS),
 		ListenDrops: tot.ListenDrops, Lost: tot.Lost, EventsMissing: tot.EventsMissing, Warnings: warnings,
 		DropsByReason: tot.Drops, Handshakes: tot.Handshakes,
 		HandshakeAvgUS: micros(tot.HandshakeAvg), HandshakeMaxUS: micros(tot.HandshakeMax)}
@@ -244,6 +254,17 @@ func (t *topRun) render(conns []conn.Conn, tot conn.Totals, warnings []string) *
 		f.Totals.Drops += n
 	}
 	return f
+}
+
+func listenByNetNS(m map[uint64]conn.ListenCounts) map[uint64]output.TopListenCounts {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[uint64]output.TopListenCounts, len(m))
+	for ns, c := range m {
+		out[ns] = output.TopListenCounts{Name: c.Name, Overflows: c.Overflows, Drops: c.Drops}
+	}
+	return out
 }
 
 // groups groups the last refresh's connections.

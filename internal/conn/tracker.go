@@ -55,7 +55,10 @@ type Totals struct {
 	ResetsReceived  uint64
 	ListenOverflows uint64
 	ListenDrops     uint64
-	Lost            uint64 // socket-path events lost (ring buffer, recursion)
+	// ListenByNetNS is the growth of each namespace's counters, for the
+	// namespaces where they grew.
+	ListenByNetNS map[uint64]ListenCounts
+	Lost          uint64 // socket-path events lost (ring buffer, recursion)
 	// Drops are TCP packets the kernel dropped in the interval, by reason.
 	Drops map[string]uint64
 	// Handshakes completed in the interval, and their latency (SYN_SENT or
@@ -65,6 +68,13 @@ type Totals struct {
 	ByVerdict                  map[string]int
 	// EventsMissing says which socket-path events are not seen, and why.
 	EventsMissing []string
+}
+
+// ListenCounts are one namespace's listen overflows and drops (netstat's
+// TcpExt ListenOverflows and ListenDrops) over an interval.
+type ListenCounts struct {
+	Name             string // the namespace's name under /run/netns, if any
+	Overflows, Drops uint64
 }
 
 // Rates per second over the interval.
@@ -81,9 +91,14 @@ func (t *Totals) PerSecond(n uint64) float64 {
 type Tracker struct {
 	th       Thresholds
 	prevTime time.Time
-	prev     map[Key]*history
-	netns    map[uint64]NetNSCounters
-	started  bool
+	// The last refresh's connections, and where each key is among them.
+	// A Conn carries all the history a socket needs (its TCP_INFO, its
+	// age), so the tracker keeps no other copy: at 10,000 connections a
+	// second one cost ~7 MB (BENCHMARKS.md).
+	prevConns []Conn
+	prev      map[Key]int32
+	netns     map[uint64]NetNSCounters
+	started   bool
 
 	// Between two refreshes, from the socket-path events.
 	retrans    map[tuple]uint64
@@ -101,13 +116,6 @@ type Tracker struct {
 	eventNotes map[tuple][]string
 	// Recently is the closed connections of the last few refreshes.
 	recently []Conn
-}
-
-type history struct {
-	info      *TCPInfo
-	firstSeen time.Time
-	exact     bool
-	last      Conn
 }
 
 // tuple is a connection's ends without the namespace: socket-path events
@@ -130,7 +138,7 @@ type closedConn struct {
 
 // NewTracker starts with no history.
 func NewTracker(th Thresholds) *Tracker {
-	return &Tracker{th: th, prev: map[Key]*history{}, retrans: map[tuple]uint64{}, resets: map[tuple]bool{},
+	return &Tracker{th: th, prev: map[Key]int32{}, retrans: map[tuple]uint64{}, resets: map[tuple]bool{},
 		eventNotes: map[tuple][]string{}}
 }
 
@@ -233,7 +241,9 @@ func (t *Tracker) Lifetime(at time.Time, local, remote netip.AddrPort, lastState
 func (t *Tracker) Lost(n uint64) { t.lost += n }
 
 // Refresh joins a snapshot with the events since the last one and returns
-// every connection, sorted by namespace and ends, and the totals.
+// every connection, sorted by namespace and ends, and the totals. The
+// tracker keeps the returned connections as the next refresh's history:
+// callers read them and must not modify them.
 func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 	elapsed := time.Duration(0)
 	if !t.prevTime.IsZero() {
@@ -259,32 +269,44 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 			overflows[ns] = of
 			tot.ListenOverflows += of
 			tot.ListenDrops += dr
+			if of > 0 || dr > 0 {
+				if tot.ListenByNetNS == nil {
+					tot.ListenByNetNS = map[uint64]ListenCounts{}
+				}
+				tot.ListenByNetNS[ns] = ListenCounts{Name: s.NetNSNames[ns], Overflows: of, Drops: dr}
+			}
 		}
 	}
-	next := make(map[Key]*history, len(s.Samples))
+	// The connections the events saw close, and which of them the
+	// snapshot still holds (a small set: not every socket's ends).
+	lifetimes := map[tuple]closedConn{}
+	for _, cc := range t.closed {
+		lifetimes[cc.tuple] = cc
+	}
+	seenClosed := map[tuple]bool{}
+	next := make(map[Key]int32, len(s.Samples))
 	conns := make([]Conn, 0, len(s.Samples))
-	seenTuples := make(map[tuple]bool, len(s.Samples))
 	var newSeen uint64
 	for i := range s.Samples {
 		sm := &s.Samples[i]
 		tp := tuple{sm.Local, sm.Remote}
-		seenTuples[tp] = true
-		h := t.prev[sm.Key]
-		var prevInfo *TCPInfo
-		if h != nil {
-			prevInfo = h.info
-		} else {
-			h = &history{firstSeen: s.Time, exact: t.started}
-			if t.started && sm.State != StateListen {
-				newSeen++
-			}
+		if _, ok := lifetimes[tp]; ok {
+			seenClosed[tp] = true
 		}
 		if _, dup := next[sm.Key]; dup {
 			continue // the same socket in both the IPv4 and the IPv6 dump
 		}
-		next[sm.Key] = h
+		var prevInfo *TCPInfo
+		firstSeen, exact := s.Time, t.started
+		if j, ok := t.prev[sm.Key]; ok {
+			p := &t.prevConns[j]
+			prevInfo, firstSeen, exact = p.Info, t.prevTime.Add(-p.Age), p.AgeExact
+		} else if t.started && sm.State != StateListen {
+			newSeen++
+		}
+		next[sm.Key] = int32(len(conns))
 		c := Conn{Key: sm.Key, NetNSName: s.NetNSNames[sm.NetNS], State: sm.State, Inode: sm.Inode,
-			Age: s.Time.Sub(h.firstSeen), AgeExact: h.exact, Info: sm.Info,
+			Age: s.Time.Sub(firstSeen), AgeExact: exact, Info: sm.Info,
 			SendQ: sm.WQueue, RecvQ: sm.RQueue, Events: t.eventNotes[tp]}
 		if o, ok := s.Owners[sm.Inode]; ok && sm.Inode != 0 {
 			c.Owner = o
@@ -309,7 +331,6 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 		tot.RetransSegments += c.RetransInterval
 		c.Verdict, c.Reasons = Judge(Interval{Sample: *sm, Prev: prevInfo, Elapsed: elapsed,
 			NetNSOverflows: overflows[sm.NetNS], ResetSeen: t.resets[tp]}, t.th)
-		h.info, h.last = sm.Info, c
 		conns = append(conns, c)
 		tot.ByState[StateName(sm.State)]++
 		tot.ByVerdict[c.Verdict.String()]++
@@ -319,15 +340,12 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 	// Connections that closed since the last refresh: those the snapshot
 	// lost, and those the events saw close without a snapshot seeing them.
 	var closedNow []Conn
-	lifetimes := map[tuple]closedConn{}
-	for _, cc := range t.closed {
-		lifetimes[cc.tuple] = cc
-	}
-	for k, h := range t.prev {
-		if _, still := next[k]; still || h.last.State == StateListen {
+	for k, j := range t.prev {
+		last := &t.prevConns[j]
+		if _, still := next[k]; still || last.State == StateListen {
 			continue
 		}
-		c := h.last
+		c := *last
 		c.Closed, c.TxBps, c.RxBps, c.RetransInterval = true, 0, 0, 0
 		tp := tuple{k.Local, k.Remote}
 		if cc, ok := lifetimes[tp]; ok {
@@ -345,7 +363,7 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 	}
 	var unseenOpened uint64
 	for _, cc := range t.closed {
-		if _, ok := lifetimes[cc.tuple]; !ok || seenTuples[cc.tuple] {
+		if _, ok := lifetimes[cc.tuple]; !ok || seenClosed[cc.tuple] {
 			continue
 		}
 		delete(lifetimes, cc.tuple)
@@ -369,12 +387,15 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 		tot.NewConnections = 0
 	}
 	sort.Slice(conns, func(i, j int) bool { return lessKey(conns[i].Key, conns[j].Key) })
+	for i := range conns {
+		next[conns[i].Key] = int32(i) // where sorting moved it
+	}
 
 	t.recently = append(closedNow, t.recently...)
 	if len(t.recently) > 50 {
 		t.recently = t.recently[:50]
 	}
-	t.prev, t.prevTime, t.netns, t.started = next, s.Time, s.NetNS, true
+	t.prev, t.prevConns, t.prevTime, t.netns, t.started = next, conns, s.Time, s.NetNS, true
 	t.retrans, t.resets, t.closed = map[tuple]uint64{}, map[tuple]bool{}, nil
 	t.synRetrans, t.resetsSent, t.resetsRecv, t.opened, t.lost = 0, 0, 0, 0, 0
 	t.drops, t.handshakes, t.hsSum, t.hsMax = nil, 0, 0, 0

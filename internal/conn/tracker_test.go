@@ -73,6 +73,45 @@ func TestTrackerRatesAndClosed(t *testing.T) {
 	}
 }
 
+// TestTrackerHistoryFollowsKeys checks that each socket's history (its
+// previous TCP_INFO, its age) follows its key when the snapshot's order
+// changes, new sockets sort in before it, and the IPv4 and IPv6 dumps both
+// hold it; the tracker keeps its history by position in the last sorted
+// refresh.
+func TestTrackerHistoryFollowsKeys(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tr := NewTracker(DefaultThresholds)
+	mk := func(local netip.AddrPort, acked uint64) Sample {
+		return Sample{Key: Key{NetNS: 1, Local: local, Remote: ra}, State: StateEstablished,
+			Info: &TCPInfo{State: StateEstablished, BytesAcked: acked, SndWnd: 1000}}
+	}
+	lc := netip.MustParseAddrPort("10.0.0.1:40002")
+	early := netip.MustParseAddrPort("10.0.0.0:1") // sorts before every other
+	tr.Refresh(snapshotAt(t0, 0, mk(lc, 3000), mk(la, 1000), mk(lb, 2000)))
+	conns, tot := tr.Refresh(snapshotAt(t0, time.Second, mk(lb, 2200), mk(early, 50), mk(lc, 3300), mk(la, 1100), mk(la, 1100)))
+	want := map[netip.AddrPort]float64{early: 0, la: 100, lb: 200, lc: 300}
+	if len(conns) != 4 || tot.NewConnections != 1 {
+		t.Fatalf("%d connections, %d new: %+v", len(conns), tot.NewConnections, conns)
+	}
+	for _, c := range conns {
+		if c.TxBps != want[c.Local] {
+			t.Errorf("%s: tx %v B/s, want %v", c.Local, c.TxBps, want[c.Local])
+		}
+		if age := map[bool]time.Duration{true: 0, false: time.Second}[c.Local == early]; c.Age != age || c.AgeExact != (c.Local == early) {
+			t.Errorf("%s: age %s exact %v", c.Local, c.Age, c.AgeExact)
+		}
+	}
+	// The caller's filtering or reading does not disturb the history: the
+	// third refresh still finds each socket's second reading.
+	conns, _ = tr.Refresh(snapshotAt(t0, 2*time.Second, mk(lc, 3600), mk(early, 150), mk(la, 1300), mk(lb, 2300)))
+	want = map[netip.AddrPort]float64{early: 100, la: 200, lb: 100, lc: 300}
+	for _, c := range conns {
+		if c.TxBps != want[c.Local] || (c.Local != early && c.Age != 2*time.Second) {
+			t.Errorf("third refresh, %s: tx %v B/s age %s, want %v and 2s", c.Local, c.TxBps, c.Age, want[c.Local])
+		}
+	}
+}
+
 func TestParseCgroup(t *testing.T) {
 	for _, tc := range []struct {
 		path                 string

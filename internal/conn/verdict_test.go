@@ -46,7 +46,8 @@ func runLength(vs []string) string {
 }
 
 // TestJudgeRecordedSeries replays TCP_INFO series recorded every 200 ms
-// by TestTopVerdicts (TCPLENS_TOP_RECORD) through the rules. The
+// by TestTopVerdicts and every 250 ms by TestTopRTTAndSendBuffer
+// (TCPLENS_TOP_RECORD) through the rules. The
 // expectations are the scenario's timeline, not the recording's verdicts:
 // the receiver read through a small window for 2.5 s, then stopped; the
 // bulk sender's link went down 1 s in, for good; the application-limited
@@ -63,6 +64,13 @@ func TestJudgeRecordedSeries(t *testing.T) {
 		// The link goes down in the 6th interval: the window is full of
 		// unacknowledged data, then the first timeout, then silence.
 		{"link-down", "ok*5 receiver-limited*1 lossy*2 stalled*20"},
+		// Recorded every 250 ms by TestTopRTTAndSendBuffer: 100 bytes
+		// every 50 ms, on a path whose ACKs queue behind a bulk transfer
+		// from 0.5 s on (the 3rd interval: srtt 100+ ms, min_rtt µs).
+		{"rtt-inflated", "ok*1 application-limited*1 ok*1 rtt-inflated*11"},
+		// A bulk sender with a 64 KiB SO_SNDBUF on the same path: limited
+		// by its buffer once the ACKs' queue builds.
+		{"send-buffer-limited", "ok*2 send-buffer-limited*12"},
 	} {
 		t.Run(tc.series, func(t *testing.T) {
 			f, err := os.Open(filepath.Join("testdata", "series", tc.series+".jsonl"))

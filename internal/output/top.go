@@ -53,31 +53,36 @@ type TopConnRecord struct {
 
 // TopTotalsRecord closes each refresh.
 type TopTotalsRecord struct {
-	Type            string            `json:"type"` // "totals"
-	Time            string            `json:"time"`
-	IntervalSeconds float64           `json:"interval_seconds"`
-	Connections     int               `json:"connections"`
-	Namespaces      int               `json:"namespaces"`
-	ByState         map[string]int    `json:"by_state"`
-	ByVerdict       map[string]int    `json:"by_verdict"`
-	NewConnections  uint64            `json:"new_connections"`
-	NewPerSec       float64           `json:"new_per_sec"`
-	Closed          uint64            `json:"closed"`
-	RetransSegments uint64            `json:"retrans_segments"`
-	RetransPerSec   float64           `json:"retrans_per_sec"`
-	SYNRetrans      uint64            `json:"syn_retrans"`
-	ResetsSent      uint64            `json:"resets_sent"`
-	ResetsReceived  uint64            `json:"resets_received"`
-	ListenOverflows uint64            `json:"listen_overflows"`
-	ListenDrops     uint64            `json:"listen_drops"`
-	Lost            uint64            `json:"lost"`
-	Drops           uint64            `json:"drops"`
-	DropsByReason   map[string]uint64 `json:"drops_by_reason"`
-	Handshakes      uint64            `json:"handshakes"`
-	HandshakeAvgUS  float64           `json:"handshake_avg_us"`
-	HandshakeMaxUS  float64           `json:"handshake_max_us"`
-	EventsMissing   []string          `json:"events_missing,omitempty"`
-	Warnings        []string          `json:"warnings,omitempty"`
+	Type                 string         `json:"type"` // "totals"
+	Time                 string         `json:"time"`
+	IntervalSeconds      float64        `json:"interval_seconds"`
+	Connections          int            `json:"connections"`
+	Namespaces           int            `json:"namespaces"`
+	ByState              map[string]int `json:"by_state"`
+	ByVerdict            map[string]int `json:"by_verdict"`
+	NewConnections       uint64         `json:"new_connections"`
+	NewPerSec            float64        `json:"new_per_sec"`
+	Closed               uint64         `json:"closed"`
+	RetransSegments      uint64         `json:"retrans_segments"`
+	RetransPerSec        float64        `json:"retrans_per_sec"`
+	SYNRetrans           uint64         `json:"syn_retrans"`
+	ResetsSent           uint64         `json:"resets_sent"`
+	ResetsReceived       uint64         `json:"resets_received"`
+	ResetsSentPerSec     float64        `json:"resets_sent_per_sec"`
+	ResetsReceivedPerSec float64        `json:"resets_received_per_sec"`
+	ListenOverflows      uint64         `json:"listen_overflows"`
+	ListenDrops          uint64         `json:"listen_drops"`
+	// ListenByNetNS: the namespaces whose overflows or drops grew, by
+	// namespace inode.
+	ListenByNetNS  map[uint64]TopListenCounts `json:"listen_by_netns,omitempty"`
+	Lost           uint64                     `json:"lost"`
+	Drops          uint64                     `json:"drops"`
+	DropsByReason  map[string]uint64          `json:"drops_by_reason"`
+	Handshakes     uint64                     `json:"handshakes"`
+	HandshakeAvgUS float64                    `json:"handshake_avg_us"`
+	HandshakeMaxUS float64                    `json:"handshake_max_us"`
+	EventsMissing  []string                   `json:"events_missing,omitempty"`
+	Warnings       []string                   `json:"warnings,omitempty"`
 }
 
 // TopGroupRecord is one group of `top --group-by`.
@@ -150,6 +155,13 @@ func (r *TopConnRecord) Owner() string {
 	return fmt.Sprintf("%d/%s", r.PID, r.Comm)
 }
 
+// TopListenCounts are one namespace's listen overflows and drops.
+type TopListenCounts struct {
+	Name      string `json:"netns_name,omitempty"`
+	Overflows uint64 `json:"overflows"`
+	Drops     uint64 `json:"drops"`
+}
+
 // TopHeader is the header lines of one refresh, for text and the screen.
 func TopHeader(t *TopTotalsRecord) []string {
 	states := make([]string, 0, len(t.ByState))
@@ -166,9 +178,26 @@ func TopHeader(t *TopTotalsRecord) []string {
 	sort.Strings(verdicts)
 	lines := []string{
 		fmt.Sprintf("%s  %d connections in %d namespaces: %s", t.Time, t.Connections, t.Namespaces, strings.Join(states, ", ")),
-		fmt.Sprintf("new %.1f/s (%d), closed %d, retrans %.1f seg/s (%d, SYN %d), resets sent %d received %d, listen overflows %d, listen drops %d, lost %d",
+		fmt.Sprintf("new %.1f/s (%d), closed %d, retrans %.1f seg/s (%d, SYN %d), resets sent %.1f/s (%d) received %.1f/s (%d), listen overflows %d, listen drops %d, lost %d",
 			t.NewPerSec, t.NewConnections, t.Closed, t.RetransPerSec, t.RetransSegments, t.SYNRetrans,
-			t.ResetsSent, t.ResetsReceived, t.ListenOverflows, t.ListenDrops, t.Lost),
+			t.ResetsSentPerSec, t.ResetsSent, t.ResetsReceivedPerSec, t.ResetsReceived, t.ListenOverflows, t.ListenDrops, t.Lost),
+	}
+	if len(t.ListenByNetNS) > 0 {
+		nss := make([]uint64, 0, len(t.ListenByNetNS))
+		for ns := range t.ListenByNetNS {
+			nss = append(nss, ns)
+		}
+		sort.Slice(nss, func(i, j int) bool { return nss[i] < nss[j] })
+		var per []string
+		for _, ns := range nss {
+			c := t.ListenByNetNS[ns]
+			name := c.Name
+			if name == "" {
+				name = fmt.Sprint(ns)
+			}
+			per = append(per, fmt.Sprintf("%s %d/%d", name, c.Overflows, c.Drops))
+		}
+		lines = append(lines, "listen overflows/drops by namespace: "+strings.Join(per, ", "))
 	}
 	if t.Handshakes > 0 || t.Drops > 0 {
 		type kv struct {
