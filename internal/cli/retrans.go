@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 	"syscall"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcplens/tcplens/internal/conn"
 	"github.com/tcplens/tcplens/internal/events"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
@@ -31,7 +31,7 @@ var retransCommand = sockCommand{
 				run.banner = "counting retransmitted segments per connection every " + c.interval.String()
 				run.tick = r.flushInterval
 				run.final = func(now time.Time) error {
-					if len(r.conns) == 0 {
+					if r.conns.Len() == 0 {
 						return nil
 					}
 					// What arrived since the last tick, so the totals add up.
@@ -43,12 +43,6 @@ var retransCommand = sockCommand{
 	},
 }
 
-type connKey struct{ local, remote netip.AddrPort }
-
-type retransCounts struct {
-	segments, events, synacks, failed uint64
-}
-
 // retransReport prints retransmissions as they come, or counts them per
 // connection and prints the counts every interval.
 type retransReport struct {
@@ -57,12 +51,12 @@ type retransReport struct {
 
 	ev     events.Retransmit
 	rec    output.RetransmitRecord
-	conns  map[connKey]*retransCounts
-	totals retransCounts
+	conns  *conn.RetransTally // per connection, with --interval
+	totals conn.RetransCounts
 }
 
 func newRetransReport(o *sockOut, intervals bool) *retransReport {
-	return &retransReport{sockOut: o, intervals: intervals, conns: map[connKey]*retransCounts{}}
+	return &retransReport{sockOut: o, intervals: intervals, conns: conn.NewRetransTally(0)}
 }
 
 func (r *retransReport) record(raw []byte) error {
@@ -70,15 +64,10 @@ func (r *retransReport) record(raw []byte) error {
 		return err
 	}
 	ev := &r.ev
-	r.totals.add(ev)
+	synack, failed := ev.Kind == events.RetransSynAck, ev.Err != 0
+	r.totals.Add(uint64(ev.Segments), synack, failed)
 	if r.intervals {
-		k := connKey{ev.Local, ev.Remote}
-		c := r.conns[k]
-		if c == nil {
-			c = &retransCounts{}
-			r.conns[k] = c
-		}
-		c.add(ev)
+		r.conns.Add(ev.Local, ev.Remote, uint64(ev.Segments), synack, failed)
 		return nil
 	}
 	if r.json() {
@@ -129,17 +118,6 @@ func sendErrName(err int32) string {
 	return strconv.FormatInt(int64(err), 10)
 }
 
-func (c *retransCounts) add(ev *events.Retransmit) {
-	c.events++
-	if ev.Kind == events.RetransSynAck {
-		c.synacks++
-	}
-	c.segments += uint64(ev.Segments)
-	if ev.Err != 0 {
-		c.failed++
-	}
-}
-
 func (r *retransReport) retransmitRecord(ev *events.Retransmit) output.RetransmitRecord {
 	rec := output.RetransmitRecord{Type: "retransmit", Time: timestamp(ev.Time), Conn: r.conn(ev.Local, ev.Remote),
 		PID: ev.PID, Comm: r.commName(ev.Comm[:]), State: events.TCPStateName(ev.State), Kind: ev.KindName(),
@@ -157,50 +135,33 @@ func connRecord(local, remote netip.AddrPort) output.Conn {
 // flushInterval prints the interval's counts, busiest connection first,
 // and starts the next interval.
 func (r *retransReport) flushInterval(now time.Time) error {
-	keys := make([]connKey, 0, len(r.conns))
-	for k := range r.conns {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := r.conns[keys[i]], r.conns[keys[j]]
-		if a.segments != b.segments {
-			return a.segments > b.segments
-		}
-		if c := keys[i].local.Compare(keys[j].local); c != 0 {
-			return c < 0
-		}
-		return keys[i].remote.Compare(keys[j].remote) < 0
-	})
+	conns := r.conns.Drain()
 	if r.json() {
 		ts := timestamp(now)
-		for _, k := range keys {
-			c := r.conns[k]
-			if err := r.out.Emit(&output.RetransmitsRecord{Type: "retransmits", Time: ts, Conn: connRecord(k.local, k.remote),
-				Segments: c.segments, Retransmits: c.events, SynAcks: c.synacks, Failed: c.failed}); err != nil {
+		for _, c := range conns {
+			if err := r.out.Emit(&output.RetransmitsRecord{Type: "retransmits", Time: ts, Conn: connRecord(c.Local, c.Remote),
+				Segments: c.Segments, Retransmits: c.Events, SynAcks: c.SynAcks, Failed: c.Failed}); err != nil {
 				return err
 			}
 		}
-		clear(r.conns)
 		return r.out.Flush()
 	}
-	fmt.Fprintf(r.w, "%s%s retransmitted\n", r.style.prefix(now), output.Plural(uint64(len(keys)), "connection"))
-	if len(keys) > 0 {
+	fmt.Fprintf(r.w, "%s%s retransmitted\n", r.style.prefix(now), output.Plural(uint64(len(conns)), "connection"))
+	if len(conns) > 0 {
 		t := output.NewTextTable(r.w, "LADDR:LPORT", "RADDR:RPORT", "SEGMENTS", "RETRANSMITS", "FAILED")
-		for _, k := range keys {
-			c := r.conns[k]
-			t.Row(k.local, k.remote, c.segments, c.events, c.failed)
+		for _, c := range conns {
+			t.Row(c.Local, c.Remote, c.Segments, c.Events, c.Failed)
 		}
 		if err := t.Flush(); err != nil {
 			return err
 		}
 	}
-	clear(r.conns)
 	return nil
 }
 
 func (r *retransReport) summary(elapsed time.Duration, loss output.Loss) error {
-	s := output.RetransSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Retransmits: r.totals.events,
-		Segments: r.totals.segments, SynAcks: r.totals.synacks, Failed: r.totals.failed, Loss: loss}
+	s := output.RetransSummary{Type: "summary", DurationSeconds: elapsed.Seconds(), Retransmits: r.totals.Events,
+		Segments: r.totals.Segments, SynAcks: r.totals.SynAcks, Failed: r.totals.Failed, Loss: loss}
 	if r.json() {
 		return r.emitSummary(&s)
 	}

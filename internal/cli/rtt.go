@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,9 @@ var rttCommand = sockCommand{
 		}
 	},
 }
+
+// connKey names a connection by its ends.
+type connKey struct{ local, remote netip.AddrPort }
 
 // rttReport prints samples as they come, or collects histograms.
 type rttReport struct {

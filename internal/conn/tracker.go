@@ -101,7 +101,6 @@ type Tracker struct {
 	started   bool
 
 	// Between two refreshes, from the socket-path events.
-	retrans    map[tuple]uint64
 	synRetrans uint64
 	resets     map[tuple]bool
 	resetsSent uint64
@@ -138,7 +137,7 @@ type closedConn struct {
 
 // NewTracker starts with no history.
 func NewTracker(th Thresholds) *Tracker {
-	return &Tracker{th: th, prev: map[Key]int32{}, retrans: map[tuple]uint64{}, resets: map[tuple]bool{},
+	return &Tracker{th: th, prev: map[Key]int32{}, resets: map[tuple]bool{},
 		eventNotes: map[tuple][]string{}}
 }
 
@@ -167,10 +166,9 @@ func (t *Tracker) note(k tuple, s string) {
 // Retransmit records a retransmission event: segs segments (synack: a
 // SYN-ACK's).
 func (t *Tracker) Retransmit(at time.Time, local, remote netip.AddrPort, segs uint64, state uint8, synack bool) {
+	// Per connection, a snapshot's TCP_INFO deltas count the segments
+	// (RetransInterval), and a closed connection's lifetime its total.
 	k := tuple{normalize(local), normalize(remote)}
-	if _, ok := t.retrans[k]; ok || len(t.retrans) < maxEventTuples {
-		t.retrans[k] += segs
-	}
 	if synack || state == StateSynSent || state == StateSynRecv {
 		t.synRetrans += segs
 	}
@@ -396,7 +394,7 @@ func (t *Tracker) Refresh(s *Snapshot) ([]Conn, Totals) {
 		t.recently = t.recently[:50]
 	}
 	t.prev, t.prevConns, t.prevTime, t.netns, t.started = next, conns, s.Time, s.NetNS, true
-	t.retrans, t.resets, t.closed = map[tuple]uint64{}, map[tuple]bool{}, nil
+	t.resets, t.closed = map[tuple]bool{}, nil
 	t.synRetrans, t.resetsSent, t.resetsRecv, t.opened, t.lost = 0, 0, 0, 0, 0
 	t.drops, t.handshakes, t.hsSum, t.hsMax = nil, 0, 0, 0
 	if len(t.eventNotes) > 4*len(next)+1024 {
