@@ -267,7 +267,14 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 	}
 	smallShare, ctlShare := bufferShare(smallStart, smallEnd), bufferShare(ctlStart, ctlEnd)
 	t.Logf("send buffer's share of busy time over the last %s: %.0f%% on the long path, %.0f%% on the short one", span, 100*smallShare, 100*ctlShare)
-	if smallShare < 0.5 {
+	// 6.1 under qemu counted no buffer-limited time at all for this
+	// sender, its send queue full: that kernel's chrono does not call it
+	// limited here. top follows the kernel's numbers, so there the check
+	// turns around: top must not call it send-buffer-limited either.
+	kernelCountsNone := smallShare == 0 && ctlShare == 0
+	if kernelCountsNone {
+		t.Logf("this kernel counted no send-buffer-limited time on either path (ss: %s): checking that top does not claim it", ss["small buffer"])
+	} else if smallShare < 0.5 {
 		t.Errorf("premise: the send buffer limited the sender on the long path only %.0f%% of its busy time (ss: %s)", 100*smallShare, ss["small buffer"])
 	}
 	if ctlShare >= 0.5 {
@@ -314,7 +321,11 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 	check("its control", verdictsOf(recs, nsFast, slowCtl.Local, slowCtl.Remote), "", "ok", "application-limited")
 	// Its round trip is inflated too: that verdict shows in an interval
 	// the buffer limited it less than half the time.
-	check("64 KiB send buffer, long path", verdictsOf(recs, nsBloat, small.Local, small.Remote), "send-buffer-limited", "ok", "application-limited", "rtt-inflated", "lossy")
+	if kernelCountsNone {
+		check("64 KiB send buffer, long path", verdictsOf(recs, nsBloat, small.Local, small.Remote), "", "ok", "application-limited", "rtt-inflated", "lossy")
+	} else {
+		check("64 KiB send buffer, long path", verdictsOf(recs, nsBloat, small.Local, small.Remote), "send-buffer-limited", "ok", "application-limited", "rtt-inflated", "lossy")
+	}
 	// The short path's round trip is short only while the machine keeps
 	// up: on a loaded one (the parallel tests, emulation) the ACKs come
 	// late, and for a moment the buffer does limit the sender. The verdict
