@@ -13,6 +13,8 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include "parse.h"
+#include "pktfilter.h"
+#include "capture.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -325,7 +327,7 @@ static __always_inline int syn_port_dropped(__u16 port)
 }
 
 /* handle counts the packet and says whether to drop it. */
-static __always_inline int handle(void *data, void *data_end, __u64 segs, int dir)
+static __always_inline int handle(void *ctx, int xdp, void *data, void *data_end, __u64 segs, int dir)
 {
 	__u32 slot = cfg.slot + (dir == DIR_OUT ? MAX_INTERFACES : 0);
 	struct flag_counters *c = bpf_map_lookup_elem(&counters, &slot);
@@ -340,8 +342,9 @@ static __always_inline int handle(void *data, void *data_end, __u64 segs, int di
 		c->malformed++;
 		return 0;
 	}
-	if (res != PARSE_TCP)
+	if (res != PARSE_TCP || !pkt_filter_match(data, data_end, &pkt))
 		return 0;
+	capture_packet(ctx, xdp, data, data_end, &pkt, cfg.slot, dir);
 
 	__u8 f = pkt.flags;
 	c->tcp_packets += segs;
@@ -384,7 +387,7 @@ int tcplens_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	return handle(data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
+	return handle(ctx, 1, data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
 }
 
 SEC("tc")
@@ -395,7 +398,7 @@ int tcplens_tc(struct __sk_buff *skb)
 	/* GRO hands TC one skb for several wire segments; count the segments. */
 	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
 
-	return handle(data, data_end, segs, DIR_IN) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return handle(skb, 0, data, data_end, segs, DIR_IN) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* Packets sent: counted only, never dropped. A TSO/GSO skb is counted as
@@ -412,5 +415,5 @@ int tcplens_tc_egress(struct __sk_buff *skb)
 	int dir = DIR_OUT;
 	asm volatile("" : "+r"(dir));
 
-	return handle(data, data_end, segs, dir) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return handle(skb, 0, data, data_end, segs, dir) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The capture stage of the packet path: the first bytes of every packet
+ * that passed the filter go to user space through a ring buffer, with a
+ * kernel timestamp and the original length, for `tcplens capture`.
+ *
+ * A record is built in a per-CPU scratch buffer and sent with
+ * bpf_ringbuf_output(), whose size may vary: reserving a fixed
+ * CAPTURE_MAX_SNAPLEN per packet would fill the ring with unused bytes
+ * when only headers are taken. Copies go through bpf_skb_load_bytes() and
+ * bpf_xdp_load_bytes() (5.18+), which read paged data too, so a whole
+ * packet is taken up to CAPTURE_MAX_SNAPLEN bytes.
+ */
+#pragma once
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "parse.h"
+
+#define CAPTURE_MAX_SNAPLEN 4096
+
+struct capture_config {
+	__u32 snaplen; /* 0: no capture; CAPTURE_SNAP_HEADERS: through the TCP header */
+	__u8 enabled;
+	__u8 pad[3];
+};
+
+/* snaplen meaning "Ethernet, IP and TCP headers with their options". */
+#define CAPTURE_SNAP_HEADERS 0xffffffff
+
+volatile const struct capture_config capture_cfg = {};
+
+/* One record's header; cap_len bytes of the frame follow it. */
+struct capture_event {
+	__u64 ts_ns;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 orig_len; /* the frame's length (a GSO skb: all of it, as tcpdump sees it) */
+	__u32 cap_len;
+	__u16 slot;     /* the interface's slot */
+	__u8 dir;       /* DIR_IN or DIR_OUT */
+	__u8 pad[5];
+};
+
+struct capture_buf {
+	struct capture_event ev;
+	__u8 data[CAPTURE_MAX_SNAPLEN];
+};
+
+/* Per CPU, every matching packet touches it. */
+struct capture_counters {
+	__u64 matched;  /* packets that passed the filter */
+	__u64 captured; /* records written to the ring */
+	__u64 lost;     /* records the full ring refused */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct capture_buf);
+} capture_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct capture_counters);
+} capture_stats SEC(".maps");
+
+/* Size set at load (--buffer-size). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} capture_ring SEC(".maps");
+
+/* As submit_event() in sock_common.h: wake the reader only once the ring
+ * holds a sixteenth of its size, so a record costs no wakeup IPI. */
+#define CAPTURE_WAKEUP_FRACTION 16
+
+/*
+ * capture_packet copies the packet described by pkt (a PARSE_TCP result)
+ * into the ring. xdp says what ctx is.
+ */
+static __always_inline void capture_packet(void *ctx, int xdp, void *data, void *data_end,
+					   const struct packet *pkt, __u32 slot, int dir)
+{
+	__u32 zero = 0;
+	struct capture_counters *st;
+	struct capture_buf *buf;
+	__u32 len, pkt_len;
+
+	if (!capture_cfg.enabled)
+		return;
+	st = bpf_map_lookup_elem(&capture_stats, &zero);
+	buf = bpf_map_lookup_elem(&capture_scratch, &zero);
+	if (!st || !buf)
+		return;
+	st->matched++;
+
+	if (xdp)
+		pkt_len = bpf_xdp_get_buff_len(ctx);
+	else
+		pkt_len = ((struct __sk_buff *)ctx)->len;
+
+	len = capture_cfg.snaplen;
+	if (len == CAPTURE_SNAP_HEADERS) {
+		/* The TCP data offset: parse_packet checked it lies in the frame. */
+		__u8 *doff = data + pkt->tcp_off + 12;
+		if ((void *)(doff + 1) > data_end)
+			return;
+		len = (__u32)pkt->tcp_off + (*doff >> 4) * 4;
+	}
+	if (len > pkt_len)
+		len = pkt_len;
+	if (len > CAPTURE_MAX_SNAPLEN)
+		len = CAPTURE_MAX_SNAPLEN;
+	if (len == 0)
+		return;
+	/* 1..CAPTURE_MAX_SNAPLEN in a form the verifier follows (clang turned
+	 * the comparisons above into ones it loses track of). */
+	asm volatile("" : "+r"(len));
+	len = ((len - 1) & (CAPTURE_MAX_SNAPLEN - 1)) + 1;
+
+	long err;
+	if (xdp)
+		err = bpf_xdp_load_bytes(ctx, 0, buf->data, len);
+	else
+		err = bpf_skb_load_bytes(ctx, 0, buf->data, len);
+	if (err) {
+		st->lost++; /* cannot happen: len is within the packet */
+		return;
+	}
+
+	buf->ev.ts_ns = bpf_ktime_get_ns();
+	buf->ev.orig_len = pkt_len;
+	buf->ev.cap_len = len;
+	buf->ev.slot = slot;
+	buf->ev.dir = dir;
+
+	__u64 avail = bpf_ringbuf_query(&capture_ring, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&capture_ring, BPF_RB_RING_SIZE);
+	__u64 flags = avail >= size / CAPTURE_WAKEUP_FRACTION ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&capture_ring, buf, sizeof(buf->ev) + len, flags) == 0)
+		st->captured++;
+	else
+		st->lost++;
+}
