@@ -125,15 +125,42 @@ func TestPacketFilterAgainstTcpdump(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		testutil.SkipUnlessRequired(t, "tcpdump is not installed")
 	}
+	type form struct {
+		name, tcpdump string
+		prog          pfilter.Program
+	}
+	var forms []form
+	for _, expr := range filterForms {
+		prog, err := pfilter.Parse(expr)
+		if err != nil {
+			t.Fatalf("%q: %v", expr, err)
+		}
+		forms = append(forms, form{expr, expr, prog})
+	}
+	// --port, --host, -4/-6, --flags: their tcpdump equivalents. libpcap's
+	// tcp[] reads IPv4 only; ip6[53] is the flags byte of these frames
+	// (no extension headers).
+	for _, f := range []struct {
+		flags   pfilter.Flags
+		tcpdump string
+	}{
+		{pfilter.Flags{Ports: []uint16{80, 443}}, "port 80 or port 443"},
+		{pfilter.Flags{Hosts: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/30"), netip.MustParsePrefix("fd00::2/128")}}, "net 10.0.0.0/30 or host fd00::2"},
+		{pfilter.Flags{Family: 6}, "ip6"},
+		{pfilter.Flags{Family: 4, Ports: []uint16{1000}}, "ip and port 1000"},
+		{pfilter.Flags{TCPFlags: pfilter.FlagSYN | pfilter.FlagRST}, "tcp[tcpflags] & (tcp-syn|tcp-rst) != 0 or ip6[53] & 6 != 0"},
+		{pfilter.Flags{Ports: []uint16{8080}, Hosts: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, TCPFlags: pfilter.FlagFIN},
+			"port 8080 and host 10.0.0.1 and tcp[tcpflags] & tcp-fin != 0"},
+		{pfilter.Flags{Family: 6, TCPFlags: pfilter.FlagFIN}, "ip6[53] & 1 != 0"},
+	} {
+		forms = append(forms, form{fmt.Sprintf("flags %+v", f.flags), f.tcpdump, f.flags.Program()})
+	}
 	frames := filterFrames(t)
 	dir := t.TempDir()
-	for _, expr := range filterForms {
-		t.Run(expr, func(t *testing.T) {
-			want := tcpdumpSelects(t, dir, frames, expr)
-			prog, err := pfilter.Parse(expr)
-			if err != nil {
-				t.Fatal(err)
-			}
+	for _, fm := range forms {
+		t.Run(fm.name, func(t *testing.T) {
+			want := tcpdumpSelects(t, dir, frames, fm.tcpdump)
+			prog := fm.prog
 			tp := loadTestPath(t, PacketConfig{Filter: prog, Capture: &CaptureConfig{Snaplen: SnapHeaders, RingSize: 1 << 20}}, 1)
 			n := 0
 			for i, fr := range frames {
