@@ -69,7 +69,8 @@ type Writer struct {
 	file   *os.File
 	cw     *countingWriter
 	ng     *pcapgo.NgWriter
-	n      int // files started
+	n      int   // files started
+	size   int64 // bytes in the current file, buffered ones included
 }
 
 type countingWriter struct {
@@ -142,7 +143,32 @@ func (w *Writer) open() error {
 		}
 	}
 	w.ng = ng
+	// The writer buffers: flush the headers to count them, and add each
+	// packet block's size as Write makes it.
+	if err := ng.Flush(); err != nil {
+		return fmt.Errorf("write pcapng header: %w", err)
+	}
+	w.size = w.cw.n
 	return nil
+}
+
+// blockSize is the size of the enhanced packet block WritePacketWithOptions
+// writes (pcapng: 28 bytes of header, the data padded to 4, options, 4
+// bytes of trailer).
+func blockSize(data int, opts pcapgo.NgPacketOptions) int64 {
+	pad4 := func(n int) int { return (n + 3) &^ 3 }
+	size := 28 + pad4(data) + 4
+	opt := 0
+	if opts.Flags != nil {
+		opt += 8
+	}
+	for _, c := range opts.Comments {
+		opt += 4 + pad4(len(c))
+	}
+	if opt > 0 {
+		opt += 4 // end of options
+	}
+	return int64(size + opt)
 }
 
 func ngInterface(ifc Interface, snaplen uint32) pcapgo.NgInterface {
@@ -159,7 +185,7 @@ func ngInterface(ifc Interface, snaplen uint32) pcapgo.NgInterface {
 // Write adds one packet, first starting the next file if the current
 // one is full.
 func (w *Writer) Write(p Packet) error {
-	if w.opts.RotateSize > 0 && w.cw.n >= w.opts.RotateSize {
+	if w.opts.RotateSize > 0 && w.size >= w.opts.RotateSize {
 		if err := w.closeFile(); err != nil {
 			return err
 		}
@@ -182,6 +208,7 @@ func (w *Writer) Write(p Packet) error {
 	if err := w.ng.WritePacketWithOptions(ci, p.Data, opts); err != nil {
 		return fmt.Errorf("write pcapng packet: %w", err)
 	}
+	w.size += blockSize(len(p.Data), opts)
 	return nil
 }
 

@@ -103,6 +103,9 @@ func startTcpdump(t *testing.T, ns *testnet.NS, iface, file string) (stop func()
 	return stop
 }
 
+// lineExtras are what capture -r prints beyond tcpdump: interface and direction.
+var lineExtras = regexp.MustCompile(`^(\S+) \S+ (?:In |Out) `)
+
 var captureSummary = regexp.MustCompile(`(\d+) packets captured, (\d+) matched by filter, (\d+) lost`)
 
 func parseCaptureSummary(t *testing.T, stderr string) (captured, matched, lost uint64) {
@@ -202,14 +205,27 @@ func TestCaptureMatchesTcpdump(t *testing.T) {
 			}
 			t.Logf("%d packets, timestamps within %.1f us of tcpdump's", len(got), worst*1e6)
 
-			// -r prints the file back, one line per packet.
-			rd := exec.Command(testnet.Tcplens(t), "capture", "-r", ours)
-			out, err := rd.Output()
+			// -r prints the file back as tcpdump -nn -S prints it, plus the
+			// interface, the direction and the process where known.
+			out, err := exec.Command(testnet.Tcplens(t), "capture", "-r", ours).Output()
 			if err != nil {
 				t.Fatalf("tcplens capture -r: %v", err)
 			}
-			if lines := strings.Count(string(out), "\n"); lines != len(got) {
-				t.Errorf("capture -r printed %d lines for %d packets", lines, len(got))
+			dump, err := exec.Command("tcpdump", "-nn", "-S", "-r", ours).Output()
+			if err != nil {
+				t.Fatalf("tcpdump -r: %v", err)
+			}
+			ourLines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			dumpLines := strings.Split(strings.TrimSpace(string(dump)), "\n")
+			if len(ourLines) != len(got) || len(dumpLines) != len(got) {
+				t.Fatalf("capture -r printed %d lines, tcpdump -r %d, for %d packets", len(ourLines), len(dumpLines), len(got))
+			}
+			for i := range ourLines {
+				l := lineExtras.ReplaceAllString(ourLines[i], "$1 ")
+				l = strings.SplitN(l, ", PID: ", 2)[0]
+				if l != dumpLines[i] {
+					t.Errorf("capture -r line %d:\n  %s\ntcpdump -r:\n  %s", i, ourLines[i], dumpLines[i])
+				}
 			}
 		})
 	}
