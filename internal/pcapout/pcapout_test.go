@@ -2,6 +2,7 @@ package pcapout
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,19 @@ func TestSizeIsExact(t *testing.T) {
 	st, err := os.Stat(path)
 	if err != nil || st.Size() != w.size {
 		t.Errorf("file has %v bytes, the writer counted %d (%v)", st.Size(), w.size, err)
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	w, err := NewStreamWriter(io.Discard, WriterOptions{Interfaces: []Interface{{"a", DirIn}, {"a", DirOut}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := Packet{Time: time.Now(), Dir: DirIn, Data: synFrame, OrigLen: 1514}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := w.Write(p); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

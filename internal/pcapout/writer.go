@@ -4,12 +4,13 @@
 package pcapout
 
 import (
+	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
-	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
@@ -68,7 +69,11 @@ type Writer struct {
 	stream io.Writer // -w -
 	file   *os.File
 	cw     *countingWriter
-	ng     *pcapgo.NgWriter
+	ng     *pcapgo.NgWriter // the section and interface blocks
+	bw     *bufio.Writer    // the packet blocks (see writeEPB)
+	hdr    [28]byte
+	opt    [8]byte
+	pad    [4]byte
 	n      int   // files started
 	size   int64 // bytes in the current file, buffered ones included
 }
@@ -149,21 +154,73 @@ func (w *Writer) open() error {
 		return fmt.Errorf("write pcapng header: %w", err)
 	}
 	w.size = w.cw.n
+	w.bw = bufio.NewWriterSize(w.cw, 256<<10)
 	return nil
 }
 
-// blockSize is the size of the enhanced packet block WritePacketWithOptions
-// writes (pcapng: 28 bytes of header, the data padded to 4, options, 4
-// bytes of trailer).
-func blockSize(data int, opts pcapgo.NgPacketOptions) int64 {
+// writeEPB writes an enhanced packet block itself, as pcapgo's
+// WritePacketWithOptions would: pcapgo builds the options anew for every
+// packet (two allocations, 390 ns a packet here), which was most of the
+// user-space cost of a capture; this is the same bytes without either.
+// TestWriteReadRotate reads the blocks back with pcapgo's reader, and the
+// integration test with tcpdump and tshark.
+func (w *Writer) writeEPB(iface int, ts time.Time, data []byte, origLen int, dir Direction, comment string) error {
+	const (
+		epbType      = 6
+		optComment   = 1
+		optFlags     = 2
+		optEndOfOpts = 0
+	)
+	size := blockSize(len(data), dir != DirUnknown, comment)
+	h := w.hdr[:]
+	le := binary.LittleEndian
+	le.PutUint32(h[0:], epbType)
+	le.PutUint32(h[4:], uint32(size))
+	le.PutUint32(h[8:], uint32(iface))
+	ns := uint64(ts.UnixNano())
+	le.PutUint32(h[12:], uint32(ns>>32))
+	le.PutUint32(h[16:], uint32(ns))
+	le.PutUint32(h[20:], uint32(len(data)))
+	le.PutUint32(h[24:], uint32(origLen))
+	w.bw.Write(h)
+	w.bw.Write(data)
+	pad := w.pad[:]
+	w.bw.Write(pad[:(4-len(data)&3)&3])
+	opt := w.opt[:]
+	if comment != "" {
+		le.PutUint16(opt[0:], optComment)
+		le.PutUint16(opt[2:], uint16(len(comment)))
+		w.bw.Write(opt[:4])
+		w.bw.WriteString(comment)
+		w.bw.Write(pad[:(4-len(comment)&3)&3])
+	}
+	if dir != DirUnknown {
+		le.PutUint16(opt[0:], optFlags)
+		le.PutUint16(opt[2:], 4)
+		le.PutUint32(opt[4:], uint32(dir)) // epb_flags bits 0-1: 1 inbound, 2 outbound
+		w.bw.Write(opt[:8])
+	}
+	if comment != "" || dir != DirUnknown {
+		le.PutUint32(opt[0:], optEndOfOpts)
+		w.bw.Write(opt[:4])
+	}
+	le.PutUint32(opt[0:], uint32(size))
+	_, err := w.bw.Write(opt[:4])
+	w.size += size
+	return err
+}
+
+// blockSize is the size of an enhanced packet block (pcapng: 28 bytes of
+// header, the data padded to 4, options, 4 bytes of trailer).
+func blockSize(data int, flags bool, comment string) int64 {
 	pad4 := func(n int) int { return (n + 3) &^ 3 }
 	size := 28 + pad4(data) + 4
 	opt := 0
-	if opts.Flags != nil {
+	if flags {
 		opt += 8
 	}
-	for _, c := range opts.Comments {
-		opt += 4 + pad4(len(c))
+	if comment != "" {
+		opt += 4 + pad4(len(comment))
 	}
 	if opt > 0 {
 		opt += 4 // end of options
@@ -193,28 +250,18 @@ func (w *Writer) Write(p Packet) error {
 			return err
 		}
 	}
-	opts := pcapgo.NgPacketOptions{}
-	if p.Dir != DirUnknown {
-		dir := pcapgo.NgEpbFlagDirectionInbound
-		if p.Dir == DirOut {
-			dir = pcapgo.NgEpbFlagDirectionOutbound
-		}
-		opts.Flags = &pcapgo.NgEpbFlags{Direction: dir}
+	if len(p.Comment) > 0xffff-3 {
+		p.Comment = p.Comment[:0xffff-3]
 	}
-	if p.Comment != "" {
-		opts.Comments = []string{p.Comment}
-	}
-	ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: max(p.OrigLen, len(p.Data)), InterfaceIndex: p.Interface}
-	if err := w.ng.WritePacketWithOptions(ci, p.Data, opts); err != nil {
+	if err := w.writeEPB(p.Interface, p.Time, p.Data, max(p.OrigLen, len(p.Data)), p.Dir, p.Comment); err != nil {
 		return fmt.Errorf("write pcapng packet: %w", err)
 	}
-	w.size += blockSize(len(p.Data), opts)
 	return nil
 }
 
 // Flush pushes buffered packets out (for -w -, and before a pause).
 func (w *Writer) Flush() error {
-	if err := w.ng.Flush(); err != nil {
+	if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("write pcapng: %w", err)
 	}
 	return nil
