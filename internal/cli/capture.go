@@ -149,10 +149,13 @@ func runCapture(ctx context.Context, env Env, args []string) error {
 	written := uint64(0)
 	var runErr error
 	limitHit := func() bool { return c.count > 0 && written >= uint64(c.count) }
+	deadline := time.Now().Add(100 * time.Millisecond)
 	for ctx.Err() == nil && !limitHit() && runErr == nil {
-		ev, data, err := rd.Read(time.Now().Add(100 * time.Millisecond))
+		ev, data, err := rd.Read(deadline)
 		if errors.Is(err, probe.ErrNoRecord) {
+			// The ring is empty: write out what is buffered, then wait.
 			runErr = out.flush()
+			deadline = time.Now().Add(100 * time.Millisecond)
 			continue
 		}
 		if err != nil {
