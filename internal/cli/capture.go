@@ -282,6 +282,9 @@ func readCapture(env Env, path string, prog pfilter.Program, count int) error {
 	if errors.Is(err, errStop) {
 		err = nil
 	}
+	if errors.Is(err, pcapout.ErrNotCapture) {
+		return usageError{err.Error()}
+	}
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}

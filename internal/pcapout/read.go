@@ -3,12 +3,17 @@ package pcapout
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/gopacket/gopacket/pcapgo"
 )
+
+// ErrNotCapture: the file is missing, or neither pcapng nor pcap (bad
+// input, where an error inside a good file is a failure).
+var ErrNotCapture = errors.New("not a readable pcapng or pcap file")
 
 // pcapng's section header block type, the first 4 bytes of such a file.
 var ngMagic = []byte{0x0a, 0x0d, 0x0d, 0x0a}
@@ -19,18 +24,18 @@ var ngMagic = []byte{0x0a, 0x0d, 0x0d, 0x0a}
 func ReadFile(path string, fn func(p Packet, name string) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("read capture file: %w", err)
+		return fmt.Errorf("read capture file: %w (%w)", err, ErrNotCapture)
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
 	head, err := br.Peek(4)
 	if err != nil {
-		return fmt.Errorf("read capture file %s: too short to be pcap or pcapng", path)
+		return fmt.Errorf("read capture file %s: too short to be pcap or pcapng (%w)", path, ErrNotCapture)
 	}
 	if !bytes.Equal(head, ngMagic) {
 		r, err := pcapgo.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("read capture file %s: neither pcapng nor pcap: %w", path, err)
+			return fmt.Errorf("read capture file %s: %w: %v", path, ErrNotCapture, err)
 		}
 		for {
 			data, ci, err := r.ReadPacketData()
@@ -47,7 +52,7 @@ func ReadFile(path string, fn func(p Packet, name string) error) error {
 	}
 	r, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
 	if err != nil {
-		return fmt.Errorf("read capture file %s: %w", path, err)
+		return fmt.Errorf("read capture file %s: %w: %v", path, ErrNotCapture, err)
 	}
 	for {
 		data, ci, opts, err := r.ReadPacketDataWithOptions()

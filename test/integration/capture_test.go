@@ -288,3 +288,36 @@ func TestCaptureTinyRingCountsLosses(t *testing.T) {
 		t.Errorf("the files hold %d packets, %d captured", inFiles, captured)
 	}
 }
+
+// TestCaptureToStdout: -w - writes pcapng to standard output that tcpdump
+// reads, and -c stops after that many packets (a handshake and close make
+// more than 6 on B's veth, both directions).
+func TestCaptureToStdout(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		testutil.SkipUnlessRequired(t, "tcpdump is not installed")
+	}
+	t.Parallel()
+	p := testnet.NewPair(t)
+	srv := p.B.Listen(t, testnet.IPv6, 0)
+	tl := p.B.StartTcplens(t, "capture", "-i", p.B.Link, "-w", "-", "-c", "6", "--flags", "SYN,ACK,FIN")
+	testnet.CloseConns(t, p.A.OpenConns(t, srv.Addr, 2))
+	res := tl.Wait(10 * time.Second)
+	if res.ExitCode != 0 {
+		t.Fatalf("tcplens capture -c 6 exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+	}
+	file := filepath.Join(t.TempDir(), "stdout.pcapng")
+	if err := os.WriteFile(file, []byte(res.Stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("tcpdump", "-nn", "-r", file).Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r of capture's stdout: %v", err)
+	}
+	if n := strings.Count(string(out), "Flags ["); n != 6 {
+		t.Errorf("tcpdump reads %d packets from -w - -c 6:\n%s", n, out)
+	}
+	if captured, _, _ := parseCaptureSummary(t, res.Stderr); captured != 6 {
+		t.Errorf("summary says %d captured, want 6", captured)
+	}
+}
