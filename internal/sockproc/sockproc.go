@@ -5,7 +5,8 @@
 // Limits: only sockets in tcplens's own network namespace (a packet on a
 // veth whose peer lives in another namespace has no owner here); a
 // connection that opened and closed between two refreshes (at most one
-// per second, on a miss) is never seen; a socket shared by several
+// every refreshEvery, on a miss; a connection that missed is tried again
+// only after retryMiss) is never seen; a socket shared by several
 // processes is given to the first found.
 package sockproc
 
@@ -80,6 +81,15 @@ type owner struct {
 	comm string
 }
 
+// A refresh reads /proc/net/tcp{,6} and every process's fd directory:
+// milliseconds on a busy host, so at most five a second, and a connection
+// that was not found is not looked for again for a while (packets of
+// other namespaces' connections would otherwise cause a refresh each).
+const (
+	refreshEvery = 200 * time.Millisecond
+	retryMiss    = 2 * time.Second
+)
+
 // Table caches connection owners.
 type Table struct {
 	proc      string
@@ -105,10 +115,10 @@ func (t *Table) Describe(frame []byte) string {
 		}
 	}
 	now := time.Now()
-	if now.Sub(t.refreshed) < time.Second {
+	if now.Sub(t.refreshed) < refreshEvery {
 		return ""
 	}
-	if last, ok := t.misses[keys[0]]; ok && now.Sub(last) < 10*time.Second {
+	if last, ok := t.misses[keys[0]]; ok && now.Sub(last) < retryMiss {
 		return "" // a connection of another namespace, most likely
 	}
 	t.refresh()

@@ -321,3 +321,56 @@ func TestCaptureToStdout(t *testing.T) {
 		t.Errorf("summary says %d captured, want 6", captured)
 	}
 }
+
+// TestCaptureProcessComment: packets of a connection whose server socket
+// lives in the capture's namespace carry the owning process in their
+// pcapng comment. The server is this test process (its listener is in
+// B's namespace), so the oracle is os.Getpid() and /proc/self/comm.
+func TestCaptureProcessComment(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	if _, err := exec.LookPath("tshark"); err != nil {
+		testutil.SkipUnlessRequired(t, "tshark is not installed")
+	}
+	t.Parallel()
+	p := testnet.NewPair(t)
+	srv := p.B.Listen(t, testnet.IPv4, 0)
+	file := filepath.Join(t.TempDir(), "proc.pcapng")
+	tl := p.B.StartTcplens(t, "capture", "-i", p.B.Link, "-w", file)
+	conns := p.A.OpenConns(t, srv.Addr, 1)
+	// Packets for a while: the owner is looked up at most five times a second.
+	for i := 0; i < 8; i++ {
+		if _, err := conns[0].Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	testnet.CloseConns(t, conns)
+	res := tl.Stop()
+	if res.ExitCode != 0 {
+		t.Fatalf("tcplens capture exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+	}
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("PID: %d, Command: %s", os.Getpid(), strings.TrimSpace(string(comm)))
+	out, err := exec.Command("tshark", "-r", file, "-T", "fields", "-e", "frame.comment").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	with := 0
+	for _, l := range lines {
+		switch l {
+		case want:
+			with++
+		case "":
+		default:
+			t.Errorf("comment %q, want %q or none", l, want)
+		}
+	}
+	t.Logf("%d of %d packets name the process", with, len(lines))
+	if with < len(lines)/2 {
+		t.Errorf("%d of %d packets name the process %q", with, len(lines), want)
+	}
+}
