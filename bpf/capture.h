@@ -77,23 +77,23 @@ struct {
 #define CAPTURE_WAKEUP_FRACTION 16
 
 /*
- * capture_packet copies the packet described by pkt (a PARSE_TCP result)
- * into the ring. xdp says what ctx is.
+ * capture_copy copies the first bytes of the packet into the ring.
+ * hdrs_len is the length of the Ethernet, IP and TCP headers. It reads the
+ * packet through the load_bytes helpers only: a global function sees no
+ * packet bounds its caller checked.
  */
-static __always_inline void capture_packet(void *ctx, int xdp, void *data, void *data_end,
-					   const struct packet *pkt, __u32 slot, int dir)
+static __always_inline int capture_copy(void *ctx, int xdp, __u32 hdrs_len, __u32 slot, __u32 dir)
 {
 	__u32 zero = 0;
 	struct capture_counters *st;
 	struct capture_buf *buf;
 	__u32 len, pkt_len;
+	long err;
 
-	if (!capture_cfg.enabled)
-		return;
 	st = bpf_map_lookup_elem(&capture_stats, &zero);
 	buf = bpf_map_lookup_elem(&capture_scratch, &zero);
 	if (!st || !buf)
-		return;
+		return 0;
 	st->matched++;
 
 	if (xdp)
@@ -102,32 +102,26 @@ static __always_inline void capture_packet(void *ctx, int xdp, void *data, void 
 		pkt_len = ((struct __sk_buff *)ctx)->len;
 
 	len = capture_cfg.snaplen;
-	if (len == CAPTURE_SNAP_HEADERS) {
-		/* The TCP data offset: parse_packet checked it lies in the frame. */
-		__u8 *doff = data + pkt->tcp_off + 12;
-		if ((void *)(doff + 1) > data_end)
-			return;
-		len = (__u32)pkt->tcp_off + (*doff >> 4) * 4;
-	}
+	if (len == CAPTURE_SNAP_HEADERS)
+		len = hdrs_len;
 	if (len > pkt_len)
 		len = pkt_len;
 	if (len > CAPTURE_MAX_SNAPLEN)
 		len = CAPTURE_MAX_SNAPLEN;
 	if (len == 0)
-		return;
+		return 0;
 	/* 1..CAPTURE_MAX_SNAPLEN in a form the verifier follows (clang turned
 	 * the comparisons above into ones it loses track of). */
 	asm volatile("" : "+r"(len));
 	len = ((len - 1) & (CAPTURE_MAX_SNAPLEN - 1)) + 1;
 
-	long err;
 	if (xdp)
 		err = bpf_xdp_load_bytes(ctx, 0, buf->data, len);
 	else
 		err = bpf_skb_load_bytes(ctx, 0, buf->data, len);
 	if (err) {
 		st->lost++; /* cannot happen: len is within the packet */
-		return;
+		return 0;
 	}
 
 	buf->ev.ts_ns = bpf_ktime_get_ns();
@@ -143,4 +137,55 @@ static __always_inline void capture_packet(void *ctx, int xdp, void *data, void 
 		st->captured++;
 	else
 		st->lost++;
+	return 0;
+}
+
+/*
+ * The stage's entry points are global functions: the verifier checks each
+ * once, with its arguments unknown, instead of once for every path that
+ * reaches it through the parser and the filter (with it inlined, a long
+ * filter made the capture stage most of the verifier's work: 584,000
+ * instructions for a 31-instruction filter). One per hook, as the helpers
+ * differ; each program links only the one it calls.
+ */
+__attribute__((noinline)) int capture_skb(struct __sk_buff *skb, __u32 hdrs_len, __u32 slot, __u32 dir)
+{
+	return capture_copy(skb, 0, hdrs_len, slot, dir);
+}
+
+__attribute__((noinline)) int capture_xdp(struct xdp_md *xdp, __u32 hdrs_len, __u32 slot, __u32 dir)
+{
+	return capture_copy(xdp, 1, hdrs_len, slot, dir);
+}
+
+/*
+ * capture_hdrs_len is the length of the Ethernet, IP and TCP headers of a
+ * PARSE_TCP packet, for the default snaplen (0 with capture off). It is
+ * read before the filter runs, where the parser's bounds checks still
+ * hold: in the stage, a load_bytes call for the byte cost TC more than
+ * the rest of the stage, and read after the filter, the pointer arithmetic
+ * made the verifier tell apart every path through the filter again.
+ */
+static __always_inline __u32 capture_hdrs_len(void *data, void *data_end, const struct packet *pkt)
+{
+	if (!capture_cfg.enabled)
+		return 0;
+	__u8 *doff = data + pkt->tcp_off + 12;
+	if ((void *)(doff + 1) > data_end)
+		return 0;
+	return (__u32)pkt->tcp_off + (*doff >> 4) * 4;
+}
+
+/*
+ * capture_packet hands a packet that passed the filter to the stage, with
+ * its capture_hdrs_len. xdp says what ctx is.
+ */
+static __always_inline void capture_packet(void *ctx, int xdp, __u32 hdrs_len, __u32 slot, int dir)
+{
+	if (!capture_cfg.enabled)
+		return;
+	if (xdp)
+		capture_xdp(ctx, hdrs_len, slot, dir);
+	else
+		capture_skb(ctx, hdrs_len, slot, dir);
 }

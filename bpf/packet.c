@@ -342,9 +342,12 @@ static __always_inline int handle(void *ctx, int xdp, void *data, void *data_end
 		c->malformed++;
 		return 0;
 	}
-	if (res != PARSE_TCP || !pkt_filter_match(data, data_end, &pkt))
+	if (res != PARSE_TCP)
 		return 0;
-	capture_packet(ctx, xdp, data, data_end, &pkt, cfg.slot, dir);
+	__u32 hdrs_len = capture_hdrs_len(data, data_end, &pkt);
+	if (!pkt_filter_match(data, data_end, &pkt))
+		return 0;
+	capture_packet(ctx, xdp, hdrs_len, cfg.slot, dir);
 
 	__u8 f = pkt.flags;
 	c->tcp_packets += segs;
