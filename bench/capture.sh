@@ -6,6 +6,7 @@
 #   sudo bench/capture.sh                  # 5 s per measurement, 5 rounds
 #   DURATION=10 ROUNDS=7 sudo bench/capture.sh
 #   GSO=1 sudo bench/capture.sh            # let TCP send 64 KB GSO packets
+#   BUFFER_KIB=64 sudo bench/capture.sh    # small kernel buffers, to compare losses
 #
 # A sends to B with iperf3 (IPv4, CPUs pinned as in throughput.sh). By
 # default A's veth has gso_max_segs 1, so every wire segment is its own
@@ -24,6 +25,7 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-5}
 AFFINITY=${AFFINITY:-0,1}
 GSO=${GSO:-0}
+BUFFER_KIB=${BUFFER_KIB:-4096} # both observers' kernel buffer: tcpdump -B, tcplens --buffer-size
 CONFIGS=${CONFIGS:-"none capture tcpdump"}
 source "$(dirname "$0")/lib.sh"
 bench_init capture 10.199.7 timeout tcpdump
@@ -34,13 +36,13 @@ start_observer() { # start_observer CONFIG ROUND
 	OBS=
 	case $1 in
 	capture)
-		ip netns exec "$NSB" timeout $((DURATION + 60)) "$TCPLENS" capture -i vethB --no-process \
+		ip netns exec "$NSB" timeout $((DURATION + 60)) "$TCPLENS" capture -i vethB --no-process --buffer-size $((BUFFER_KIB * 1024)) \
 			-w "$WORK/c.pcapng" --ready-file "$WORK/ready" 2>"$WORK/capture.$2.err" &
 		OBS=$!
 		wait_for "$OBS" test -e "$WORK/ready" || { cat "$WORK/capture.$2.err" >&2; return 1; }
 		;;
 	tcpdump)
-		ip netns exec "$NSB" timeout $((DURATION + 60)) tcpdump -i vethB -s 128 -B 4096 -w "$WORK/t.pcap" tcp \
+		ip netns exec "$NSB" timeout $((DURATION + 60)) tcpdump -i vethB -s 128 -B "$BUFFER_KIB" -w "$WORK/t.pcap" tcp \
 			2>"$WORK/tcpdump.$2.err" &
 		OBS=$!
 		wait_for "$OBS" grep -q "listening on" "$WORK/tcpdump.$2.err"
@@ -79,7 +81,7 @@ stop_observer() { # stop_observer CONFIG ROUND: sets CPU, CAPTURED, LOST
 	CAPTURED=${captured:-?} LOST=${lost:-?}
 }
 
-echo "# $(uname -r), $(nproc) CPUs, ${DURATION}s x ${ROUNDS} rounds, GSO=$GSO"
+echo "# $(uname -r), $(nproc) CPUs, ${DURATION}s x ${ROUNDS} rounds, GSO=$GSO, buffers ${BUFFER_KIB} KiB"
 RESULTS=$WORK/results # round config bits/s
 for round in $(seq "$ROUNDS"); do
 	for cfg in $(printf '%s\n' $CONFIGS | shuf); do
