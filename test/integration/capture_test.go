@@ -65,10 +65,12 @@ func tsharkRead(t *testing.T, path string, withDir bool) []decoded {
 	return res
 }
 
-// startTcpdump runs tcpdump -w in ns and waits until it listens.
-func startTcpdump(t *testing.T, ns *testnet.NS, iface, file string) (stop func()) {
+// startTcpdumpFile runs tcpdump -w in ns and waits until it listens; stop
+// ends it with SIGINT and returns its stderr (with its drop count).
+func startTcpdumpFile(t *testing.T, ns *testnet.NS, iface, file string) (stop func()) {
 	t.Helper()
-	cmd := ns.Command("tcpdump", "-i", iface, "-w", file, "-nn", "-U", "--immediate-mode", "-B", "8192", "tcp")
+	// -s 128: headers with options (see startTcpdump on immediate mode).
+	cmd := ns.Command("tcpdump", "-i", iface, "-w", file, "-nn", "-U", "--immediate-mode", "-s", "128", "-B", "8192", "-Z", "root", "tcp")
 	errFile := file + ".stderr"
 	ef, err := os.Create(errFile)
 	if err != nil {
@@ -139,7 +141,7 @@ func TestCaptureMatchesTcpdump(t *testing.T) {
 			srv := p.B.Listen(t, sc.family, 0)
 			dir := t.TempDir()
 			ours, theirs := filepath.Join(dir, "tcplens.pcapng"), filepath.Join(dir, "tcpdump.pcap")
-			stopDump := startTcpdump(t, p.B, p.B.Link, theirs)
+			stopDump := startTcpdumpFile(t, p.B, p.B.Link, theirs)
 			tl := p.B.StartTcplens(t, "capture", "-i", p.B.Link, "--hook", sc.hook, "-w", ours)
 
 			conns := p.A.OpenConns(t, srv.Addr, n)
@@ -155,6 +157,9 @@ func TestCaptureMatchesTcpdump(t *testing.T) {
 			time.Sleep(200 * time.Millisecond) // tcpdump's own buffering
 			res := tl.Stop()
 			stopDump()
+			if b, _ := os.ReadFile(theirs + ".stderr"); !strings.Contains(string(b), "\n0 packets dropped by kernel") {
+				t.Fatalf("tcpdump dropped packets, so it is no oracle here; its stderr: %s", b)
+			}
 			if res.ExitCode != 0 {
 				t.Fatalf("tcplens capture exited with %d; stderr: %s", res.ExitCode, res.Stderr)
 			}
