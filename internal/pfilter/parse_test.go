@@ -134,3 +134,40 @@ func TestFlagsProgram(t *testing.T) {
 		t.Error("ParseTCPFlags accepted FOO")
 	}
 }
+
+// Whatever the input, Parse returns a program the kernel can run (or a
+// one-line error), and the program never underflows its stack.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"port 80", "not (host 10.0.0.1 or net fd00::/8) and src port 1", "((", "port 80 or 443 and ! 10.0.0.1", "src and dst portrange 1-2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := Parse(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("%q: error of several lines: %q", s, err)
+			}
+			return
+		}
+		if err := p.Check(); err != nil {
+			t.Fatalf("%q: Parse returned an unrunnable program: %v", s, err)
+		}
+		depth := 0
+		for _, in := range p {
+			switch in.Op {
+			case OpAnd, OpOr:
+				depth--
+			case OpNot:
+			default:
+				depth++
+			}
+			if depth < 1 {
+				t.Fatalf("%q: the program underflows its stack: %v", s, p)
+			}
+		}
+		if len(p) > 0 && depth != 1 {
+			t.Fatalf("%q: the program leaves %d values: %v", s, depth, p)
+		}
+		p.Match(Packet{})
+	})
+}

@@ -79,6 +79,7 @@ type conn struct {
 type owner struct {
 	pid  int
 	comm string
+	desc string // "PID: N, Command: NAME", made once
 }
 
 // A refresh reads /proc/net/tcp{,6} and every process's fd directory:
@@ -111,7 +112,7 @@ func (t *Table) Describe(frame []byte) string {
 	keys := []conn{{a, b}, {b, a}}
 	for _, k := range keys {
 		if o, ok := t.conns[k]; ok {
-			return fmt.Sprintf("PID: %d, Command: %s", o.pid, o.comm)
+			return o.desc
 		}
 	}
 	now := time.Now()
@@ -125,7 +126,7 @@ func (t *Table) Describe(frame []byte) string {
 	t.refreshed = now
 	for _, k := range keys {
 		if o, ok := t.conns[k]; ok {
-			return fmt.Sprintf("PID: %d, Command: %s", o.pid, o.comm)
+			return o.desc
 		}
 	}
 	if len(t.misses) > 65536 {
@@ -174,7 +175,7 @@ func (t *Table) refresh() {
 				comm = strings.TrimSpace(string(b))
 			}
 			if _, seen := t.conns[c]; !seen {
-				t.conns[c] = owner{pid: pid, comm: comm}
+				t.conns[c] = owner{pid: pid, comm: comm, desc: fmt.Sprintf("PID: %d, Command: %s", pid, comm)}
 			}
 		}
 	}
