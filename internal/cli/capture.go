@@ -19,7 +19,7 @@ import (
 )
 
 func init() {
-	register("capture", "capture TCP packets, filtered in the kernel, to pcapng (-w) or as tcpdump-like lines", runCapture)
+	register("capture", "capture TCP packets, filtered in the kernel, to pcapng (-w) or as tcpdump-like lines; words after the flags are a filter expression, as with tcpdump (and --filter)", runCapture)
 }
 
 type captureFlags struct {
@@ -36,6 +36,7 @@ func runCapture(ctx context.Context, env Env, args []string) error {
 	var c common
 	c.register(fs, 0)
 	c.withoutInterval("capture prints packets as they come, it has no periodic report")
+	fs.MarkHidden("output") // refused below: pcapng or text lines
 	fs.Lookup("count").Usage = "exit after `N` packets (0: no limit)"
 	c.registerPacket(fs)
 	c.registerDirection(fs, "both")
@@ -44,7 +45,7 @@ func runCapture(ctx context.Context, env Env, args []string) error {
 	var cf captureFlags
 	fs.StringVarP(&cf.write, "write", "w", "", "write packets to pcapng `FILE` (-: standard output) instead of printing lines")
 	fs.StringVarP(&cf.read, "read", "r", "", "print the packets of pcapng or pcap `FILE` (with the filter applied) instead of capturing")
-	fs.IntVar(&cf.snaplen, "snaplen", -1, fmt.Sprintf("copy the first `N` bytes of each packet (default: Ethernet, IP and TCP headers with options; 0: the whole packet up to %d bytes)", probe.MaxSnaplen))
+	fs.IntVar(&cf.snaplen, "snaplen", -1, fmt.Sprintf("copy the first `N` bytes of each packet (headers: Ethernet, IP and TCP headers with options; 0: the whole packet up to %d bytes)", probe.MaxSnaplen))
 	fs.Lookup("snaplen").DefValue = "headers"
 	fs.Int64Var(&cf.rotateSize, "rotate-size", 0, "start a new file (FILE.1, FILE.2, ...) once the current one holds `BYTES` (0: never)")
 	fs.IntVar(&cf.rotateCount, "rotate-count", 0, "keep at most `N` files, reusing their names in turn (needs --rotate-size)")
