@@ -183,14 +183,25 @@ static __always_inline __u32 capture_hdrs_len(void *data, void *data_end, const 
 }
 
 /*
- * capture_packet hands a packet that passed the filter to the stage, with
- * its capture_hdrs_len. xdp says what ctx is.
+ * What the caller's ctx is. XDP has two entry points: a global function is
+ * verified even where no call to it can run, and capture_xdp's helpers
+ * are 5.18's, so the plain XDP program (tcplens_xdp) must not call it at
+ * all for the rest of the packet path to load on older kernels; user
+ * space loads tcplens_xdp_capture instead when it captures.
  */
-static __always_inline void capture_packet(void *ctx, int xdp, __u32 hdrs_len, __u32 slot, int dir)
+#define CAPTURE_CTX_SKB 0
+#define CAPTURE_CTX_XDP 1         /* XDP, never capturing */
+#define CAPTURE_CTX_XDP_CAPTURE 2 /* XDP, capturing when capture_cfg says */
+
+/*
+ * capture_packet hands a packet that passed the filter to the stage, with
+ * its capture_hdrs_len.
+ */
+static __always_inline void capture_packet(void *ctx, int kind, __u32 hdrs_len, __u32 slot, int dir)
 {
-	if (!capture_cfg.enabled)
+	if (!capture_cfg.enabled || kind == CAPTURE_CTX_XDP)
 		return;
-	if (xdp)
+	if (kind == CAPTURE_CTX_XDP_CAPTURE)
 		capture_xdp(ctx, hdrs_len, slot, dir);
 	else
 		capture_skb(ctx, hdrs_len, slot, dir);

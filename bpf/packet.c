@@ -327,7 +327,7 @@ static __always_inline int syn_port_dropped(__u16 port)
 }
 
 /* handle counts the packet and says whether to drop it. */
-static __always_inline int handle(void *ctx, int xdp, void *data, void *data_end, __u64 segs, int dir)
+static __always_inline int handle(void *ctx, int ctx_kind, void *data, void *data_end, __u64 segs, int dir)
 {
 	__u32 slot = cfg.slot + (dir == DIR_OUT ? MAX_INTERFACES : 0);
 	struct flag_counters *c = bpf_map_lookup_elem(&counters, &slot);
@@ -347,7 +347,7 @@ static __always_inline int handle(void *ctx, int xdp, void *data, void *data_end
 	__u32 hdrs_len = capture_hdrs_len(data, data_end, &pkt);
 	if (!pkt_filter_match(data, data_end, &pkt))
 		return 0;
-	capture_packet(ctx, xdp, hdrs_len, cfg.slot, dir);
+	capture_packet(ctx, ctx_kind, hdrs_len, cfg.slot, dir);
 
 	__u8 f = pkt.flags;
 	c->tcp_packets += segs;
@@ -390,7 +390,18 @@ int tcplens_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	return handle(ctx, 1, data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
+	return handle(ctx, CAPTURE_CTX_XDP, data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
+}
+
+/* tcplens_xdp with the capture stage (5.18+), loaded instead of it by
+ * `tcplens capture` (see CAPTURE_CTX_XDP in capture.h). */
+SEC("xdp")
+int tcplens_xdp_capture(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	return handle(ctx, CAPTURE_CTX_XDP_CAPTURE, data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
 }
 
 SEC("tc")
@@ -401,7 +412,7 @@ int tcplens_tc(struct __sk_buff *skb)
 	/* GRO hands TC one skb for several wire segments; count the segments. */
 	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
 
-	return handle(skb, 0, data, data_end, segs, DIR_IN) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return handle(skb, CAPTURE_CTX_SKB, data, data_end, segs, DIR_IN) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* Packets sent: counted only, never dropped. A TSO/GSO skb is counted as
@@ -418,5 +429,5 @@ int tcplens_tc_egress(struct __sk_buff *skb)
 	int dir = DIR_OUT;
 	asm volatile("" : "+r"(dir));
 
-	return handle(skb, 0, data, data_end, segs, dir) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return handle(skb, CAPTURE_CTX_SKB, data, data_end, segs, dir) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

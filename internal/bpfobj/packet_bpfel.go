@@ -146,6 +146,7 @@ const (
 	PacketProgTcplensTc           = "tcplens_tc"
 	PacketProgTcplensTcEgress     = "tcplens_tc_egress"
 	PacketProgTcplensXdp          = "tcplens_xdp"
+	PacketProgTcplensXdpCapture   = "tcplens_xdp_capture"
 	PacketVarAnchorSynSource      = "anchor_syn_source"
 	PacketVarAnchorSynSourceState = "anchor_syn_source_state"
 	PacketVarAnchorSynTuple       = "anchor_syn_tuple"
@@ -196,9 +197,10 @@ type PacketSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketProgramSpecs struct {
-	TcplensTc       *ebpf.ProgramSpec `ebpf:"tcplens_tc"`
-	TcplensTcEgress *ebpf.ProgramSpec `ebpf:"tcplens_tc_egress"`
-	TcplensXdp      *ebpf.ProgramSpec `ebpf:"tcplens_xdp"`
+	TcplensTc         *ebpf.ProgramSpec `ebpf:"tcplens_tc"`
+	TcplensTcEgress   *ebpf.ProgramSpec `ebpf:"tcplens_tc_egress"`
+	TcplensXdp        *ebpf.ProgramSpec `ebpf:"tcplens_xdp"`
+	TcplensXdpCapture *ebpf.ProgramSpec `ebpf:"tcplens_xdp_capture"`
 }
 
 // PacketMapSpecs contains maps before they are loaded into the kernel.
@@ -286,9 +288,10 @@ type PacketVariables struct {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketPrograms struct {
-	TcplensTc       *ebpf.Program `ebpf:"tcplens_tc"`
-	TcplensTcEgress *ebpf.Program `ebpf:"tcplens_tc_egress"`
-	TcplensXdp      *ebpf.Program `ebpf:"tcplens_xdp"`
+	TcplensTc         *ebpf.Program `ebpf:"tcplens_tc"`
+	TcplensTcEgress   *ebpf.Program `ebpf:"tcplens_tc_egress"`
+	TcplensXdp        *ebpf.Program `ebpf:"tcplens_xdp"`
+	TcplensXdpCapture *ebpf.Program `ebpf:"tcplens_xdp_capture"`
 }
 
 func (p *PacketPrograms) Close() error {
@@ -296,6 +299,7 @@ func (p *PacketPrograms) Close() error {
 		p.TcplensTc,
 		p.TcplensTcEgress,
 		p.TcplensXdp,
+		p.TcplensXdpCapture,
 	)
 }
 

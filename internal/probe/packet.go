@@ -216,11 +216,14 @@ func (p *PacketPath) setDropPorts(ports []uint16) error {
 
 // Program returns slot's program for hook, for tests and benchmarks.
 func (p *PacketPath) Program(slot int, hook Hook) *ebpf.Program {
-	name := bpfobj.PacketProgTcplensXdp
+	progs := p.colls[slot].Programs
 	if hook == HookTC {
-		name = bpfobj.PacketProgTcplensTc
+		return progs[bpfobj.PacketProgTcplensTc]
 	}
-	return p.colls[slot].Programs[name]
+	if prog := progs[bpfobj.PacketProgTcplensXdp]; prog != nil {
+		return prog
+	}
+	return progs[bpfobj.PacketProgTcplensXdpCapture] // loaded instead when capturing
 }
 
 // EgressProgram returns slot's egress program, for tests and benchmarks.

@@ -92,6 +92,13 @@ func configureFilterAndCapture(spec *ebpf.CollectionSpec, cfg PacketConfig) erro
 	if err := spec.Variables[bpfobj.PacketVarPktFilter].Set(k); err != nil {
 		return fmt.Errorf("set packet filter: %w", err)
 	}
+	// Of the two XDP programs only one is loaded: the plain one calls no
+	// capture code, whose XDP helpers need 5.18 (bpf/capture.h).
+	if cfg.Capture == nil {
+		delete(spec.Programs, bpfobj.PacketProgTcplensXdpCapture)
+	} else {
+		delete(spec.Programs, bpfobj.PacketProgTcplensXdp)
+	}
 	ring := spec.Maps[bpfobj.PacketMapCaptureRing]
 	if cfg.Capture == nil {
 		ring.MaxEntries = 4096 // unused: the smallest ring

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 
 	"github.com/tcplens/tcplens/internal/pfilter"
 	"github.com/tcplens/tcplens/internal/testutil"
@@ -54,5 +55,45 @@ func TestPacketPathVerifierBudget(t *testing.T) {
 		if n > budget {
 			t.Errorf("%s: the verifier processed %d instructions, over the budget of %d", name, n, budget)
 		}
+	}
+}
+
+// The XDP program that the packet path loads without capture calls no
+// capture code: its helpers (bpf_xdp_load_bytes, bpf_xdp_get_buff_len)
+// need 5.18, and a global function is verified whether or not a call to
+// it can run, so a reference would keep flags and syn from loading on
+// older kernels.
+func TestPlainXDPProgramHasNoCaptureCode(t *testing.T) {
+	spec, err := LoadPacketSpec(PacketConfig{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := spec.Programs["tcplens_xdp_capture"]; ok {
+		t.Error("tcplens_xdp_capture is in the spec without capture")
+	}
+	for _, name := range []string{"tcplens_xdp", "tcplens_tc", "tcplens_tc_egress"} {
+		for _, ins := range spec.Programs[name].Instructions {
+			if sym := ins.Symbol(); sym == "capture_xdp" {
+				t.Errorf("%s contains capture_xdp", name)
+			}
+			if ins.IsBuiltinCall() && (ins.Constant == int64(asm.FnXdpLoadBytes) || ins.Constant == int64(asm.FnXdpGetBuffLen)) {
+				t.Errorf("%s calls %v", name, asm.BuiltinFunc(ins.Constant))
+			}
+		}
+	}
+	spec, err = LoadPacketSpec(PacketConfig{Capture: &CaptureConfig{Snaplen: SnapHeaders}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := spec.Programs["tcplens_xdp"]; ok {
+		t.Error("tcplens_xdp is in the spec with capture (tcplens_xdp_capture replaces it)")
+	}
+	// The control: the search above finds the function where it is.
+	found := false
+	for _, ins := range spec.Programs["tcplens_xdp_capture"].Instructions {
+		found = found || ins.Symbol() == "capture_xdp"
+	}
+	if !found {
+		t.Error("capture_xdp not found in tcplens_xdp_capture: the search cannot see it")
 	}
 }
