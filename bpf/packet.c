@@ -13,6 +13,8 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include "parse.h"
+#include "pktfilter.h"
+#include "capture.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -325,7 +327,7 @@ static __always_inline int syn_port_dropped(__u16 port)
 }
 
 /* handle counts the packet and says whether to drop it. */
-static __always_inline int handle(void *data, void *data_end, __u64 segs, int dir)
+static __always_inline int handle(void *ctx, int ctx_kind, void *data, void *data_end, __u64 segs, int dir)
 {
 	__u32 slot = cfg.slot + (dir == DIR_OUT ? MAX_INTERFACES : 0);
 	struct flag_counters *c = bpf_map_lookup_elem(&counters, &slot);
@@ -342,6 +344,10 @@ static __always_inline int handle(void *data, void *data_end, __u64 segs, int di
 	}
 	if (res != PARSE_TCP)
 		return 0;
+	__u32 hdrs_len = capture_hdrs_len(data, data_end, &pkt);
+	if (!pkt_filter_match(data, data_end, &pkt))
+		return 0;
+	capture_packet(ctx, ctx_kind, hdrs_len, cfg.slot, dir);
 
 	__u8 f = pkt.flags;
 	c->tcp_packets += segs;
@@ -384,7 +390,18 @@ int tcplens_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	return handle(data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
+	return handle(ctx, CAPTURE_CTX_XDP, data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
+}
+
+/* tcplens_xdp with the capture stage (5.18+), loaded instead of it by
+ * `tcplens capture` (see CAPTURE_CTX_XDP in capture.h). */
+SEC("xdp")
+int tcplens_xdp_capture(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	return handle(ctx, CAPTURE_CTX_XDP_CAPTURE, data, data_end, 1, DIR_IN) ? XDP_DROP : XDP_PASS;
 }
 
 SEC("tc")
@@ -395,7 +412,7 @@ int tcplens_tc(struct __sk_buff *skb)
 	/* GRO hands TC one skb for several wire segments; count the segments. */
 	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
 
-	return handle(data, data_end, segs, DIR_IN) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return handle(skb, CAPTURE_CTX_SKB, data, data_end, segs, DIR_IN) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }
 
 /* Packets sent: counted only, never dropped. A TSO/GSO skb is counted as
@@ -412,5 +429,5 @@ int tcplens_tc_egress(struct __sk_buff *skb)
 	int dir = DIR_OUT;
 	asm volatile("" : "+r"(dir));
 
-	return handle(data, data_end, segs, dir) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	return handle(skb, CAPTURE_CTX_SKB, data, data_end, segs, dir) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
 }

@@ -13,6 +13,36 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type PacketCaptureBuf struct {
+	_    structs.HostLayout
+	Ev   PacketCaptureEvent
+	Data [4096]uint8
+}
+
+type PacketCaptureConfig struct {
+	_       structs.HostLayout
+	Snaplen uint32
+	Enabled uint8
+	Pad     [3]uint8
+}
+
+type PacketCaptureCounters struct {
+	_        structs.HostLayout
+	Matched  uint64
+	Captured uint64
+	Lost     uint64
+}
+
+type PacketCaptureEvent struct {
+	_       structs.HostLayout
+	TsNs    uint64
+	OrigLen uint32
+	CapLen  uint32
+	Slot    uint16
+	Dir     uint8
+	Pad     [5]uint8
+}
+
 type PacketFlagCounters struct {
 	_                  structs.HostLayout
 	Packets            uint64
@@ -44,6 +74,24 @@ type PacketPacketConfig struct {
 	TrackSyn        uint8
 	DropSynPorts    uint8
 	Pad             [2]uint8
+}
+
+type PacketPktFilterCfg struct {
+	_          structs.HostLayout
+	N_insns    uint8
+	NeedsAddrs uint8
+	Pad        [6]uint8
+	Insns      [32]struct {
+		_      structs.HostLayout
+		Addr   [4]uint32
+		Mask   [4]uint32
+		PortLo uint16
+		PortHi uint16
+		Op     uint8
+		Dir    uint8
+		Arg    uint8
+		Pad    uint8
+	}
 }
 
 type PacketSynCpu struct {
@@ -87,6 +135,9 @@ type PacketSynTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	PacketMapCaptureRing          = "capture_ring"
+	PacketMapCaptureScratch       = "capture_scratch"
+	PacketMapCaptureStats         = "capture_stats"
 	PacketMapCounters             = "counters"
 	PacketMapDropPorts            = "drop_ports"
 	PacketMapSynPercpu            = "syn_percpu"
@@ -95,10 +146,13 @@ const (
 	PacketProgTcplensTc           = "tcplens_tc"
 	PacketProgTcplensTcEgress     = "tcplens_tc_egress"
 	PacketProgTcplensXdp          = "tcplens_xdp"
+	PacketProgTcplensXdpCapture   = "tcplens_xdp_capture"
 	PacketVarAnchorSynSource      = "anchor_syn_source"
 	PacketVarAnchorSynSourceState = "anchor_syn_source_state"
 	PacketVarAnchorSynTuple       = "anchor_syn_tuple"
+	PacketVarCaptureCfg           = "capture_cfg"
 	PacketVarCfg                  = "cfg"
+	PacketVarPktFilter            = "pkt_filter"
 )
 
 // LoadPacket returns the embedded CollectionSpec for Packet.
@@ -143,20 +197,24 @@ type PacketSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketProgramSpecs struct {
-	TcplensTc       *ebpf.ProgramSpec `ebpf:"tcplens_tc"`
-	TcplensTcEgress *ebpf.ProgramSpec `ebpf:"tcplens_tc_egress"`
-	TcplensXdp      *ebpf.ProgramSpec `ebpf:"tcplens_xdp"`
+	TcplensTc         *ebpf.ProgramSpec `ebpf:"tcplens_tc"`
+	TcplensTcEgress   *ebpf.ProgramSpec `ebpf:"tcplens_tc_egress"`
+	TcplensXdp        *ebpf.ProgramSpec `ebpf:"tcplens_xdp"`
+	TcplensXdpCapture *ebpf.ProgramSpec `ebpf:"tcplens_xdp_capture"`
 }
 
 // PacketMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketMapSpecs struct {
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	DropPorts  *ebpf.MapSpec `ebpf:"drop_ports"`
-	SynPercpu  *ebpf.MapSpec `ebpf:"syn_percpu"`
-	SynSources *ebpf.MapSpec `ebpf:"syn_sources"`
-	SynTuples  *ebpf.MapSpec `ebpf:"syn_tuples"`
+	CaptureRing    *ebpf.MapSpec `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.MapSpec `ebpf:"capture_scratch"`
+	CaptureStats   *ebpf.MapSpec `ebpf:"capture_stats"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	DropPorts      *ebpf.MapSpec `ebpf:"drop_ports"`
+	SynPercpu      *ebpf.MapSpec `ebpf:"syn_percpu"`
+	SynSources     *ebpf.MapSpec `ebpf:"syn_sources"`
+	SynTuples      *ebpf.MapSpec `ebpf:"syn_tuples"`
 }
 
 // PacketVariableSpecs contains global variables before they are loaded into the kernel.
@@ -166,7 +224,9 @@ type PacketVariableSpecs struct {
 	AnchorSynSource      *ebpf.VariableSpec `ebpf:"anchor_syn_source"`
 	AnchorSynSourceState *ebpf.VariableSpec `ebpf:"anchor_syn_source_state"`
 	AnchorSynTuple       *ebpf.VariableSpec `ebpf:"anchor_syn_tuple"`
+	CaptureCfg           *ebpf.VariableSpec `ebpf:"capture_cfg"`
 	Cfg                  *ebpf.VariableSpec `ebpf:"cfg"`
+	PktFilter            *ebpf.VariableSpec `ebpf:"pkt_filter"`
 }
 
 // PacketObjects contains all objects after they have been loaded into the kernel.
@@ -189,15 +249,21 @@ func (o *PacketObjects) Close() error {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketMaps struct {
-	Counters   *ebpf.Map `ebpf:"counters"`
-	DropPorts  *ebpf.Map `ebpf:"drop_ports"`
-	SynPercpu  *ebpf.Map `ebpf:"syn_percpu"`
-	SynSources *ebpf.Map `ebpf:"syn_sources"`
-	SynTuples  *ebpf.Map `ebpf:"syn_tuples"`
+	CaptureRing    *ebpf.Map `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.Map `ebpf:"capture_scratch"`
+	CaptureStats   *ebpf.Map `ebpf:"capture_stats"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	DropPorts      *ebpf.Map `ebpf:"drop_ports"`
+	SynPercpu      *ebpf.Map `ebpf:"syn_percpu"`
+	SynSources     *ebpf.Map `ebpf:"syn_sources"`
+	SynTuples      *ebpf.Map `ebpf:"syn_tuples"`
 }
 
 func (m *PacketMaps) Close() error {
 	return _PacketClose(
+		m.CaptureRing,
+		m.CaptureScratch,
+		m.CaptureStats,
 		m.Counters,
 		m.DropPorts,
 		m.SynPercpu,
@@ -213,16 +279,19 @@ type PacketVariables struct {
 	AnchorSynSource      *ebpf.Variable `ebpf:"anchor_syn_source"`
 	AnchorSynSourceState *ebpf.Variable `ebpf:"anchor_syn_source_state"`
 	AnchorSynTuple       *ebpf.Variable `ebpf:"anchor_syn_tuple"`
+	CaptureCfg           *ebpf.Variable `ebpf:"capture_cfg"`
 	Cfg                  *ebpf.Variable `ebpf:"cfg"`
+	PktFilter            *ebpf.Variable `ebpf:"pkt_filter"`
 }
 
 // PacketPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketPrograms struct {
-	TcplensTc       *ebpf.Program `ebpf:"tcplens_tc"`
-	TcplensTcEgress *ebpf.Program `ebpf:"tcplens_tc_egress"`
-	TcplensXdp      *ebpf.Program `ebpf:"tcplens_xdp"`
+	TcplensTc         *ebpf.Program `ebpf:"tcplens_tc"`
+	TcplensTcEgress   *ebpf.Program `ebpf:"tcplens_tc_egress"`
+	TcplensXdp        *ebpf.Program `ebpf:"tcplens_xdp"`
+	TcplensXdpCapture *ebpf.Program `ebpf:"tcplens_xdp_capture"`
 }
 
 func (p *PacketPrograms) Close() error {
@@ -230,6 +299,7 @@ func (p *PacketPrograms) Close() error {
 		p.TcplensTc,
 		p.TcplensTcEgress,
 		p.TcplensXdp,
+		p.TcplensXdpCapture,
 	)
 }
 

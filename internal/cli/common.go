@@ -105,6 +105,16 @@ func countsEvents(fs *pflag.FlagSet) {
 
 // parseFlags parses args, turning pflag's errors into usage errors.
 func parseFlags(fs *pflag.FlagSet, env Env, args []string) error {
+	rest, err := parseFlagsArgs(fs, env, args)
+	if err == nil && len(rest) > 0 {
+		return usagef("unexpected argument %q", rest[0])
+	}
+	return err
+}
+
+// parseFlagsArgs is parseFlags for a command that takes arguments too
+// (capture's filter expression): it returns them.
+func parseFlagsArgs(fs *pflag.FlagSet, env Env, args []string) ([]string, error) {
 	fs.SetOutput(env.Stderr)
 	fs.SortFlags = false
 	// pflag prints the error itself unless told not to; we print one line.
@@ -115,14 +125,11 @@ func parseFlags(fs *pflag.FlagSet, env Env, args []string) error {
 	fs.SetOutput(discard{})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			return errHelp
+			return nil, errHelp
 		}
-		return usageError{err.Error()}
+		return nil, usageError{err.Error()}
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
+	return fs.Args(), nil
 }
 
 type discard struct{}

@@ -21,6 +21,8 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 	c.register(fs, time.Second)
 	c.registerPacket(fs)
 	c.registerDirection(fs, "in")
+	var pf packetFilterFlags
+	pf.register(fs, false)
 	var dropPorts []uint
 	fs.UintSliceVar(&dropPorts, "drop-syn-port", nil, "drop SYNs (without ACK) to `PORT` and count them (repeatable)")
 	if err := parseFlags(fs, env, args); err != nil {
@@ -33,8 +35,12 @@ func runFlags(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	filter, err := pf.program(nil)
+	if err != nil {
+		return err
+	}
 
-	pp, ctx, err := startPacketPath(ctx, env, "flags", &c, probe.PacketConfig{DropSYNPorts: ports})
+	pp, ctx, err := startPacketPath(ctx, env, "flags", &c, probe.PacketConfig{DropSYNPorts: ports, Filter: filter})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,8 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	c.register(fs, time.Second)
 	c.registerPacket(fs)
 	c.registerDirection(fs, "in")
+	var pf packetFilterFlags
+	pf.register(fs, false)
 	var maxTuples, maxSources, threshold uint32
 	var top int
 	var dropPorts []uint
@@ -53,9 +55,13 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	filter, err := pf.program(nil)
+	if err != nil {
+		return err
+	}
 
 	pp, ctx, err := startPacketPath(ctx, env, "syn", &c, probe.PacketConfig{
-		TrackSYN: true, MaxTuples: maxTuples, MaxSources: maxSources, SourceThreshold: threshold, DropSYNPorts: ports,
+		TrackSYN: true, MaxTuples: maxTuples, MaxSources: maxSources, SourceThreshold: threshold, DropSYNPorts: ports, Filter: filter,
 	})
 	if err != nil {
 		return err

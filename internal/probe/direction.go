@@ -130,7 +130,7 @@ func (a Attachment) HookText() string {
 const FeatTCEgress Feature = "tc_egress"
 
 func init() {
-	for _, cmd := range []string{"flags", "syn"} {
+	for _, cmd := range []string{"flags", "syn", "capture"} {
 		CommandExtras[cmd] = append(CommandExtras[cmd], Extra{FeatTCEgress, "--direction out/both (no TC egress hook)"})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
+	"github.com/tcplens/tcplens/internal/pfilter"
 )
 
 // MaxInterfaces is how many interfaces one packet path can watch: the size
@@ -42,6 +43,10 @@ type PacketConfig struct {
 	// Direction is which packets are seen (0: DirIn). Egress is counted
 	// only: SYN tables and drop rules are for packets received.
 	Direction Direction
+	// Filter selects the packets every stage sees (empty: all TCP).
+	Filter pfilter.Program
+	// Capture, when set, copies matching packets into the capture ring.
+	Capture *CaptureConfig
 }
 
 // Validate checks the limits the kernel would otherwise refuse at load
@@ -135,6 +140,9 @@ func LoadPacketSpec(cfg PacketConfig, slot uint32) (*ebpf.CollectionSpec, error)
 	if err := spec.Variables[bpfobj.PacketVarCfg].Set(kcfg); err != nil {
 		return nil, fmt.Errorf("configure packet path: %w", err)
 	}
+	if err := configureFilterAndCapture(spec, cfg); err != nil {
+		return nil, err
+	}
 	return spec, nil
 }
 
@@ -157,11 +165,14 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 		opts := ebpf.CollectionOptions{}
 		if slot > 0 {
 			opts.MapReplacements = map[string]*ebpf.Map{
-				bpfobj.PacketMapCounters:   p.Maps.Counters,
-				bpfobj.PacketMapSynTuples:  p.Maps.SynTuples,
-				bpfobj.PacketMapSynSources: p.Maps.SynSources,
-				bpfobj.PacketMapSynPercpu:  p.Maps.SynPercpu,
-				bpfobj.PacketMapDropPorts:  p.Maps.DropPorts,
+				bpfobj.PacketMapCounters:       p.Maps.Counters,
+				bpfobj.PacketMapSynTuples:      p.Maps.SynTuples,
+				bpfobj.PacketMapSynSources:     p.Maps.SynSources,
+				bpfobj.PacketMapSynPercpu:      p.Maps.SynPercpu,
+				bpfobj.PacketMapDropPorts:      p.Maps.DropPorts,
+				bpfobj.PacketMapCaptureRing:    p.Maps.CaptureRing,
+				bpfobj.PacketMapCaptureStats:   p.Maps.CaptureStats,
+				bpfobj.PacketMapCaptureScratch: p.Maps.CaptureScratch,
 			}
 		}
 		coll, err := ebpf.NewCollectionWithOptions(spec, opts)
@@ -205,11 +216,14 @@ func (p *PacketPath) setDropPorts(ports []uint16) error {
 
 // Program returns slot's program for hook, for tests and benchmarks.
 func (p *PacketPath) Program(slot int, hook Hook) *ebpf.Program {
-	name := bpfobj.PacketProgTcplensXdp
+	progs := p.colls[slot].Programs
 	if hook == HookTC {
-		name = bpfobj.PacketProgTcplensTc
+		return progs[bpfobj.PacketProgTcplensTc]
 	}
-	return p.colls[slot].Programs[name]
+	if prog := progs[bpfobj.PacketProgTcplensXdp]; prog != nil {
+		return prog
+	}
+	return progs[bpfobj.PacketProgTcplensXdpCapture] // loaded instead when capturing
 }
 
 // EgressProgram returns slot's egress program, for tests and benchmarks.

@@ -120,6 +120,8 @@ var (
 	CommandNeeds = map[string][]Feature{
 		"flags": {FeatBPF, FeatPacketHook, FeatDefaultRoute},
 		"syn":   {FeatBPF, FeatPacketHook, FeatDefaultRoute},
+		// capture: the ring buffer; XDP needs bpf_xdp_load_bytes (5.18).
+		"capture": {FeatBPF, FeatPacketHook, FeatRingbuf, FeatDefaultRoute},
 	}
 	// CommandExtras are features a command uses where the kernel has
 	// them and runs without otherwise, each with what is missing then.
@@ -127,8 +129,9 @@ var (
 	// CommandCaps lists, per command, the capabilities it needs without
 	// root.
 	CommandCaps = map[string][]Capability{
-		"flags": PacketPathCaps,
-		"syn":   PacketPathCaps,
+		"flags":   PacketPathCaps,
+		"syn":     PacketPathCaps,
+		"capture": PacketPathCaps,
 	}
 )
 

@@ -214,6 +214,7 @@ func commandsUnderTest(link string) [][]string {
 	cmds := [][]string{
 		{"flags", "-i", link, "--hook", "tc"},
 		{"syn", "-i", link, "--hook", "xdp"},
+		{"capture", "-i", link, "--hook", "tc"},
 	}
 	for _, c := range probe.SockCommands() {
 		cmds = append(cmds, []string{c})
