@@ -15,6 +15,7 @@
 #include "parse.h"
 #include "pktfilter.h"
 #include "capture.h"
+#include "guard.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -363,13 +364,16 @@ static __always_inline int handle(void *ctx, int ctx_kind, void *data, void *dat
 	if ((f & (TCPF_FIN | TCPF_PSH | TCPF_URG)) == (TCPF_FIN | TCPF_PSH | TCPF_URG))
 		c->xmas++;
 
+	/* The guard decides first; the packet is still counted by every view. */
+	int drop = guard_cfg.enabled && dir == DIR_IN && guard_packet(data, data_end, &pkt);
+
 	if (!(f & TCPF_SYN))
-		return 0;
+		goto verdict;
 	if (f & TCPF_FIN) c->syn_fin++;
 	if (f & TCPF_RST) c->syn_rst++;
 	if (f & TCPF_ACK) {
 		c->syn_ack++;
-		return 0;
+		goto verdict;
 	}
 	c->syn_no_ack++;
 	/* Tuple and source tables and drop rules are about SYNs received. */
@@ -377,11 +381,12 @@ static __always_inline int handle(void *ctx, int ctx_kind, void *data, void *dat
 		return 0;
 	if (cfg.track_syn)
 		track_syn(data, data_end, &pkt, c);
-	if (cfg.drop_syn_ports && syn_port_dropped(pkt.dport)) {
+	if (cfg.drop_syn_ports && syn_port_dropped(pkt.dport))
+		drop = 1;
+verdict:
+	if (drop)
 		c->dropped++;
-		return 1;
-	}
-	return 0;
+	return drop;
 }
 
 SEC("xdp")

@@ -67,6 +67,71 @@ type PacketFlagCounters struct {
 	SynUntrackedSource uint64
 }
 
+type PacketGuardCidr struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Family    uint8
+	Addr      [16]uint8
+	_         [3]byte
+}
+
+type PacketGuardConfig struct {
+	_         structs.HostLayout
+	Enabled   uint8
+	FakeClock uint8
+	Pad       [6]uint8
+}
+
+type PacketGuardCounters struct {
+	_               structs.HostLayout
+	Matched         [9]uint64
+	Packets         uint64
+	Dropped         uint64
+	ScanBlocks      uint64
+	SourcesAdmitted uint64
+	SourcesRefused  uint64
+	SourcesFull     uint64
+}
+
+type PacketGuardRules struct {
+	_               structs.HostLayout
+	DryRun          uint8
+	HasCidrs        uint8
+	Pad0            uint8
+	HasPortRules    uint8
+	RequireMss      uint8
+	Pad             [3]uint8
+	SynInterval     uint64
+	SynTolerance    uint64
+	GlobalInterval  uint64
+	GlobalTolerance uint64
+	AdmitInterval   uint64
+	AdmitTolerance  uint64
+	ScanPorts       uint32
+	Pad2            uint32
+	ScanWindow      uint64
+	BlockFor        uint64
+	DropPort        [1024]uint64
+	DropSynPort     [1024]uint64
+}
+
+type PacketGuardSource struct {
+	_            structs.HostLayout
+	SynTat       uint64
+	ScanStart    uint64
+	BlockedUntil uint64
+	BlockStarted uint64
+	Syns         uint64
+	ScanBits     [4]uint64
+}
+
+type PacketGuardSourceKey struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Family uint8
+	Pad    [3]uint8
+}
+
 type PacketPacketConfig struct {
 	_               structs.HostLayout
 	Slot            uint32
@@ -140,6 +205,14 @@ const (
 	PacketMapCaptureStats         = "capture_stats"
 	PacketMapCounters             = "counters"
 	PacketMapDropPorts            = "drop_ports"
+	PacketMapGuardActive          = "guard_active"
+	PacketMapGuardBuckets         = "guard_buckets"
+	PacketMapGuardCidrs0          = "guard_cidrs0"
+	PacketMapGuardCidrs1          = "guard_cidrs1"
+	PacketMapGuardClock           = "guard_clock"
+	PacketMapGuardRuleSets        = "guard_rule_sets"
+	PacketMapGuardSources         = "guard_sources"
+	PacketMapGuardStats           = "guard_stats"
 	PacketMapSynPercpu            = "syn_percpu"
 	PacketMapSynSources           = "syn_sources"
 	PacketMapSynTuples            = "syn_tuples"
@@ -152,6 +225,7 @@ const (
 	PacketVarAnchorSynTuple       = "anchor_syn_tuple"
 	PacketVarCaptureCfg           = "capture_cfg"
 	PacketVarCfg                  = "cfg"
+	PacketVarGuardCfg             = "guard_cfg"
 	PacketVarPktFilter            = "pkt_filter"
 )
 
@@ -212,6 +286,14 @@ type PacketMapSpecs struct {
 	CaptureStats   *ebpf.MapSpec `ebpf:"capture_stats"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	DropPorts      *ebpf.MapSpec `ebpf:"drop_ports"`
+	GuardActive    *ebpf.MapSpec `ebpf:"guard_active"`
+	GuardBuckets   *ebpf.MapSpec `ebpf:"guard_buckets"`
+	GuardCidrs0    *ebpf.MapSpec `ebpf:"guard_cidrs0"`
+	GuardCidrs1    *ebpf.MapSpec `ebpf:"guard_cidrs1"`
+	GuardClock     *ebpf.MapSpec `ebpf:"guard_clock"`
+	GuardRuleSets  *ebpf.MapSpec `ebpf:"guard_rule_sets"`
+	GuardSources   *ebpf.MapSpec `ebpf:"guard_sources"`
+	GuardStats     *ebpf.MapSpec `ebpf:"guard_stats"`
 	SynPercpu      *ebpf.MapSpec `ebpf:"syn_percpu"`
 	SynSources     *ebpf.MapSpec `ebpf:"syn_sources"`
 	SynTuples      *ebpf.MapSpec `ebpf:"syn_tuples"`
@@ -226,6 +308,7 @@ type PacketVariableSpecs struct {
 	AnchorSynTuple       *ebpf.VariableSpec `ebpf:"anchor_syn_tuple"`
 	CaptureCfg           *ebpf.VariableSpec `ebpf:"capture_cfg"`
 	Cfg                  *ebpf.VariableSpec `ebpf:"cfg"`
+	GuardCfg             *ebpf.VariableSpec `ebpf:"guard_cfg"`
 	PktFilter            *ebpf.VariableSpec `ebpf:"pkt_filter"`
 }
 
@@ -254,6 +337,14 @@ type PacketMaps struct {
 	CaptureStats   *ebpf.Map `ebpf:"capture_stats"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	DropPorts      *ebpf.Map `ebpf:"drop_ports"`
+	GuardActive    *ebpf.Map `ebpf:"guard_active"`
+	GuardBuckets   *ebpf.Map `ebpf:"guard_buckets"`
+	GuardCidrs0    *ebpf.Map `ebpf:"guard_cidrs0"`
+	GuardCidrs1    *ebpf.Map `ebpf:"guard_cidrs1"`
+	GuardClock     *ebpf.Map `ebpf:"guard_clock"`
+	GuardRuleSets  *ebpf.Map `ebpf:"guard_rule_sets"`
+	GuardSources   *ebpf.Map `ebpf:"guard_sources"`
+	GuardStats     *ebpf.Map `ebpf:"guard_stats"`
 	SynPercpu      *ebpf.Map `ebpf:"syn_percpu"`
 	SynSources     *ebpf.Map `ebpf:"syn_sources"`
 	SynTuples      *ebpf.Map `ebpf:"syn_tuples"`
@@ -266,6 +357,14 @@ func (m *PacketMaps) Close() error {
 		m.CaptureStats,
 		m.Counters,
 		m.DropPorts,
+		m.GuardActive,
+		m.GuardBuckets,
+		m.GuardCidrs0,
+		m.GuardCidrs1,
+		m.GuardClock,
+		m.GuardRuleSets,
+		m.GuardSources,
+		m.GuardStats,
 		m.SynPercpu,
 		m.SynSources,
 		m.SynTuples,
@@ -281,6 +380,7 @@ type PacketVariables struct {
 	AnchorSynTuple       *ebpf.Variable `ebpf:"anchor_syn_tuple"`
 	CaptureCfg           *ebpf.Variable `ebpf:"capture_cfg"`
 	Cfg                  *ebpf.Variable `ebpf:"cfg"`
+	GuardCfg             *ebpf.Variable `ebpf:"guard_cfg"`
 	PktFilter            *ebpf.Variable `ebpf:"pkt_filter"`
 }
 

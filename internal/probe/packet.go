@@ -47,6 +47,16 @@ type PacketConfig struct {
 	Filter pfilter.Program
 	// Capture, when set, copies matching packets into the capture ring.
 	Capture *CaptureConfig
+
+	// Guard switches the guard stage on (bpf/guard.h); its rules come
+	// later, through SetGuardRules. GuardFakeClock (tests) makes its time
+	// the value SetGuardClock sets.
+	Guard          bool
+	GuardFakeClock bool
+	GuardSources   uint32 // entries of the per-source LRU (0: the object's default)
+	// GuardRules, if set, are in force before LoadPacketPath returns, so
+	// nothing is attached without them.
+	GuardRules *GuardRules
 }
 
 // Validate checks the limits the kernel would otherwise refuse at load
@@ -67,11 +77,13 @@ type PacketPath struct {
 	Maps     bpfobj.PacketMaps
 	Attached []Attachment // by slot; guarded by mu once Follow runs
 
-	mu     sync.Mutex
-	colls  []*ebpf.Collection
-	syn    *synTables // nil unless TrackSYN
-	follow *follower
-	dir    Direction
+	mu      sync.Mutex
+	colls   []*ebpf.Collection
+	syn     *synTables // nil unless TrackSYN
+	guardOn bool
+	guard   guardState
+	follow  *follower
+	dir     Direction
 }
 
 // Attachment is the packet path attached to one interface: its ingress
@@ -143,6 +155,9 @@ func LoadPacketSpec(cfg PacketConfig, slot uint32) (*ebpf.CollectionSpec, error)
 	if err := configureFilterAndCapture(spec, cfg); err != nil {
 		return nil, err
 	}
+	if err := configureGuard(spec, cfg); err != nil {
+		return nil, err
+	}
 	return spec, nil
 }
 
@@ -152,7 +167,7 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 	if n < 1 || n > MaxInterfaces {
 		return nil, fmt.Errorf("packet path watches 1 to %d interfaces, not %d", MaxInterfaces, n)
 	}
-	p := &PacketPath{dir: cfg.Direction}
+	p := &PacketPath{dir: cfg.Direction, guardOn: cfg.Guard}
 	if p.dir == 0 {
 		p.dir = DirIn
 	}
@@ -174,6 +189,7 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 				bpfobj.PacketMapCaptureStats:   p.Maps.CaptureStats,
 				bpfobj.PacketMapCaptureScratch: p.Maps.CaptureScratch,
 			}
+			p.shareGuardMaps(opts.MapReplacements)
 		}
 		coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 		if err != nil {
@@ -197,6 +213,12 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 	if err := p.setDropPorts(cfg.DropSYNPorts); err != nil {
 		p.Close()
 		return nil, err
+	}
+	if cfg.Guard && cfg.GuardRules != nil {
+		if err := p.SetGuardRules(*cfg.GuardRules); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	return p, nil
 }

@@ -1,0 +1,380 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The guard stage of the packet path: XDP/TC drop policy for incoming TCP.
+ *
+ * Precedence (the first that decides wins):
+ *   1. allow CIDR   never dropped by the rules below
+ *   2. block CIDR   longest-prefix match, IPv4 and IPv6 in one trie each
+ *   3. port rules   drop_port (all TCP to the port), drop_syn_port (SYN
+ *                   without ACK to the port)
+ *   4. per source   a source auto-blocked by the scan rule; a token bucket
+ *                   for its SYNs (--syn-rate/--syn-burst)
+ *   5. global       one token bucket (--syn-rate-global) for the SYNs of
+ *                   sources without a per-source entry, or for every SYN
+ *                   when no per-source rule is on
+ *   6. scan         a source whose SYNs reach scan_ports distinct ports
+ *                   within scan_window is blocked for block_for
+ *
+ * Rules change while running (SIGHUP): every rule lives twice, in set 0
+ * and set 1 (the rule struct and a CIDR trie each). User
+ * space fills the set not in use, then flips guard_active, one 32-bit
+ * store, so each packet is decided by exactly one complete rule set.
+ *
+ * Per-source state. A spoofed flood brings a new source with nearly every
+ * SYN, and an LRU insert with eviction costs about ten empty programs, so a
+ * source does not get an entry for being seen. A SYN of a source without an
+ * entry must first pass the global bucket (if one is set), then take a
+ * token from an admission bucket (guard_rules.admit_*: a few thousand new
+ * sources per second); only then is its entry made. Ordinary clients and a
+ * scanner arrive far below those rates and get entries at once; a flood of
+ * new sources gets entries at most at the smaller of the two rates, each
+ * further unknown source costs one failed hash lookup, and the global
+ * bucket holds the line for them. A known source costs one lookup and
+ * answers to its own bucket only, so the clients a host already knows keep
+ * connecting while a spoofed flood drains the global bucket. Its bucket,
+ * scan state and block sit in the one entry.
+ *
+ * Time: bpf_ktime_get_ns(), or in test builds (guard_cfg.fake_clock) the
+ * value in guard_clock, so tests of the buckets and the scan window set the
+ * time instead of sleeping.
+ *
+ * Both buckets are GCRA: one 64-bit "theoretical arrival time" per bucket.
+ * A SYN conforms if tat - now <= (burst - 1) * interval; it then moves tat
+ * to max(tat, now) + interval. The global bucket is shared by all CPUs and
+ * updated without a lock: two CPUs racing may both pass one SYN, so the
+ * global rate holds within the number of CPUs.
+ */
+#pragma once
+
+#include "parse.h"
+
+/* guard_rule_counters indexes: what decided a packet. */
+enum guard_rule {
+	GUARD_ALLOWED = 0,     /* would have been dropped, an allow CIDR passed it */
+	GUARD_BLOCK,           /* block CIDR */
+	GUARD_DROP_PORT,       /* all TCP to a port */
+	GUARD_DROP_SYN_PORT,   /* SYN to a port */
+	GUARD_SYN_NO_MSS,      /* SYN without an MSS option */
+	GUARD_SYN_SIGNATURE,   /* SYN with a dropped options signature */
+	GUARD_SCAN_BLOCKED,    /* SYN of a source auto-blocked by the scan rule */
+	GUARD_SYN_RATE,        /* over its source's SYN bucket */
+	GUARD_SYN_RATE_GLOBAL, /* over the global SYN bucket */
+	GUARD_NR_RULES,
+};
+
+/* Per CPU; [rule] counts packets the rule matched (dropped, or would have
+ * been in a dry run); the rest is what the stage did besides. */
+struct guard_counters {
+	__u64 matched[GUARD_NR_RULES];
+	__u64 packets;          /* TCP packets the stage looked at */
+	__u64 dropped;          /* packets it dropped (0 in a dry run) */
+	__u64 scan_blocks;      /* sources auto-blocked */
+	__u64 sources_admitted; /* per-source entries made */
+	__u64 sources_refused;  /* SYNs of unknown sources without an admission token */
+	__u64 sources_full;     /* an entry insert failed */
+};
+
+struct guard_config {
+	__u8 enabled;    /* run the stage at all */
+	__u8 fake_clock; /* test builds: time is guard_clock[0] */
+	__u8 pad[6];
+};
+
+volatile const struct guard_config guard_cfg = {};
+
+#define GUARD_PORT_WORDS (65536 / 64)
+
+/* One rule set. Intervals are nanoseconds per token; 0 switches a bucket off. */
+struct guard_rules {
+	__u8 dry_run;
+	__u8 has_cidrs;       /* bit 0: the trie holds IPv4 prefixes, bit 1: IPv6 */
+	__u8 pad0;
+	__u8 has_port_rules;  /* drop_port or drop_syn_port have a bit set */
+	__u8 require_mss;
+	__u8 pad[3];
+	__u64 syn_interval;    /* per source: 1e9 / --syn-rate */
+	__u64 syn_tolerance;   /* (--syn-burst - 1) * syn_interval */
+	__u64 global_interval; /* 1e9 / --syn-rate-global */
+	__u64 global_tolerance;
+	__u64 admit_interval;  /* new per-source entries */
+	__u64 admit_tolerance;
+	__u32 scan_ports;      /* distinct ports (0: no scan rule) */
+	__u32 pad2;
+	__u64 scan_window;     /* ns */
+	__u64 block_for;       /* ns */
+	__u64 drop_port[GUARD_PORT_WORDS];
+	__u64 drop_syn_port[GUARD_PORT_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct guard_rules);
+} guard_rule_sets SEC(".maps");
+
+/* [0]: the rule set in force (0 or 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} guard_active SEC(".maps");
+
+/* Buckets shared by every source: [0] the global SYN bucket's tat, [1] the
+ * admission bucket's. Reset (to 0) when rules change. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} guard_buckets SEC(".maps");
+
+/* Test builds: [0] is the time in ns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} guard_clock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct guard_counters);
+} guard_stats SEC(".maps");
+
+/* LPM key: 8 bits of family (4 or 6) then the address, so one trie holds
+ * both families and a v4 prefix never matches a v6 address. */
+struct guard_cidr {
+	__u32 prefixlen; /* 8 + the CIDR's bits */
+	__u8 family;
+	__u8 addr[16];
+};
+
+/*
+ * Allow and block prefixes share one trie, so a packet costs one
+ * longest-prefix lookup. The value of the longest match says what holds
+ * for the address: BLOCK, ALLOW, or both (ALLOW wins; BLOCK then says what
+ * the allow list overrode, for the counters). Prefixes either nest or are
+ * disjoint, so user space gets this right by marking a block prefix that
+ * lies inside an allow prefix ALLOW|BLOCK, and an allow prefix that lies
+ * inside a block prefix ALLOW|BLOCK too.
+ */
+#define GUARD_CIDR_ALLOW 1
+#define GUARD_CIDR_BLOCK 2
+
+#define GUARD_CIDR_TRIE(name)                         \
+	struct {                                      \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);  \
+		__uint(max_entries, 131072);          \
+		__uint(map_flags, BPF_F_NO_PREALLOC); \
+		__type(key, struct guard_cidr);       \
+		__type(value, __u8);                  \
+	} name SEC(".maps")
+
+GUARD_CIDR_TRIE(guard_cidrs0);
+GUARD_CIDR_TRIE(guard_cidrs1);
+
+struct guard_source_key {
+	__u8 addr[16];
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* Everything kept about one source (see the comment at the top). */
+struct guard_source {
+	__u64 syn_tat;       /* its SYN bucket */
+	__u64 scan_start;    /* start of its scan window */
+	__u64 blocked_until; /* auto-blocked until then (0: never was) */
+	__u64 block_started; /* when the current block began (for events) */
+	__u64 syns;          /* SYNs seen since the entry was made */
+	__u64 scan_bits[4];  /* destination ports seen in the window, by low byte */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct guard_source_key);
+	__type(value, struct guard_source);
+} guard_sources SEC(".maps");
+
+static __always_inline __u64 guard_now(void)
+{
+	if (guard_cfg.fake_clock) {
+		__u32 zero = 0;
+		__u64 *t = bpf_map_lookup_elem(&guard_clock, &zero);
+		return t ? *t : 0;
+	}
+	return bpf_ktime_get_ns();
+}
+
+/* gcra_take says whether a SYN conforms to the bucket whose tat is at *tat,
+ * and charges it if so. */
+static __always_inline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u64 tolerance)
+{
+	__u64 t = *tat;
+
+	if (t < now)
+		t = now;
+	if (t - now > tolerance)
+		return 0;
+	*tat = t + interval;
+	return 1;
+}
+
+static __always_inline int guard_port_bit(const __u64 *words, __u16 port)
+{
+	__u32 idx = (port >> 6) & (GUARD_PORT_WORDS - 1);
+	return (words[idx] >> (port & 63)) & 1;
+}
+
+/* guard_cidr_list says which list the address's longest match is on (0: none). */
+static __always_inline int guard_cidr_list(void *trie, struct guard_cidr *key)
+{
+	__u8 *v = bpf_map_lookup_elem(trie, key);
+	return v ? *v : 0;
+}
+
+/*
+ * guard_admit makes the entry of a source that has none, if the admission
+ * bucket has a token, and returns it (NULL: the source stays unknown).
+ */
+static __always_inline struct guard_source *guard_admit(struct guard_rules *r, struct guard_counters *gc,
+							struct guard_source_key *key, __u64 now)
+{
+	__u32 one = 1;
+	__u64 *admit = bpf_map_lookup_elem(&guard_buckets, &one);
+
+	if (!admit || !gcra_take(admit, now, r->admit_interval, r->admit_tolerance)) {
+		gc->sources_refused++;
+		return NULL;
+	}
+	struct guard_source init = {.scan_start = now};
+	if (bpf_map_update_elem(&guard_sources, key, &init, BPF_NOEXIST) != 0 &&
+	    !bpf_map_lookup_elem(&guard_sources, key)) {
+		gc->sources_full++;
+		return NULL;
+	}
+	gc->sources_admitted++;
+	return bpf_map_lookup_elem(&guard_sources, key);
+}
+
+/*
+ * guard_source_rules runs the per-source rules (4 and 6) for a SYN of a
+ * source with an entry and returns the rule that drops it, or
+ * GUARD_NR_RULES.
+ */
+static __always_inline int guard_source_rules(struct guard_rules *r, struct guard_counters *gc,
+					      struct guard_source *s, __u16 dport, __u64 now)
+{
+	s->syns++;
+	if (s->blocked_until > now)
+		return GUARD_SCAN_BLOCKED;
+
+	if (r->scan_ports) {
+		if (now - s->scan_start > r->scan_window) {
+			s->scan_start = now;
+			s->scan_bits[0] = s->scan_bits[1] = s->scan_bits[2] = s->scan_bits[3] = 0;
+		}
+		/* The low byte of the port: exact for any ports that differ in it,
+		 * as every range of up to 256 consecutive ports does. */
+		__u32 b = dport & 255;
+		s->scan_bits[(b >> 6) & 3] |= 1ULL << (b & 63);
+		__u32 n = __builtin_popcountll(s->scan_bits[0]) + __builtin_popcountll(s->scan_bits[1]) +
+			  __builtin_popcountll(s->scan_bits[2]) + __builtin_popcountll(s->scan_bits[3]);
+		if (n >= r->scan_ports) {
+			/* This SYN is the Nth port: it passes, the block starts. */
+			s->blocked_until = now + r->block_for;
+			s->block_started = now;
+			s->scan_start = now;
+			s->scan_bits[0] = s->scan_bits[1] = s->scan_bits[2] = s->scan_bits[3] = 0;
+			gc->scan_blocks++;
+		}
+	}
+	if (r->syn_interval && !gcra_take(&s->syn_tat, now, r->syn_interval, r->syn_tolerance))
+		return GUARD_SYN_RATE;
+	return GUARD_NR_RULES;
+}
+
+/*
+ * guard_packet decides one TCP packet that parse_packet() accepted. It
+ * returns 1 to drop it.
+ */
+static __always_inline int guard_packet(void *data, void *data_end, const struct packet *pkt)
+{
+	__u32 zero = 0;
+	__u32 *active = bpf_map_lookup_elem(&guard_active, &zero);
+	struct guard_counters *gc = bpf_map_lookup_elem(&guard_stats, &zero);
+
+	if (!active || !gc)
+		return 0;
+	__u32 set = *active & 1;
+	struct guard_rules *r = bpf_map_lookup_elem(&guard_rule_sets, &set);
+	if (!r)
+		return 0;
+	gc->packets++;
+
+	int conn_attempt = (pkt->flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
+	int rule = GUARD_NR_RULES;
+	struct guard_cidr cidr = {.prefixlen = 8 + (pkt->family == 4 ? 32 : 128), .family = pkt->family};
+	__u8 daddr[16];
+
+	int has_cidrs = r->has_cidrs & (pkt->family == 4 ? 1 : 2);
+	if ((has_cidrs || conn_attempt) && packet_addrs(data, data_end, pkt, cidr.addr, daddr) != 0)
+		return 0;
+	int list = 0;
+	if (has_cidrs)
+		list = guard_cidr_list(set ? (void *)&guard_cidrs1 : (void *)&guard_cidrs0, &cidr);
+
+	/* Rules 2 and 3 need no state. */
+	if (list & GUARD_CIDR_BLOCK)
+		rule = GUARD_BLOCK;
+	else if (r->has_port_rules && guard_port_bit(r->drop_port, pkt->dport))
+		rule = GUARD_DROP_PORT;
+	else if (conn_attempt && r->has_port_rules && guard_port_bit(r->drop_syn_port, pkt->dport))
+		rule = GUARD_DROP_SYN_PORT;
+
+	if (list & GUARD_CIDR_ALLOW) {
+		/* 1. The allow list overrides, and says how often it did; an
+		 * allowed source's SYNs touch no bucket and no scan state. */
+		if (rule != GUARD_NR_RULES)
+			gc->matched[GUARD_ALLOWED]++;
+		return 0;
+	}
+	if (rule == GUARD_NR_RULES) {
+		if (!conn_attempt || !(r->syn_interval || r->scan_ports || r->global_interval))
+			return 0;
+		__u64 now = guard_now();
+		__u64 *global = r->global_interval ? bpf_map_lookup_elem(&guard_buckets, &zero) : NULL;
+		if (r->syn_interval || r->scan_ports) {
+			/* A known source answers to its own bucket only; an unknown one
+			 * must pass the global bucket first, and only then may it get
+			 * an entry, so spoofed sources get entries at most at the
+			 * global rate. */
+			struct guard_source_key key = {.family = pkt->family};
+			__builtin_memcpy(key.addr, cidr.addr, sizeof(key.addr));
+			struct guard_source *s = bpf_map_lookup_elem(&guard_sources, &key);
+			if (!s) {
+				if (global && !gcra_take(global, now, r->global_interval, r->global_tolerance))
+					rule = GUARD_SYN_RATE_GLOBAL;
+				else
+					s = guard_admit(r, gc, &key, now);
+			}
+			if (s)
+				rule = guard_source_rules(r, gc, s, pkt->dport, now);
+		} else if (global && !gcra_take(global, now, r->global_interval, r->global_tolerance)) {
+			rule = GUARD_SYN_RATE_GLOBAL;
+		}
+		if (rule >= GUARD_NR_RULES)
+			return 0;
+	}
+	if (rule < 0 || rule >= GUARD_NR_RULES)
+		return 0;
+	gc->matched[rule]++;
+	if (r->dry_run)
+		return 0;
+	gc->dropped++;
+	return 1;
+}

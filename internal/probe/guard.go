@@ -1,0 +1,425 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/tcplens/tcplens/internal/bpfobj"
+)
+
+// GuardRule names what decided a packet in the guard stage; the values
+// index GuardCounters.Matched (enum guard_rule in bpf/guard.h).
+type GuardRule int
+
+const (
+	GuardAllowed GuardRule = iota
+	GuardBlock
+	GuardDropPort
+	GuardDropSYNPort
+	GuardSYNNoMSS
+	GuardSYNSignature
+	GuardScanBlocked
+	GuardSYNRate
+	GuardSYNRateGlobal
+	GuardNumRules
+)
+
+var guardRuleNames = [...]string{
+	GuardAllowed:       "allow",
+	GuardBlock:         "block",
+	GuardDropPort:      "drop_port",
+	GuardDropSYNPort:   "drop_syn_port",
+	GuardSYNNoMSS:      "syn_require_mss",
+	GuardSYNSignature:  "drop_syn_signature",
+	GuardScanBlocked:   "scan",
+	GuardSYNRate:       "syn_rate",
+	GuardSYNRateGlobal: "syn_rate_global",
+}
+
+func (r GuardRule) String() string {
+	if r >= 0 && int(r) < len(guardRuleNames) {
+		return guardRuleNames[r]
+	}
+	return fmt.Sprintf("rule%d", int(r))
+}
+
+// GuardCounters are the guard stage's counters summed over CPUs.
+type GuardCounters = bpfobj.PacketGuardCounters
+
+// GuardRules is one complete rule set of the guard stage.
+type GuardRules struct {
+	Allow        []netip.Prefix
+	Block        []netip.Prefix
+	DropPorts    []uint16 // all TCP to these ports
+	DropSYNPorts []uint16 // SYN without ACK to these ports
+
+	SYNRate        float64 // SYNs per second per source (0: no per-source bucket)
+	SYNBurst       uint32  // the per-source bucket's depth (>= 1)
+	SYNRateGlobal  float64 // SYNs per second for all sources together (0: off)
+	SYNBurstGlobal uint32  // the global bucket's depth (0: SYNRateGlobal / 10, at least 1)
+
+	ScanPorts  uint32        // distinct destination ports (0: no scan rule; at most 256)
+	ScanWindow time.Duration // ... within this window
+	BlockFor   time.Duration // ... blocks the source for this long
+
+	// AdmitRate is how many new sources per second get a per-source
+	// entry (0: DefaultAdmitRate); AdmitBurst its bucket's depth.
+	AdmitRate  float64
+	AdmitBurst uint32
+
+	DryRun bool // count what would be dropped, drop nothing
+}
+
+// DefaultAdmitRate: new per-source entries per second. Far above the rate
+// at which real clients or a scanner appear, far below a spoofed flood.
+const DefaultAdmitRate = 5000
+
+// MaxScanPorts is the scan rule's bound: the per-source port bitmap has
+// 256 bits (ports counted by their low byte).
+const MaxScanPorts = 256
+
+// Validate checks what the kernel side cannot represent.
+func (g GuardRules) Validate() error {
+	for _, p := range append(append([]netip.Prefix(nil), g.Allow...), g.Block...) {
+		if !p.IsValid() {
+			return fmt.Errorf("invalid CIDR %v", p)
+		}
+	}
+	if g.SYNRate < 0 || g.SYNRateGlobal < 0 || g.AdmitRate < 0 {
+		return errors.New("rates must not be negative")
+	}
+	if g.SYNRate > 0 && g.SYNBurst == 0 {
+		return errors.New("--syn-rate needs --syn-burst of at least 1")
+	}
+	if g.ScanPorts > MaxScanPorts {
+		return fmt.Errorf("--scan-ports %d: at most %d", g.ScanPorts, MaxScanPorts)
+	}
+	if g.ScanPorts == 1 {
+		return errors.New("--scan-ports 1 would block every client on its first SYN: at least 2")
+	}
+	if g.ScanPorts > 0 && (g.ScanWindow <= 0 || g.BlockFor <= 0) {
+		return errors.New("--scan-ports needs a positive --scan-window and --block-for")
+	}
+	return nil
+}
+
+// interval and tolerance of a GCRA bucket of rate per second and depth burst.
+func gcra(rate float64, burst uint32) (interval, tolerance uint64) {
+	if rate <= 0 {
+		return 0, 0
+	}
+	interval = uint64(1e9 / rate)
+	if interval == 0 {
+		interval = 1
+	}
+	if burst == 0 {
+		burst = 1
+	}
+	return interval, uint64(burst-1) * interval
+}
+
+// kernel is the rule set as struct guard_rules.
+func (g GuardRules) kernel() *bpfobj.PacketGuardRules {
+	k := &bpfobj.PacketGuardRules{}
+	if g.DryRun {
+		k.DryRun = 1
+	}
+	for _, p := range append(append([]netip.Prefix(nil), g.Allow...), g.Block...) {
+		if p.Addr().Unmap().Is4() {
+			k.HasCidrs |= 1
+		} else {
+			k.HasCidrs |= 2
+		}
+	}
+	for _, p := range g.DropPorts {
+		k.DropPort[p>>6] |= 1 << (p & 63)
+		k.HasPortRules = 1
+	}
+	for _, p := range g.DropSYNPorts {
+		k.DropSynPort[p>>6] |= 1 << (p & 63)
+		k.HasPortRules = 1
+	}
+	k.SynInterval, k.SynTolerance = gcra(g.SYNRate, g.SYNBurst)
+	gb := g.SYNBurstGlobal
+	if gb == 0 {
+		gb = uint32(g.SYNRateGlobal / 10)
+	}
+	k.GlobalInterval, k.GlobalTolerance = gcra(g.SYNRateGlobal, gb)
+	admit, ab := g.AdmitRate, g.AdmitBurst
+	if admit == 0 {
+		admit = DefaultAdmitRate
+	}
+	if ab == 0 {
+		ab = uint32(admit / 10)
+	}
+	k.AdmitInterval, k.AdmitTolerance = gcra(admit, ab)
+	if g.ScanPorts > 0 {
+		k.ScanPorts = g.ScanPorts
+		k.ScanWindow = uint64(g.ScanWindow)
+		k.BlockFor = uint64(g.BlockFor)
+	}
+	return k
+}
+
+// cidrKey is p as struct guard_cidr: the family's 8 bits, then the address.
+func cidrKey(p netip.Prefix) bpfobj.PacketGuardCidr {
+	p = p.Masked()
+	k := bpfobj.PacketGuardCidr{Prefixlen: 8 + uint32(p.Bits())}
+	a := p.Addr()
+	if a.Is4() || a.Is4In6() {
+		k.Family = 4
+		b := a.Unmap().As4()
+		copy(k.Addr[:], b[:])
+		if a.Is4In6() {
+			k.Prefixlen = 8 + uint32(max(p.Bits()-96, 0))
+		}
+	} else {
+		k.Family = 6
+		b := a.As16()
+		copy(k.Addr[:], b[:])
+	}
+	return k
+}
+
+// guardState is the user-space side of the stage's double buffer.
+type guardState struct {
+	active uint32 // the set in force
+	loaded bool   // a rule set was installed
+}
+
+func (p *PacketPath) guardTrie(set uint32) *ebpf.Map {
+	if set == 0 {
+		return p.Maps.GuardCidrs0
+	}
+	return p.Maps.GuardCidrs1
+}
+
+// Values in the CIDR trie (bpf/guard.h).
+const (
+	cidrAllow = 1
+	cidrBlock = 2
+)
+
+// cidrEntries merges the allow and block lists into one trie's entries,
+// so that the longest match tells everything (see bpf/guard.h): a prefix
+// that is allowed and lies inside a blocked one, or blocked and inside an
+// allowed one, is both.
+func cidrEntries(allow, block []netip.Prefix) map[netip.Prefix]uint8 {
+	norm := func(p netip.Prefix) netip.Prefix {
+		if p.Addr().Is4In6() {
+			return netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0)).Masked()
+		}
+		return p.Masked()
+	}
+	inside := func(p netip.Prefix, of []netip.Prefix) bool {
+		for _, o := range of {
+			o = norm(o)
+			if o.Bits() <= p.Bits() && o.Contains(p.Addr()) {
+				return true
+			}
+		}
+		return false
+	}
+	out := map[netip.Prefix]uint8{}
+	for _, b := range block {
+		b = norm(b)
+		out[b] |= cidrBlock
+		if inside(b, allow) {
+			out[b] |= cidrAllow
+		}
+	}
+	for _, a := range allow {
+		a = norm(a)
+		out[a] |= cidrAllow
+		if inside(a, block) {
+			out[a] |= cidrBlock
+		}
+	}
+	return out
+}
+
+// SetGuardRules installs g: it fills the rule set not in force, then flips
+// guard_active, so every packet is decided by either the old rules or the
+// new ones, never by a half-written set and never by none. On error the
+// old rules stay in force.
+func (p *PacketPath) SetGuardRules(g GuardRules) error {
+	if !p.guardOn {
+		return errors.New("guard rules: the packet path was loaded without the guard stage")
+	}
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := p.guard.active ^ 1
+	if !p.guard.loaded {
+		next = p.guard.active
+	}
+	trie := p.guardTrie(next)
+	if err := clearMap(trie); err != nil {
+		return fmt.Errorf("guard rules: clear the spare CIDR set: %w", err)
+	}
+	for pfx, v := range cidrEntries(g.Allow, g.Block) {
+		k := cidrKey(pfx)
+		if err := trie.Put(&k, &v); err != nil {
+			return fmt.Errorf("guard rules: add %v: %w", pfx, err)
+		}
+	}
+	if err := p.Maps.GuardRuleSets.Put(next, g.kernel()); err != nil {
+		return fmt.Errorf("guard rules: write rule set: %w", err)
+	}
+	// The buckets start full under new rules: their state was measured in
+	// another rate's intervals.
+	for i := uint32(0); i < 2; i++ {
+		if err := p.Maps.GuardBuckets.Put(i, uint64(0)); err != nil {
+			return fmt.Errorf("guard rules: reset buckets: %w", err)
+		}
+	}
+	if err := p.Maps.GuardActive.Put(uint32(0), next); err != nil {
+		return fmt.Errorf("guard rules: switch to the new set: %w", err)
+	}
+	p.guard.active, p.guard.loaded = next, true
+	return nil
+}
+
+func clearMap(m *ebpf.Map) error {
+	var keys []bpfobj.PacketGuardCidr
+	var k bpfobj.PacketGuardCidr
+	var v uint8
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for i := range keys {
+		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// GuardCounters sums the guard stage's per-CPU counters.
+func (p *PacketPath) GuardCounters() (GuardCounters, error) {
+	var perCPU []GuardCounters
+	var sum GuardCounters
+	if err := p.Maps.GuardStats.Lookup(uint32(0), &perCPU); err != nil {
+		return sum, fmt.Errorf("read guard counters: %w", err)
+	}
+	for _, c := range perCPU {
+		for i := range sum.Matched {
+			sum.Matched[i] += c.Matched[i]
+		}
+		sum.Packets += c.Packets
+		sum.Dropped += c.Dropped
+		sum.ScanBlocks += c.ScanBlocks
+		sum.SourcesAdmitted += c.SourcesAdmitted
+		sum.SourcesRefused += c.SourcesRefused
+		sum.SourcesFull += c.SourcesFull
+	}
+	return sum, nil
+}
+
+// GuardSource is one source's guard state.
+type GuardSource struct {
+	Addr         netip.Addr
+	SYNs         uint64
+	BlockedUntil time.Duration // kernel monotonic time (0: never blocked)
+	BlockStarted time.Duration
+}
+
+// GuardSources lists the per-source entries. The LRU may evict while the
+// walk runs; what the walk saw is returned.
+func (p *PacketPath) GuardSources() ([]GuardSource, error) {
+	var out []GuardSource
+	var k bpfobj.PacketGuardSourceKey
+	var v bpfobj.PacketGuardSource
+	it := p.Maps.GuardSources.Iterate()
+	for it.Next(&k, &v) {
+		var a netip.Addr
+		if k.Family == 4 {
+			a = netip.AddrFrom4([4]byte(k.Addr[:4]))
+		} else {
+			a = netip.AddrFrom16(k.Addr)
+		}
+		out = append(out, GuardSource{Addr: a, SYNs: v.Syns,
+			BlockedUntil: time.Duration(v.BlockedUntil), BlockStarted: time.Duration(v.BlockStarted)})
+	}
+	if err := it.Err(); err != nil && !errors.Is(err, ebpf.ErrIterationAborted) {
+		return out, fmt.Errorf("read guard sources: %w", err)
+	}
+	return out, nil
+}
+
+// SetGuardClock sets the time of a packet path loaded with
+// PacketConfig.GuardFakeClock (tests).
+func (p *PacketPath) SetGuardClock(now time.Duration) error {
+	return p.Maps.GuardClock.Put(uint32(0), uint64(now))
+}
+
+// MaxGuardSources bounds PacketConfig.GuardSources (the LRU is preallocated).
+const MaxGuardSources = 1 << 20
+
+func configureGuard(spec *ebpf.CollectionSpec, cfg PacketConfig) error {
+	sources := spec.Maps[bpfobj.PacketMapGuardSources]
+	if !cfg.Guard {
+		sources.MaxEntries = 1 // the stage is compiled out; keep its LRU small
+		return nil
+	}
+	if cfg.GuardSources > MaxGuardSources {
+		return fmt.Errorf("%d guard source entries: at most %d", cfg.GuardSources, MaxGuardSources)
+	}
+	if cfg.GuardSources > 0 {
+		sources.MaxEntries = cfg.GuardSources
+	}
+	g := bpfobj.PacketGuardConfig{Enabled: 1}
+	if cfg.GuardFakeClock {
+		g.FakeClock = 1
+	}
+	if err := spec.Variables[bpfobj.PacketVarGuardCfg].Set(g); err != nil {
+		return fmt.Errorf("configure guard stage: %w", err)
+	}
+	return nil
+}
+
+// shareGuardMaps makes another slot's copy use slot 0's guard maps.
+func (p *PacketPath) shareGuardMaps(r map[string]*ebpf.Map) {
+	m := &p.Maps
+	r[bpfobj.PacketMapGuardActive] = m.GuardActive
+	r[bpfobj.PacketMapGuardCidrs0] = m.GuardCidrs0
+	r[bpfobj.PacketMapGuardCidrs1] = m.GuardCidrs1
+	r[bpfobj.PacketMapGuardBuckets] = m.GuardBuckets
+	r[bpfobj.PacketMapGuardClock] = m.GuardClock
+	r[bpfobj.PacketMapGuardRuleSets] = m.GuardRuleSets
+	r[bpfobj.PacketMapGuardSources] = m.GuardSources
+	r[bpfobj.PacketMapGuardStats] = m.GuardStats
+}
+
+// clearGuardSources forgets every per-source entry (tests).
+func (p *PacketPath) clearGuardSources() error {
+	var keys []bpfobj.PacketGuardSourceKey
+	var k bpfobj.PacketGuardSourceKey
+	var v bpfobj.PacketGuardSource
+	it := p.Maps.GuardSources.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+	}
+	for i := range keys {
+		if err := p.Maps.GuardSources.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return it.Err()
+}
+
+// guard is a packet-path command: it needs what flags and syn need.
+func init() {
+	CommandNeeds["guard"] = []Feature{FeatBPF, FeatPacketHook, FeatDefaultRoute}
+	CommandCaps["guard"] = PacketPathCaps
+}
