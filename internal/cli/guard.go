@@ -319,8 +319,8 @@ func guardRecord(kind string, now time.Time, d time.Duration, dryRun bool, c pro
 	return output.GuardRecord{Type: kind, Time: timestamp(now), DurationSeconds: d.Seconds(), DryRun: dryRun,
 		Packets: c.Packets, Dropped: c.Dropped,
 		Matched: output.GuardRuleCounts{Allow: m[probe.GuardAllowed], Block: m[probe.GuardBlock], DropPort: m[probe.GuardDropPort],
-			DropSYNPort: m[probe.GuardDropSYNPort], SYNRequireMSS: m[probe.GuardSYNNoMSS], DropSYNSignature: m[probe.GuardSYNSignature],
-			Scan: m[probe.GuardScanBlocked], SYNRate: m[probe.GuardSYNRate], SYNRateGlobal: m[probe.GuardSYNRateGlobal]},
+			DropSYNPort: m[probe.GuardDropSYNPort],
+			Scan:        m[probe.GuardScanBlocked], SYNRate: m[probe.GuardSYNRate], SYNRateGlobal: m[probe.GuardSYNRateGlobal]},
 		ScanBlocks: c.ScanBlocks, SourcesAdmitted: c.SourcesAdmitted, SourcesRefused: c.SourcesRefused, SourcesFull: c.SourcesFull,
 		TopSources: top}
 }

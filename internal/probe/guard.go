@@ -20,6 +20,9 @@ const (
 	GuardBlock
 	GuardDropPort
 	GuardDropSYNPort
+	// Reserved for TCP-option rules (--syn-require-mss,
+	// --drop-syn-signature), not built yet: nothing counts them, and
+	// output leaves them out.
 	GuardSYNNoMSS
 	GuardSYNSignature
 	GuardScanBlocked
