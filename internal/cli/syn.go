@@ -3,11 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/tcplens/tcplens/internal/conn"
 	"github.com/tcplens/tcplens/internal/output"
 	"github.com/tcplens/tcplens/internal/probe"
 )
@@ -159,24 +159,14 @@ func newSynTracker(views []counterView, top int) *synTracker {
 	}
 }
 
-type countedTuple struct {
-	probe.SYNTuple
-	count uint64
-}
-
-type countedSource struct {
-	probe.SYNSource
-	probe.SourceCount
-}
-
 // synIfaceReport is one interface's interval in one direction. Tuples and
 // sources are only ever in the "in" direction: SYNs sent are counted, not
 // tracked.
 type synIfaceReport struct {
 	name, dir                                         string
 	syn, synAck, dropped, untracked, untrackedSources uint64
-	tuples                                            []countedTuple
-	sources                                           []countedSource
+	tuples                                            []conn.SYNTuple
+	sources                                           []conn.SYNSource
 }
 
 type synReport []synIfaceReport
@@ -208,24 +198,18 @@ func (t *synTracker) interval(counters []probe.FlagCounters, tables probe.SYNTab
 		t.tuples++
 		t.attributed += v
 		if i, ok := slotIndex[k.Slot]; ok {
-			rep[i].tuples = append(rep[i].tuples, countedTuple{k, v})
+			rep[i].tuples = append(rep[i].tuples, conn.SYNTuple{Src: k.Src, Dst: k.Dst, Sport: k.Sport, Dport: k.Dport, SYNs: v})
 		}
 	}
 	for k, v := range tables.Sources {
 		t.sources++
 		if i, ok := slotIndex[k.Slot]; ok {
-			rep[i].sources = append(rep[i].sources, countedSource{k, v})
+			rep[i].sources = append(rep[i].sources, conn.SYNSource{Addr: k.Addr, SYNs: v.SYNs, Earlier: v.Earlier})
 		}
 	}
 	for i := range rep {
-		sort.Slice(rep[i].tuples, func(a, b int) bool { return lessTuple(rep[i].tuples[a], rep[i].tuples[b]) })
-		sort.Slice(rep[i].sources, func(a, b int) bool { return lessSource(rep[i].sources[a], rep[i].sources[b]) })
-		if t.top > 0 && len(rep[i].tuples) > t.top {
-			rep[i].tuples = rep[i].tuples[:t.top]
-		}
-		if t.top > 0 && len(rep[i].sources) > t.top {
-			rep[i].sources = rep[i].sources[:t.top]
-		}
+		rep[i].tuples = conn.RankSYNTuples(rep[i].tuples, t.top)
+		rep[i].sources = conn.RankSYNSources(rep[i].sources, t.top)
 	}
 	t.prevCounts = counters
 	return rep
@@ -252,29 +236,6 @@ func (t *synTracker) summary(counters []probe.FlagCounters, elapsed time.Duratio
 	return sum
 }
 
-func lessTuple(a, b countedTuple) bool {
-	if a.count != b.count {
-		return a.count > b.count
-	}
-	if c := a.Src.Compare(b.Src); c != 0 {
-		return c < 0
-	}
-	if a.Sport != b.Sport {
-		return a.Sport < b.Sport
-	}
-	if c := a.Dst.Compare(b.Dst); c != 0 {
-		return c < 0
-	}
-	return a.Dport < b.Dport
-}
-
-func lessSource(a, b countedSource) bool {
-	if a.SYNs != b.SYNs {
-		return a.SYNs > b.SYNs
-	}
-	return a.Addr.Compare(b.Addr) < 0
-}
-
 func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 	ts := timestamp(now)
 	for _, ifr := range r {
@@ -285,7 +246,7 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 		}
 		for _, tp := range ifr.tuples {
 			if err := out.Emit(output.SYNRecord{Type: "syn", Time: ts, Interface: ifr.name,
-				Src: tp.Src.String(), Sport: tp.Sport, Dst: tp.Dst.String(), Dport: tp.Dport, SYN: tp.count}); err != nil {
+				Src: tp.Src.String(), Sport: tp.Sport, Dst: tp.Dst.String(), Dport: tp.Dport, SYN: tp.SYNs}); err != nil {
 				return err
 			}
 		}
@@ -310,7 +271,7 @@ func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time
 		if len(ifr.tuples) > 0 {
 			t := output.NewTable(w, "SRC", "SPORT", "DST", "DPORT", "SYNS")
 			for _, tp := range ifr.tuples {
-				t.Row(tp.Src, tp.Sport, tp.Dst, tp.Dport, tp.count)
+				t.Row(tp.Src, tp.Sport, tp.Dst, tp.Dport, tp.SYNs)
 			}
 			t.Flush()
 		}
