@@ -6,7 +6,8 @@
  *   1. allow CIDR   never dropped by the rules below
  *   2. block CIDR   longest-prefix match, IPv4 and IPv6 in one trie each
  *   3. port rules   drop_port (all TCP to the port), drop_syn_port (SYN
- *                   without ACK to the port)
+ *                   without ACK to the port); then options: require_mss
+ *                   (a SYN without ACK carrying no MSS option)
  *   4. per source   a source auto-blocked by the scan rule; a token bucket
  *                   for its SYNs (--syn-rate/--syn-burst)
  *   5. global       one token bucket (--syn-rate-global) for the SYNs of
@@ -299,10 +300,101 @@ static __always_inline int guard_source_rules(struct guard_rules *r, struct guar
 }
 
 /*
+ * TCP options of a SYN, as one 32-bit code: the kinds in order, 3 bits
+ * each from bit 0 (0 ends the list), at most 10 of them; bit 30 says the
+ * options were truncated or malformed, bit 31 that an MSS option of length
+ * 4 was seen. Read only for SYNs without ACK when a rule needs it.
+ */
+#define GUARD_OPT_EOL 1
+#define GUARD_OPT_NOP 2
+#define GUARD_OPT_MSS 3
+#define GUARD_OPT_WS 4
+#define GUARD_OPT_SACKOK 5
+#define GUARD_OPT_TS 6
+#define GUARD_OPT_OTHER 7
+#define GUARD_OPTS_MAX 10
+#define GUARD_OPTS_BAD (1U << 30)
+#define GUARD_OPTS_HAS_MSS (1U << 31)
+
+static __always_inline __u32 guard_opts_walk(void *data, void *data_end, __u32 tcp_off)
+{
+	__u32 code = 0;
+
+	/* The verifier needs the offset bounded to add it to a packet pointer;
+	 * the parser never makes one this large. */
+	if (tcp_off > 512)
+		return GUARD_OPTS_BAD;
+	__u8 *th = data + tcp_off;
+	if ((void *)(th + 20) > data_end)
+		return GUARD_OPTS_BAD;
+	__u32 optlen = (th[12] >> 4) * 4;
+	if (optlen < 20)
+		return GUARD_OPTS_BAD;
+	optlen -= 20; /* at most 40 */
+	__u8 *opts = th + 20;
+	__u32 off = 0;
+
+	for (int i = 0; i < GUARD_OPTS_MAX; i++) {
+		if (off >= optlen || off >= 40)
+			break;
+		__u8 *o = opts + off;
+		if ((void *)(o + 1) > data_end)
+			return code | GUARD_OPTS_BAD;
+		__u8 kind = o[0];
+		__u32 k;
+		if (kind == 0) {
+			code |= GUARD_OPT_EOL << (3 * i);
+			break;
+		}
+		if (kind == 1) {
+			code |= GUARD_OPT_NOP << (3 * i);
+			off++;
+			continue;
+		}
+		if ((void *)(o + 2) > data_end)
+			return code | GUARD_OPTS_BAD;
+		__u32 len = o[1];
+		if (len < 2 || off + len > optlen)
+			return code | GUARD_OPTS_BAD;
+		switch (kind) {
+		case 2:
+			k = GUARD_OPT_MSS;
+			if (len == 4)
+				code |= GUARD_OPTS_HAS_MSS;
+			break;
+		case 3: k = GUARD_OPT_WS; break;
+		case 4: k = GUARD_OPT_SACKOK; break;
+		case 8: k = GUARD_OPT_TS; break;
+		default: k = GUARD_OPT_OTHER; break;
+		}
+		code |= k << (3 * i);
+		off += len;
+	}
+	return code;
+}
+
+/*
+ * One global function per hook: the verifier checks the option walk once,
+ * not once per path through the parser (an option loop inlined there
+ * pushed the program past a million instructions). Packet pointers cannot
+ * be arguments of a global function, so each takes its ctx.
+ */
+__attribute__((noinline)) int guard_syn_opts_xdp(struct xdp_md *xdp, __u32 tcp_off)
+{
+	return guard_opts_walk((void *)(long)xdp->data, (void *)(long)xdp->data_end, tcp_off);
+}
+
+__attribute__((noinline)) int guard_syn_opts_skb(struct __sk_buff *skb, __u32 tcp_off)
+{
+	return guard_opts_walk((void *)(long)skb->data, (void *)(long)skb->data_end, tcp_off);
+}
+
+/*
  * guard_packet decides one TCP packet that parse_packet() accepted. It
  * returns 1 to drop it.
  */
-static __always_inline int guard_packet(void *data, void *data_end, const struct packet *pkt)
+static __always_inline int guard_packet(void *ctx, int ctx_is_skb, void *data, void *data_end,
+					const struct packet *pkt)
 {
 	__u32 zero = 0;
 	__u32 *active = bpf_map_lookup_elem(&guard_active, &zero);
@@ -335,6 +427,11 @@ static __always_inline int guard_packet(void *data, void *data_end, const struct
 		rule = GUARD_DROP_PORT;
 	else if (conn_attempt && r->has_port_rules && guard_port_bit(r->drop_syn_port, pkt->dport))
 		rule = GUARD_DROP_SYN_PORT;
+	else if (conn_attempt && r->require_mss) {
+		__u32 opts = ctx_is_skb ? guard_syn_opts_skb(ctx, pkt->tcp_off) : guard_syn_opts_xdp(ctx, pkt->tcp_off);
+		if (!(opts & GUARD_OPTS_HAS_MSS))
+			rule = GUARD_SYN_NO_MSS;
+	}
 
 	if (list & GUARD_CIDR_ALLOW) {
 		/* 1. The allow list overrides, and says how often it did; an

@@ -365,7 +365,7 @@ static __always_inline int handle(void *ctx, int ctx_kind, void *data, void *dat
 		c->xmas++;
 
 	/* The guard decides first; the packet is still counted by every view. */
-	int drop = guard_cfg.enabled && dir == DIR_IN && guard_packet(data, data_end, &pkt);
+	int drop = guard_cfg.enabled && dir == DIR_IN && guard_packet(ctx, ctx_kind == CAPTURE_CTX_SKB, data, data_end, &pkt);
 
 	if (!(f & TCPF_SYN))
 		goto verdict;

@@ -24,6 +24,7 @@ type guardRuleSpec struct {
 	Block          []string `yaml:"block"`
 	DropPort       []uint   `yaml:"drop_port"`
 	DropSYNPort    []uint   `yaml:"drop_syn_port"`
+	SYNRequireMSS  bool     `yaml:"syn_require_mss"`
 	SYNRate        float64  `yaml:"syn_rate"`
 	SYNBurst       uint32   `yaml:"syn_burst"`
 	SYNRateGlobal  float64  `yaml:"syn_rate_global"`
@@ -61,7 +62,7 @@ func (s guardRuleSpec) build(where func(key string, i int) string) (probe.GuardR
 	if g.SYNRate > 0 && g.SYNBurst == 0 {
 		g.SYNBurst = max(1, uint32(g.SYNRate)) // a second's worth
 	}
-	g.ScanPorts, g.DryRun = s.ScanPorts, s.DryRun
+	g.ScanPorts, g.DryRun, g.RequireMSS = s.ScanPorts, s.DryRun, s.SYNRequireMSS
 	for _, d := range []struct {
 		key string
 		in  string
@@ -122,7 +123,7 @@ func parseGuardRules(path string, data []byte) (probe.GuardRules, error) {
 		return probe.GuardRules{}, fmt.Errorf("%s: line %d: the rules are a mapping of rule names to values", path, doc.Line)
 	}
 	known := map[string]bool{}
-	for _, k := range []string{"allow", "block", "drop_port", "drop_syn_port", "syn_rate", "syn_burst",
+	for _, k := range []string{"allow", "block", "drop_port", "drop_syn_port", "syn_require_mss", "syn_rate", "syn_burst",
 		"syn_rate_global", "syn_burst_global", "scan_ports", "scan_window", "block_for", "dry_run"} {
 		known[k] = true
 	}

@@ -18,6 +18,7 @@ block:
   - 2001:db8::/32
 drop_port: [8080]
 drop_syn_port: [25]
+syn_require_mss: true
 syn_rate: 100
 syn_burst: 20
 syn_rate_global: 10000
@@ -32,7 +33,7 @@ dry_run: true
 	want := probe.GuardRules{
 		Allow:     []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
 		Block:     []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")},
-		DropPorts: []uint16{8080}, DropSYNPorts: []uint16{25}, SYNRate: 100, SYNBurst: 20, SYNRateGlobal: 10000,
+		DropPorts: []uint16{8080}, DropSYNPorts: []uint16{25}, RequireMSS: true, SYNRate: 100, SYNBurst: 20, SYNRateGlobal: 10000,
 		ScanPorts: 20, ScanWindow: 5 * time.Second, BlockFor: time.Minute, DryRun: true,
 	}
 	if !reflect.DeepEqual(g, want) {

@@ -12,6 +12,7 @@ type GuardRuleCounts struct {
 	Block         uint64 `json:"block"`
 	DropPort      uint64 `json:"drop_port"`
 	DropSYNPort   uint64 `json:"drop_syn_port"`
+	SYNRequireMSS uint64 `json:"syn_require_mss"`
 	Scan          uint64 `json:"scan"`
 	SYNRate       uint64 `json:"syn_rate"`
 	SYNRateGlobal uint64 `json:"syn_rate_global"`

@@ -20,10 +20,9 @@ const (
 	GuardBlock
 	GuardDropPort
 	GuardDropSYNPort
-	// Reserved for TCP-option rules (--syn-require-mss,
-	// --drop-syn-signature), not built yet: nothing counts them, and
-	// output leaves them out.
-	GuardSYNNoMSS
+	GuardSYNNoMSS // a SYN without an MSS option (--syn-require-mss)
+	// Reserved for --drop-syn-signature, not built yet: nothing counts
+	// it, and output leaves it out.
 	GuardSYNSignature
 	GuardScanBlocked
 	GuardSYNRate
@@ -59,6 +58,7 @@ type GuardRules struct {
 	Block        []netip.Prefix
 	DropPorts    []uint16 // all TCP to these ports
 	DropSYNPorts []uint16 // SYN without ACK to these ports
+	RequireMSS   bool     // drop a SYN without ACK that carries no MSS option
 
 	SYNRate        float64 // SYNs per second per source (0: no per-source bucket)
 	SYNBurst       uint32  // the per-source bucket's depth (>= 1)
@@ -145,6 +145,9 @@ func (g GuardRules) kernel() *bpfobj.PacketGuardRules {
 	for _, p := range g.DropSYNPorts {
 		k.DropSynPort[p>>6] |= 1 << (p & 63)
 		k.HasPortRules = 1
+	}
+	if g.RequireMSS {
+		k.RequireMss = 1
 	}
 	k.SynInterval, k.SynTolerance = gcra(g.SYNRate, g.SYNBurst)
 	gb := g.SYNBurstGlobal

@@ -292,6 +292,18 @@ func (tp *testPath) checkGuardStep(t *testing.T, hook Hook, fam int, start time.
 		t.Fatal(err)
 	}
 	frame := guardFrame(t, fam, addr(fam, st.src), st.dport, st.flags)
+	what := fmt.Sprintf("step %d (%s -> %d flags %#x at %v)", i, st.src, st.dport, st.flags, st.at)
+	tp.checkGuardFrame(t, hook, what, frame, st.drop, st.rule)
+}
+
+// checkGuardFrame runs one frame and checks the verdict and the one rule
+// charged for it.
+func (tp *testPath) checkGuardFrame(t *testing.T, hook Hook, what string, frame []byte, drop bool, rule GuardRule) {
+	t.Helper()
+	st := struct {
+		drop bool
+		rule GuardRule
+	}{drop, rule}
 	before, err := tp.pp.GuardCounters()
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +316,6 @@ func (tp *testPath) checkGuardStep(t *testing.T, hook Hook, fam int, start time.
 	if err != nil {
 		t.Fatal(err)
 	}
-	what := fmt.Sprintf("step %d (%s -> %d flags %#x at %v)", i, st.src, st.dport, st.flags, st.at)
 	if want := wantReturn(hook, st.drop); ret != want {
 		t.Errorf("%s: returned %d, want %d (drop=%v)", what, ret, want, st.drop)
 	}
