@@ -53,14 +53,29 @@ func BenchmarkGuardPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { plain.Close() })
-	for _, variant := range []string{"guard", "no-guard"} {
+	// The same rules plus --syn-require-mss: the option walk's share
+	// (a SYN's options are read only with the rule on).
+	mss, err := LoadPacketPath(PacketConfig{Guard: true}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { mss.Close() })
+	mssRules := rules
+	mssRules.RequireMSS = true
+	if err := mss.SetGuardRules(mssRules); err != nil {
+		b.Fatal(err)
+	}
+	for _, variant := range []string{"guard", "no-guard", "guard-mss"} {
 		for _, hook := range []Hook{HookXDP, HookTC} {
 			empty, lens := objs.EmptyXdp, pp.Program(0, hook)
 			if hook == HookTC {
 				empty = objs.EmptyTc
 			}
-			if variant == "no-guard" {
+			switch variant {
+			case "no-guard":
 				lens = plain.Program(0, hook)
+			case "guard-mss":
+				lens = mss.Program(0, hook)
 			}
 			for _, v6 := range []bool{false, true} {
 				fam, blocked := "ipv4", blocked4
@@ -82,7 +97,7 @@ func BenchmarkGuardPath(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						if ret != wantReturn(hook, c.drop && variant == "guard") {
+						if ret != wantReturn(hook, c.drop && variant != "no-guard") {
 							b.Fatalf("returned %d, want drop=%v", ret, c.drop)
 						}
 						benchPair(b, empty, lens, [][]byte{c.frame}, benchChunk)
