@@ -7,7 +7,8 @@
  *   2. block CIDR   longest-prefix match, IPv4 and IPv6 in one trie each
  *   3. port rules   drop_port (all TCP to the port), drop_syn_port (SYN
  *                   without ACK to the port); then options: require_mss
- *                   (a SYN without ACK carrying no MSS option)
+ *                   (a SYN without ACK carrying no MSS option), drop_sigs
+ *                   (a SYN whose options signature is listed)
  *   4. per source   a source auto-blocked by the scan rule; a token bucket
  *                   for its SYNs (--syn-rate/--syn-burst)
  *   5. global       one token bucket (--syn-rate-global) for the SYNs of
@@ -84,12 +85,13 @@ struct guard_config {
 volatile const struct guard_config guard_cfg = {};
 
 #define GUARD_PORT_WORDS (65536 / 64)
+#define GUARD_MAX_SIGS 16
 
 /* One rule set. Intervals are nanoseconds per token; 0 switches a bucket off. */
 struct guard_rules {
 	__u8 dry_run;
 	__u8 has_cidrs;       /* bit 0: the trie holds IPv4 prefixes, bit 1: IPv6 */
-	__u8 pad0;
+	__u8 sig_count;          /* drop_sigs in use */
 	__u8 has_port_rules;  /* drop_port or drop_syn_port have a bit set */
 	__u8 require_mss;
 	__u8 pad[3];
@@ -103,6 +105,7 @@ struct guard_rules {
 	__u32 pad2;
 	__u64 scan_window;     /* ns */
 	__u64 block_for;       /* ns */
+	__u64 drop_sigs[GUARD_MAX_SIGS]; /* SYN option signatures to drop (see guard_opts_walk) */
 	__u64 drop_port[GUARD_PORT_WORDS];
 	__u64 drop_syn_port[GUARD_PORT_WORDS];
 };
@@ -300,10 +303,15 @@ static __always_inline int guard_source_rules(struct guard_rules *r, struct guar
 }
 
 /*
- * TCP options of a SYN, as one 32-bit code: the kinds in order, 3 bits
- * each from bit 0 (0 ends the list), at most 10 of them; bit 30 says the
- * options were truncated or malformed, bit 31 that an MSS option of length
- * 4 was seen. Read only for SYNs without ACK when a rule needs it.
+ * TCP options of a SYN as one 64-bit signature (user space formats it
+ * like p0f, internal/probe/guardsig.go):
+ *   bits 0-29  the kinds in order, 3 bits each (0 ends the list), at most 10
+ *   bit 30     truncated or malformed options (the walk stopped there)
+ *   bit 31     more than 10 options (the rest not read)
+ *   bits 32-47 the MSS value, bits 48-55 the window scale shift
+ *   bit 56     an MSS option of length 4 was seen; bit 57 a window scale of length 3
+ *   bit 63     not part of the signature: the rule set drops it
+ * Read only for SYNs without ACK when a rule needs it.
  */
 #define GUARD_OPT_EOL 1
 #define GUARD_OPT_NOP 2
@@ -313,12 +321,16 @@ static __always_inline int guard_source_rules(struct guard_rules *r, struct guar
 #define GUARD_OPT_TS 6
 #define GUARD_OPT_OTHER 7
 #define GUARD_OPTS_MAX 10
-#define GUARD_OPTS_BAD (1U << 30)
-#define GUARD_OPTS_HAS_MSS (1U << 31)
+#define GUARD_OPTS_BAD (1ULL << 30)
+#define GUARD_OPTS_MORE (1ULL << 31)
+#define GUARD_OPTS_HAS_MSS (1ULL << 56)
+#define GUARD_OPTS_HAS_WS (1ULL << 57)
+#define GUARD_OPTS_SIG_DROP (1ULL << 63)
 
-static __always_inline __u32 guard_opts_walk(void *data, void *data_end, __u32 tcp_off)
+static __always_inline __u64 guard_opts_walk(void *data, void *data_end, __u32 tcp_off)
 {
-	__u32 code = 0;
+	__u64 code = 0;
+	int i;
 
 	/* The verifier needs the offset bounded to add it to a packet pointer;
 	 * the parser never makes one this large. */
@@ -334,20 +346,20 @@ static __always_inline __u32 guard_opts_walk(void *data, void *data_end, __u32 t
 	__u8 *opts = th + 20;
 	__u32 off = 0;
 
-	for (int i = 0; i < GUARD_OPTS_MAX; i++) {
+	for (i = 0; i < GUARD_OPTS_MAX; i++) {
 		if (off >= optlen || off >= 40)
 			break;
 		__u8 *o = opts + off;
 		if ((void *)(o + 1) > data_end)
 			return code | GUARD_OPTS_BAD;
 		__u8 kind = o[0];
-		__u32 k;
+		__u64 k;
 		if (kind == 0) {
-			code |= GUARD_OPT_EOL << (3 * i);
+			code |= (__u64)GUARD_OPT_EOL << (3 * i);
 			break;
 		}
 		if (kind == 1) {
-			code |= GUARD_OPT_NOP << (3 * i);
+			code |= (__u64)GUARD_OPT_NOP << (3 * i);
 			off++;
 			continue;
 		}
@@ -359,16 +371,47 @@ static __always_inline __u32 guard_opts_walk(void *data, void *data_end, __u32 t
 		switch (kind) {
 		case 2:
 			k = GUARD_OPT_MSS;
-			if (len == 4)
-				code |= GUARD_OPTS_HAS_MSS;
+			if (len == 4) {
+				if ((void *)(o + 4) > data_end)
+					return code | GUARD_OPTS_BAD;
+				code |= GUARD_OPTS_HAS_MSS | (__u64)(((__u32)o[2] << 8) | o[3]) << 32;
+			}
 			break;
-		case 3: k = GUARD_OPT_WS; break;
+		case 3:
+			k = GUARD_OPT_WS;
+			if (len == 3) {
+				if ((void *)(o + 3) > data_end)
+					return code | GUARD_OPTS_BAD;
+				code |= GUARD_OPTS_HAS_WS | (__u64)o[2] << 48;
+			}
+			break;
 		case 4: k = GUARD_OPT_SACKOK; break;
 		case 8: k = GUARD_OPT_TS; break;
 		default: k = GUARD_OPT_OTHER; break;
 		}
 		code |= k << (3 * i);
 		off += len;
+	}
+	if (i == GUARD_OPTS_MAX && off < optlen && off < 40)
+		code |= GUARD_OPTS_MORE;
+	return code;
+}
+
+/* guard_opts is the walk plus the rule set's signature list: a linear
+ * scan of at most GUARD_MAX_SIGS, here where the verifier sees it once. */
+static __always_inline __u64 guard_opts(void *data, void *data_end, __u32 tcp_off, __u32 set)
+{
+	__u64 code = guard_opts_walk(data, data_end, tcp_off);
+	struct guard_rules *r = bpf_map_lookup_elem(&guard_rule_sets, &set);
+
+	if (!r)
+		return code;
+	__u32 n = r->sig_count;
+	for (int i = 0; i < GUARD_MAX_SIGS; i++) {
+		if (i >= n)
+			break;
+		if (r->drop_sigs[i] == code)
+			return code | GUARD_OPTS_SIG_DROP;
 	}
 	return code;
 }
@@ -379,14 +422,14 @@ static __always_inline __u32 guard_opts_walk(void *data, void *data_end, __u32 t
  * pushed the program past a million instructions). Packet pointers cannot
  * be arguments of a global function, so each takes its ctx.
  */
-__attribute__((noinline)) int guard_syn_opts_xdp(struct xdp_md *xdp, __u32 tcp_off)
+__attribute__((noinline)) __u64 guard_syn_opts_xdp(struct xdp_md *xdp, __u32 tcp_off, __u32 set)
 {
-	return guard_opts_walk((void *)(long)xdp->data, (void *)(long)xdp->data_end, tcp_off);
+	return guard_opts((void *)(long)xdp->data, (void *)(long)xdp->data_end, tcp_off, set);
 }
 
-__attribute__((noinline)) int guard_syn_opts_skb(struct __sk_buff *skb, __u32 tcp_off)
+__attribute__((noinline)) __u64 guard_syn_opts_skb(struct __sk_buff *skb, __u32 tcp_off, __u32 set)
 {
-	return guard_opts_walk((void *)(long)skb->data, (void *)(long)skb->data_end, tcp_off);
+	return guard_opts((void *)(long)skb->data, (void *)(long)skb->data_end, tcp_off, set);
 }
 
 /*
@@ -427,10 +470,12 @@ static __always_inline int guard_packet(void *ctx, int ctx_is_skb, void *data, v
 		rule = GUARD_DROP_PORT;
 	else if (conn_attempt && r->has_port_rules && guard_port_bit(r->drop_syn_port, pkt->dport))
 		rule = GUARD_DROP_SYN_PORT;
-	else if (conn_attempt && r->require_mss) {
-		__u32 opts = ctx_is_skb ? guard_syn_opts_skb(ctx, pkt->tcp_off) : guard_syn_opts_xdp(ctx, pkt->tcp_off);
-		if (!(opts & GUARD_OPTS_HAS_MSS))
+	else if (conn_attempt && (r->require_mss || r->sig_count)) {
+		__u64 opts = ctx_is_skb ? guard_syn_opts_skb(ctx, pkt->tcp_off, set) : guard_syn_opts_xdp(ctx, pkt->tcp_off, set);
+		if (r->require_mss && !(opts & GUARD_OPTS_HAS_MSS))
 			rule = GUARD_SYN_NO_MSS;
+		else if (opts & GUARD_OPTS_SIG_DROP)
+			rule = GUARD_SYN_SIGNATURE;
 	}
 
 	if (list & GUARD_CIDR_ALLOW) {

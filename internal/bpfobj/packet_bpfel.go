@@ -97,7 +97,7 @@ type PacketGuardRules struct {
 	_               structs.HostLayout
 	DryRun          uint8
 	HasCidrs        uint8
-	Pad0            uint8
+	SigCount        uint8
 	HasPortRules    uint8
 	RequireMss      uint8
 	Pad             [3]uint8
@@ -111,6 +111,7 @@ type PacketGuardRules struct {
 	Pad2            uint32
 	ScanWindow      uint64
 	BlockFor        uint64
+	DropSigs        [16]uint64
 	DropPort        [1024]uint64
 	DropSynPort     [1024]uint64
 }

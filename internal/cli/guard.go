@@ -41,6 +41,7 @@ func runGuard(ctx context.Context, env Env, args []string) error {
 	fs.UintSliceVar(&spec.DropPort, "drop-port", nil, "drop all TCP to `PORT` (repeatable)")
 	fs.UintSliceVar(&spec.DropSYNPort, "drop-syn-port", nil, "drop new connections (SYN without ACK) to `PORT` (repeatable)")
 	fs.BoolVar(&spec.SYNRequireMSS, "syn-require-mss", false, "drop new connections (SYN without ACK) that carry no MSS TCP option: every real stack sends one, crude flood tools do not")
+	fs.StringArrayVar(&spec.DropSYNSignature, "drop-syn-signature", nil, fmt.Sprintf("drop new connections whose TCP options signature is `SIG` (LAYOUT:MSS:WSCALE, see the README; e.g. MSTNW:1460:7 or -:-:- for no options; repeatable, at most %d)", probe.MaxSYNSignatures))
 	fs.Float64Var(&spec.SYNRate, "syn-rate", 0, "SYNs per second each source may send (`RATE`; 0: no limit); a token bucket per source")
 	fs.Uint32Var(&spec.SYNBurst, "syn-burst", 0, "the per-source bucket's depth: `N` SYNs at once (default: one second's worth)")
 	fs.Float64Var(&spec.SYNRateGlobal, "syn-rate-global", 0, "SYNs per second for all sources together (`RATE`; 0: no limit): holds the line when sources are spoofed")
@@ -49,7 +50,7 @@ func runGuard(ctx context.Context, env Env, args []string) error {
 	fs.DurationVar(&scanWindow, "scan-window", 10*time.Second, "the scan rule's window (`DURATION`)")
 	fs.DurationVar(&blockFor, "block-for", time.Minute, "how long a scanning source stays blocked (`DURATION`); it is released after")
 	fs.BoolVar(&spec.DryRun, "dry-run", false, "count what the rules would drop, drop nothing")
-	fs.StringVar(&rulesFile, "rules", "", "read the rules from YAML `FILE` (keys as the flags, with _: allow, block, drop_port, drop_syn_port, syn_require_mss, syn_rate, syn_burst, syn_rate_global, syn_burst_global, scan_ports, scan_window, block_for, dry_run) instead of flags; SIGHUP reloads it")
+	fs.StringVar(&rulesFile, "rules", "", "read the rules from YAML `FILE` (keys as the flags, with _: allow, block, drop_port, drop_syn_port, syn_require_mss, drop_syn_signature, syn_rate, syn_burst, syn_rate_global, syn_burst_global, scan_ports, scan_window, block_for, dry_run) instead of flags; SIGHUP reloads it")
 	fs.BoolVar(&force, "force", false, "apply rules even if they would block your own SSH connection (SSH_CONNECTION, established sockets to port 22)")
 	fs.IntVar(&top, "top", 10, "report the `N` sources that sent most SYNs in each interval")
 	fs.Uint32Var(&maxSources, "max-sources", 65536, "per-source entries (`N`, LRU): sources that are rate-limited or scanning")
@@ -69,7 +70,7 @@ func runGuard(ctx context.Context, env Env, args []string) error {
 	var rules probe.GuardRules
 	var err error
 	if rulesFile != "" {
-		for _, f := range []string{"allow", "block", "drop-port", "drop-syn-port", "syn-require-mss", "syn-rate", "syn-burst", "syn-rate-global",
+		for _, f := range []string{"allow", "block", "drop-port", "drop-syn-port", "syn-require-mss", "drop-syn-signature", "syn-rate", "syn-burst", "syn-rate-global",
 			"syn-burst-global", "scan-ports", "scan-window", "block-for", "dry-run"} {
 			if fs.Changed(f) {
 				return usagef("--%s and --rules: give the rules one way (the file has %s too)", f, strings.ReplaceAll(f, "-", "_"))
@@ -321,7 +322,8 @@ func guardRecord(kind string, now time.Time, d time.Duration, dryRun bool, c pro
 		Packets: c.Packets, Dropped: c.Dropped,
 		Matched: output.GuardRuleCounts{Allow: m[probe.GuardAllowed], Block: m[probe.GuardBlock], DropPort: m[probe.GuardDropPort],
 			DropSYNPort: m[probe.GuardDropSYNPort], SYNRequireMSS: m[probe.GuardSYNNoMSS],
-			Scan: m[probe.GuardScanBlocked], SYNRate: m[probe.GuardSYNRate], SYNRateGlobal: m[probe.GuardSYNRateGlobal]},
+			DropSYNSignature: m[probe.GuardSYNSignature],
+			Scan:             m[probe.GuardScanBlocked], SYNRate: m[probe.GuardSYNRate], SYNRateGlobal: m[probe.GuardSYNRateGlobal]},
 		ScanBlocks: c.ScanBlocks, SourcesAdmitted: c.SourcesAdmitted, SourcesRefused: c.SourcesRefused, SourcesFull: c.SourcesFull,
 		TopSources: top}
 }
@@ -355,8 +357,8 @@ func writeGuardText(w io.Writer, rec output.GuardRecord) {
 		fmt.Fprintf(w, "%s\n", rec.Time)
 	}
 	m := rec.Matched
-	t := output.NewTable(w, "TCP", "DROPPED", "BLOCK", "DROP_PORT", "DROP_SYN_PORT", "NO_MSS", "SCAN", "SYN_RATE", "SYN_RATE_GLOBAL", "ALLOWED", "SCAN_BLOCKS")
-	t.Row(rec.Packets, rec.Dropped, m.Block, m.DropPort, m.DropSYNPort, m.SYNRequireMSS, m.Scan, m.SYNRate, m.SYNRateGlobal, m.Allow, rec.ScanBlocks)
+	t := output.NewTable(w, "TCP", "DROPPED", "BLOCK", "DROP_PORT", "DROP_SYN_PORT", "NO_MSS", "SYN_SIG", "SCAN", "SYN_RATE", "SYN_RATE_GLOBAL", "ALLOWED", "SCAN_BLOCKS")
+	t.Row(rec.Packets, rec.Dropped, m.Block, m.DropPort, m.DropSYNPort, m.SYNRequireMSS, m.DropSYNSignature, m.Scan, m.SYNRate, m.SYNRateGlobal, m.Allow, rec.ScanBlocks)
 	t.Flush()
 	if rec.DryRun {
 		fmt.Fprintf(w, "dry run: the rule columns count what the rules %s\n", verb)

@@ -20,19 +20,20 @@ import (
 // guardRuleSpec is a rule set as flags or a --rules file give it, before
 // the addresses and durations are parsed.
 type guardRuleSpec struct {
-	Allow          []string `yaml:"allow"`
-	Block          []string `yaml:"block"`
-	DropPort       []uint   `yaml:"drop_port"`
-	DropSYNPort    []uint   `yaml:"drop_syn_port"`
-	SYNRequireMSS  bool     `yaml:"syn_require_mss"`
-	SYNRate        float64  `yaml:"syn_rate"`
-	SYNBurst       uint32   `yaml:"syn_burst"`
-	SYNRateGlobal  float64  `yaml:"syn_rate_global"`
-	SYNBurstGlobal uint32   `yaml:"syn_burst_global"`
-	ScanPorts      uint32   `yaml:"scan_ports"`
-	ScanWindow     string   `yaml:"scan_window"`
-	BlockFor       string   `yaml:"block_for"`
-	DryRun         bool     `yaml:"dry_run"`
+	Allow            []string `yaml:"allow"`
+	Block            []string `yaml:"block"`
+	DropPort         []uint   `yaml:"drop_port"`
+	DropSYNPort      []uint   `yaml:"drop_syn_port"`
+	SYNRequireMSS    bool     `yaml:"syn_require_mss"`
+	DropSYNSignature []string `yaml:"drop_syn_signature"`
+	SYNRate          float64  `yaml:"syn_rate"`
+	SYNBurst         uint32   `yaml:"syn_burst"`
+	SYNRateGlobal    float64  `yaml:"syn_rate_global"`
+	SYNBurstGlobal   uint32   `yaml:"syn_burst_global"`
+	ScanPorts        uint32   `yaml:"scan_ports"`
+	ScanWindow       string   `yaml:"scan_window"`
+	BlockFor         string   `yaml:"block_for"`
+	DryRun           bool     `yaml:"dry_run"`
 }
 
 // build checks the spec and turns it into rules; where names the source
@@ -63,6 +64,16 @@ func (s guardRuleSpec) build(where func(key string, i int) string) (probe.GuardR
 		g.SYNBurst = max(1, uint32(g.SYNRate)) // a second's worth
 	}
 	g.ScanPorts, g.DryRun, g.RequireMSS = s.ScanPorts, s.DryRun, s.SYNRequireMSS
+	for i, text := range s.DropSYNSignature {
+		sig, err := probe.ParseSYNSignature(text)
+		if err != nil {
+			return g, fmt.Errorf("%s: %v", where("drop_syn_signature", i), err)
+		}
+		g.DropSYNSignatures = append(g.DropSYNSignatures, sig)
+	}
+	if len(g.DropSYNSignatures) > probe.MaxSYNSignatures {
+		return g, fmt.Errorf("%s: at most %d signatures", where("drop_syn_signature", probe.MaxSYNSignatures), probe.MaxSYNSignatures)
+	}
 	for _, d := range []struct {
 		key string
 		in  string
@@ -123,7 +134,7 @@ func parseGuardRules(path string, data []byte) (probe.GuardRules, error) {
 		return probe.GuardRules{}, fmt.Errorf("%s: line %d: the rules are a mapping of rule names to values", path, doc.Line)
 	}
 	known := map[string]bool{}
-	for _, k := range []string{"allow", "block", "drop_port", "drop_syn_port", "syn_require_mss", "syn_rate", "syn_burst",
+	for _, k := range []string{"allow", "block", "drop_port", "drop_syn_port", "syn_require_mss", "drop_syn_signature", "syn_rate", "syn_burst",
 		"syn_rate_global", "syn_burst_global", "scan_ports", "scan_window", "block_for", "dry_run"} {
 		known[k] = true
 	}

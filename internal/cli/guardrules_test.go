@@ -19,6 +19,7 @@ block:
 drop_port: [8080]
 drop_syn_port: [25]
 syn_require_mss: true
+drop_syn_signature: ["-:-:-", MSTNW:1460:7]
 syn_rate: 100
 syn_burst: 20
 syn_rate_global: 10000
@@ -33,7 +34,7 @@ dry_run: true
 	want := probe.GuardRules{
 		Allow:     []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
 		Block:     []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")},
-		DropPorts: []uint16{8080}, DropSYNPorts: []uint16{25}, RequireMSS: true, SYNRate: 100, SYNBurst: 20, SYNRateGlobal: 10000,
+		DropPorts: []uint16{8080}, DropSYNPorts: []uint16{25}, RequireMSS: true, DropSYNSignatures: sigs(t, "-:-:-", "MSTNW:1460:7"), SYNRate: 100, SYNBurst: 20, SYNRateGlobal: 10000,
 		ScanPorts: 20, ScanWindow: 5 * time.Second, BlockFor: time.Minute, DryRun: true,
 	}
 	if !reflect.DeepEqual(g, want) {
@@ -49,6 +50,7 @@ func TestGuardRulesFileErrors(t *testing.T) {
 		{"drop_syn_port:\n  - 25\n  - 70000\n", "r.yaml: line 3: drop_syn_port: port 70000"},
 		{"scan_ports: 5\nscan_window: soon\nblock_for: 1m\n", `r.yaml: line 2: scan_window: "soon" is not a positive duration`},
 		{"syn_rate: fast\n", "r.yaml: line 1:"},
+		{"drop_syn_signature:\n  - MSTNW:1460:7\n  - MX:-:-\n", `r.yaml: line 3: drop_syn_signature: SYN signature "MX:-:-"`},
 		{"block: [10.0.0.0/8\n", "r.yaml: line 1"},
 		{"- 1\n- 2\n", "r.yaml: line 1: the rules are a mapping"},
 		{"scan_ports: 1\nscan_window: 1s\nblock_for: 1s\n", "r.yaml: --scan-ports 1"},
@@ -95,4 +97,17 @@ func TestParseProcNetSSH(t *testing.T) {
 	if len(got) != 1 || got[0].client != netip.MustParseAddr("2001:db8::1") {
 		t.Errorf("peers %+v, want 2001:db8::1", got)
 	}
+}
+
+func sigs(t *testing.T, texts ...string) []probe.SYNSignature {
+	t.Helper()
+	var out []probe.SYNSignature
+	for _, s := range texts {
+		sig, err := probe.ParseSYNSignature(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, sig)
+	}
+	return out
 }

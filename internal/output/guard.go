@@ -8,14 +8,15 @@ package output
 // dry run would have dropped. Allow counts packets a rule would have
 // dropped that the allow list passed.
 type GuardRuleCounts struct {
-	Allow         uint64 `json:"allow"`
-	Block         uint64 `json:"block"`
-	DropPort      uint64 `json:"drop_port"`
-	DropSYNPort   uint64 `json:"drop_syn_port"`
-	SYNRequireMSS uint64 `json:"syn_require_mss"`
-	Scan          uint64 `json:"scan"`
-	SYNRate       uint64 `json:"syn_rate"`
-	SYNRateGlobal uint64 `json:"syn_rate_global"`
+	Allow            uint64 `json:"allow"`
+	Block            uint64 `json:"block"`
+	DropPort         uint64 `json:"drop_port"`
+	DropSYNPort      uint64 `json:"drop_syn_port"`
+	SYNRequireMSS    uint64 `json:"syn_require_mss"`
+	DropSYNSignature uint64 `json:"drop_syn_signature"`
+	Scan             uint64 `json:"scan"`
+	SYNRate          uint64 `json:"syn_rate"`
+	SYNRateGlobal    uint64 `json:"syn_rate_global"`
 }
 
 // GuardSource is a source and its SYNs in the interval (or the run).

@@ -20,10 +20,8 @@ const (
 	GuardBlock
 	GuardDropPort
 	GuardDropSYNPort
-	GuardSYNNoMSS // a SYN without an MSS option (--syn-require-mss)
-	// Reserved for --drop-syn-signature, not built yet: nothing counts
-	// it, and output leaves it out.
-	GuardSYNSignature
+	GuardSYNNoMSS     // a SYN without an MSS option (--syn-require-mss)
+	GuardSYNSignature // a SYN whose options signature is listed (--drop-syn-signature)
 	GuardScanBlocked
 	GuardSYNRate
 	GuardSYNRateGlobal
@@ -59,6 +57,9 @@ type GuardRules struct {
 	DropPorts    []uint16 // all TCP to these ports
 	DropSYNPorts []uint16 // SYN without ACK to these ports
 	RequireMSS   bool     // drop a SYN without ACK that carries no MSS option
+	// SYNs (without ACK) whose options signature is one of these are
+	// dropped; at most MaxSYNSignatures.
+	DropSYNSignatures []SYNSignature
 
 	SYNRate        float64 // SYNs per second per source (0: no per-source bucket)
 	SYNBurst       uint32  // the per-source bucket's depth (>= 1)
@@ -85,8 +86,14 @@ const DefaultAdmitRate = 5000
 // 256 bits (ports counted by their low byte).
 const MaxScanPorts = 256
 
+// MaxSYNSignatures bounds GuardRules.DropSYNSignatures (GUARD_MAX_SIGS).
+const MaxSYNSignatures = 16
+
 // Validate checks what the kernel side cannot represent.
 func (g GuardRules) Validate() error {
+	if len(g.DropSYNSignatures) > MaxSYNSignatures {
+		return fmt.Errorf("%d SYN signatures to drop: at most %d", len(g.DropSYNSignatures), MaxSYNSignatures)
+	}
 	for _, p := range append(append([]netip.Prefix(nil), g.Allow...), g.Block...) {
 		if !p.IsValid() {
 			return fmt.Errorf("invalid CIDR %v", p)
@@ -148,6 +155,10 @@ func (g GuardRules) kernel() *bpfobj.PacketGuardRules {
 	}
 	if g.RequireMSS {
 		k.RequireMss = 1
+	}
+	for i, sig := range g.DropSYNSignatures {
+		k.DropSigs[i] = uint64(sig)
+		k.SigCount = uint8(i + 1)
 	}
 	k.SynInterval, k.SynTolerance = gcra(g.SYNRate, g.SYNBurst)
 	gb := g.SYNBurstGlobal

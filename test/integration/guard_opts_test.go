@@ -9,24 +9,32 @@ import (
 	"github.com/tcplens/tcplens/internal/testutil"
 )
 
-// --syn-require-mss: real Linux connects (their SYNs carry MSS, SACK,
+// --syn-require-mss and --drop-syn-signature -:-:- (no options): real Linux connects (their SYNs carry MSS, SACK,
 // timestamps, window scale) pass in IPv4 and IPv6, while bare SYNs
 // written onto the veth by the test are dropped. The oracle is B's kernel:
 // its PassiveOpens for the clients, and its RSTs for the bare SYNs (sent
 // to a closed port, each one B's stack sees is answered with a RST; in a
 // dry run all of them are).
-func TestGuardSYNRequireMSS(t *testing.T) {
+func TestGuardSYNOptionRules(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
 	for _, hook := range []string{"tcx", "xdp"} {
-		for _, dry := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/dry=%v", hook, dry), func(t *testing.T) {
+		for _, v := range []struct {
+			rule, key string
+			dry       bool
+		}{
+			{"--syn-require-mss", "matched.syn_require_mss", false},
+			{"--syn-require-mss", "matched.syn_require_mss", true},
+			{"--drop-syn-signature=-:-:-", "matched.drop_syn_signature", false},
+		} {
+			dry := v.dry
+			t.Run(fmt.Sprintf("%s/%s/dry=%v", hook, v.rule, dry), func(t *testing.T) {
 				t.Parallel()
 				p := testnet.NewPair(t)
 				prepareFloodTarget(t, p.B)
 				srv4 := p.B.Listen(t, testnet.IPv4, 0)
 				srv6 := p.B.Listen(t, testnet.IPv6, 0)
-				args := []string{"guard", "-i", p.B.Link, "-o", "json", "--hook", hook, "--interval", "1h", "--syn-require-mss"}
+				args := []string{"guard", "-i", p.B.Link, "-o", "json", "--hook", hook, "--interval", "1h", v.rule}
 				if dry {
 					args = append(args, "--dry-run")
 				}
@@ -60,7 +68,7 @@ func TestGuardSYNRequireMSS(t *testing.T) {
 					t.Fatalf("tcplens exited %d: %s", res.ExitCode, res.Stderr)
 				}
 				sum := res.Summary(t, "")
-				checkRange(t, sum, "matched.syn_require_mss", uint64(sent), uint64(sent))
+				checkRange(t, sum, v.key, uint64(sent), uint64(sent))
 				if dry {
 					checkRange(t, sum, "dropped", 0, 0)
 					if rsts != uint64(sent) {
