@@ -346,6 +346,7 @@ static __always_inline __u64 guard_opts_walk(void *data, void *data_end, __u32 t
 	__u8 *opts = th + 20;
 	__u32 off = 0;
 
+#pragma unroll
 	for (i = 0; i < GUARD_OPTS_MAX; i++) {
 		if (off >= optlen || off >= 40)
 			break;
@@ -407,10 +408,12 @@ static __always_inline __u64 guard_opts(void *data, void *data_end, __u32 tcp_of
 	if (!r)
 		return code;
 	__u32 n = r->sig_count;
+	/* Unrolled: constant offsets into the rule set. As a loop, clang
+	 * walks a pointer whose bound 6.1's verifier loses ("unbounded
+	 * memory access"). */
+#pragma unroll
 	for (int i = 0; i < GUARD_MAX_SIGS; i++) {
-		if (i >= n)
-			break;
-		if (r->drop_sigs[i] == code)
+		if (i < n && r->drop_sigs[i] == code)
 			return code | GUARD_OPTS_SIG_DROP;
 	}
 	return code;
