@@ -230,7 +230,14 @@ static __always_inline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u6
 
 static __always_inline int guard_port_bit(const __u64 *words, __u16 port)
 {
-	__u32 idx = (port >> 6) & (GUARD_PORT_WORDS - 1);
+	__u64 idx = port >> 6;
+
+	/* clang knows a u16 >> 6 is below GUARD_PORT_WORDS and drops the
+	 * mask; 6.1's verifier loses that bound through the stack spill of
+	 * the port ("unbounded memory access"). Hiding the value keeps the
+	 * mask, which bounds the index for every verifier. */
+	asm volatile("" : "+r"(idx));
+	idx &= GUARD_PORT_WORDS - 1;
 	return (words[idx] >> (port & 63)) & 1;
 }
 
