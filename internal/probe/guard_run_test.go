@@ -265,7 +265,10 @@ func TestGuardVerdicts(t *testing.T) {
 	// One load per hook (a load takes the verifier a while); each scenario
 	// starts with no per-source entries and its clock an hour later.
 	for _, hook := range hooks {
-		tp := loadTestPath(t, PacketConfig{Guard: true, GuardFakeClock: true, GuardSources: 64}, 1)
+		// Not a tiny table: an LRU hash hands free entries to per-CPU lists,
+		// and with 64 entries 6.1 evicted a scanner's entry between two
+		// steps run on different CPUs.
+		tp := loadTestPath(t, PacketConfig{Guard: true, GuardFakeClock: true, GuardSources: 4096}, 1)
 		start := time.Hour
 		for _, sc := range guardScenarios() {
 			for _, fam := range []int{4, 6} {

@@ -55,7 +55,7 @@ func secondAddr(t *testing.T, ns *testnet.NS, f testnet.Family) netip.Addr {
 }
 
 func guardScenarios() []scenario {
-	return []scenario{{"tcx", testnet.IPv4}, {"tcx", testnet.IPv6}, {"xdp", testnet.IPv4}, {"xdp", testnet.IPv6}}
+	return []scenario{{"tc", testnet.IPv4}, {"tc", testnet.IPv6}, {"xdp", testnet.IPv4}, {"xdp", testnet.IPv6}}
 }
 
 // A blocked address cannot connect, another address of the same host can.
@@ -100,7 +100,7 @@ func TestGuardBlockCIDR(t *testing.T) {
 func TestGuardScanBlockAndRelease(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
-	for _, sc := range []scenario{{"tcx", testnet.IPv4}, {"tcx", testnet.IPv6}} {
+	for _, sc := range []scenario{{"tc", testnet.IPv4}, {"tc", testnet.IPv6}} {
 		t.Run(sc.String(), func(t *testing.T) {
 			t.Parallel()
 			p := testnet.NewPair(t)
@@ -176,7 +176,7 @@ func TestGuardReloadNoGap(t *testing.T) {
 		}
 	}
 	write(sets[0])
-	tl := p.B.StartTcplens(t, "guard", "-i", p.B.Link, "-o", "json", "--hook", "tcx", "--interval", "1h", "--rules", rules)
+	tl := p.B.StartTcplens(t, "guard", "-i", p.B.Link, "-o", "json", "--hook", "tc", "--interval", "1h", "--rules", rules)
 
 	beforeA, beforeB := snmp(t, p.A), snmp(t, p.B)
 	const reloads = 20
@@ -246,7 +246,7 @@ func TestGuardDryRun(t *testing.T) {
 			t.Parallel()
 			p := testnet.NewPair(t)
 			src, dst := p.A.Addr(testnet.IPv4), p.B.Addr(testnet.IPv4)
-			args := []string{"guard", "-i", p.B.Link, "-o", "json", "--hook", "tcx", "--interval", "1h", "--drop-syn-port", "20999"}
+			args := []string{"guard", "-i", p.B.Link, "-o", "json", "--hook", "tc", "--interval", "1h", "--drop-syn-port", "20999"}
 			if dry {
 				args = append(args, "--dry-run")
 			}
@@ -290,7 +290,7 @@ func TestGuardSpoofedFlood(t *testing.T) {
 	prepareFloodTarget(t, p.B)
 	srv := p.B.Listen(t, testnet.IPv4, 0)
 	const rate = 2000
-	tl := p.B.StartTcplens(t, "guard", "-i", p.B.Link, "-o", "json", "--hook", "tcx", "--interval", "1h",
+	tl := p.B.StartTcplens(t, "guard", "-i", p.B.Link, "-o", "json", "--hook", "tc", "--interval", "1h",
 		"--syn-rate-global", fmt.Sprint(rate), "--syn-burst-global", "100", "--syn-rate", "100", "--syn-burst", "100")
 	// The client is known before the flood (one connection gives it its
 	// per-source entry), as a host's regular clients are.
