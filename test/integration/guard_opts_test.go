@@ -18,7 +18,7 @@ import (
 func TestGuardSYNOptionRules(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
-	for _, hook := range []string{"tcx", "xdp"} {
+	for _, hook := range []string{"tc", "xdp"} {
 		for _, v := range []struct {
 			rule, key string
 			dry       bool
