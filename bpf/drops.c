@@ -5,9 +5,7 @@
  * with the kernel's drop reason and the packet's addresses and ports, read
  * from its IP and TCP headers in the skb (CO-RE).
  */
-#include "sock_common.h"
-#include "headers/skbuff.h"
-#include "headers/net.h"
+#include "skb_read.h"
 
 #include <bpf/bpf_core_read.h>
 
@@ -16,24 +14,16 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 DEFINE_EVENT_OUTPUT()
 
 /*
- * The skb:kfree_skb record, as the kernel's own type names it, relocated
- * with CO-RE: only the fields read here. The layout differs between
- * kernels (6.1 has no rx_sk, so protocol and reason sit 8 bytes earlier
- * than on 6.12; before 5.17 there is no reason at all), which is why no
- * offset is written down anywhere in this file.
+ * The classic skb:kfree_skb record, as the kernel's own type names it: only
+ * to ask its BTF, with CO-RE, whether this kernel has a drop reason (5.17+)
+ * and so passes it to the raw tracepoint as its third argument. Nothing is
+ * read through it.
  */
 enum skb_drop_reason { __TCPLENS_SKB_DROP_REASON_UNUSED };
 
 struct trace_event_raw_kfree_skb {
-	void *skbaddr;
-	void *location;
-	unsigned short protocol; /* skb->protocol in host order */
 	enum skb_drop_reason reason;
 } __attribute__((preserve_access_index));
-
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define IPPROTO_TCP 6
 
 /*
  * Reasons not to report, a bit per enum skb_drop_reason value below 256,
@@ -104,73 +94,40 @@ static __always_inline int skipped(__u32 reason)
 	return (drop_filter.skip_reasons[r / 64] >> (r % 64)) & 1;
 }
 
-SEC("tracepoint/skb/kfree_skb")
-int kfree_skb(struct trace_event_raw_kfree_skb *ctx)
+/*
+ * A raw tracepoint (arguments: skb, location, reason from 5.17, rx_sk from
+ * 6.12), not the classic one: the kernel skips a classic tracepoint
+ * program whenever any such program already runs on the CPU
+ * (bpf_prog_active), and kfree_skb fires in softirqs that interrupt
+ * process-context programs all the time. A raw tracepoint program is
+ * skipped only when it is itself re-entered on the CPU. The reason is read
+ * only where the kernel passes one: the record's reason field says so, and
+ * an argument a kernel does not pass may not even be read (the attach
+ * fails).
+ */
+SEC("raw_tracepoint/kfree_skb")
+int kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u16 protocol = ctx->protocol;
-	if (protocol != ETH_P_IP && protocol != ETH_P_IPV6)
-		return 0;
+	const struct sk_buff *skb = (const void *)ctx->args[0];
 	__u32 reason = 0;
-	int has_reason = bpf_core_field_exists(ctx->reason);
+	int has_reason = bpf_core_field_exists(((struct trace_event_raw_kfree_skb *)0)->reason);
 	if (has_reason) {
-		reason = ctx->reason;
+		reason = ctx->args[2];
 		if (skipped(reason))
 			return 0;
 	}
 
-	const struct sk_buff *skb = ctx->skbaddr;
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	if (!head || nh == 0xffff)
-		return 0;
-
-	struct sock_addrs pkt = {};
-	__u32 th_off;
-	if (protocol == ETH_P_IP) {
-		struct ipv4_hdr ip;
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
-			return 0;
-		__u8 ihl = ip.version_ihl & 0x0f;
-		if ((ip.version_ihl >> 4) != 4 || ihl < 5 || ip.protocol != IPPROTO_TCP)
-			return 0;
-		if (bpf_ntohs(ip.frag_off) & IPV4_FRAG_OFFSET_MASK)
-			return 0; /* a later fragment: no TCP header */
-		pkt.family = 4;
-		__builtin_memcpy(pkt.saddr, &ip.saddr, 4);
-		__builtin_memcpy(pkt.daddr, &ip.daddr, 4);
-		th_off = nh + ihl * 4;
-	} else {
-		struct ipv6_hdr ip6;
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
-			return 0;
-		/* TCP right after the fixed header only: extension headers are
-		 * not walked here. */
-		if ((ip6.vtc_flow[0] >> 4) != 6 || ip6.nexthdr != IPPROTO_TCP)
-			return 0;
-		pkt.family = 6;
-		__builtin_memcpy(pkt.saddr, ip6.saddr, 16);
-		__builtin_memcpy(pkt.daddr, ip6.daddr, 16);
-		th_off = nh + sizeof(ip6);
-	}
+	struct sock_addrs pkt = {}, a = {};
 	struct tcp_hdr th;
-	if (bpf_probe_read_kernel(&th, sizeof(th), head + th_off))
+	if (skb_tcp_packet(skb, &pkt, &th))
 		return 0;
 
 	/* Which end is this host's: a packet that arrived has skb_iif set. */
 	int in = BPF_CORE_READ(skb, skb_iif) != 0;
-	struct sock_addrs a = {};
-	a.family = pkt.family;
-	if (in) {
-		__builtin_memcpy(a.saddr, pkt.daddr, 16);
-		__builtin_memcpy(a.daddr, pkt.saddr, 16);
-		a.sport = bpf_ntohs(th.dest);
-		a.dport = bpf_ntohs(th.source);
-	} else {
-		__builtin_memcpy(a.saddr, pkt.saddr, 16);
-		__builtin_memcpy(a.daddr, pkt.daddr, 16);
-		a.sport = bpf_ntohs(th.source);
-		a.dport = bpf_ntohs(th.dest);
-	}
+	if (in)
+		turn_around(&a, &pkt);
+	else
+		a = pkt;
 	if (!filter_match(&a))
 		return 0;
 
@@ -197,7 +154,7 @@ int kfree_skb(struct trace_event_raw_kfree_skb *ctx)
 	e->has_reason = has_reason;
 	e->stack_id = stack_id;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
-	e->location = (__u64)ctx->location;
+	e->location = ctx->args[1];
 	e->tcp_flags = th.flags;
 	e->direction = in ? DROP_IN : DROP_OUT;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));

@@ -2,11 +2,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * tcplens resets: TCP resets this host sends (tcp:tcp_send_reset, with the
- * kernel's reason) and receives (tcp:tcp_receive_reset), one ring buffer
- * record each.
+ * kernel's reason from 6.10) and receives (tcp:tcp_receive_reset), one ring
+ * buffer record each.
  */
-#include "sock_common.h"
-#include "headers/skbuff.h"
+#include "skb_read.h"
+#include "sock_read.h"
 #include "headers/tracepoints.h"
 
 #include <bpf/bpf_core_read.h>
@@ -52,87 +52,70 @@ static __always_inline void submit(const struct sock_addrs *a, __u32 reason, __u
 }
 
 /*
- * The tracepoint stores struct sockaddr_in / sockaddr_in6 in 28 bytes:
- * family at 0, port (network order) at 2, the IPv4 address at 4 and the
- * IPv6 address at 8. The kernel fills them from the socket when it has one,
- * and else from the packet that caused the reset, turned around: either
- * way, saddr is this host's end.
+ * Raw tracepoints (the kernel's own arguments), not the classic ones: the
+ * kernel skips a classic tracepoint program whenever any such program
+ * already runs on its CPU (bpf_prog_active), so a reset sent from a
+ * softirq that interrupted another program's run went unseen. A raw
+ * tracepoint program is skipped only when it is itself re-entered there.
+ *
+ * tcp:tcp_send_reset passes (sk, skb) in 6.1-6.9, where it fires only for
+ * a reset with a full socket, and (sk, skb, reason) from 6.10, where sk may
+ * be NULL (no socket: the reset answers skb) or a time-wait or request
+ * socket; then the addresses come from the packet, turned around, as the
+ * classic record takes them.
+ * Whether the kernel passes the reason is asked of the classic record's
+ * type with CO-RE: an argument the kernel does not pass may not be read
+ * (the attach fails), so on older kernels that read is dead code.
  */
-static __always_inline int addrs_from_sockaddrs(struct sock_addrs *a, const __u8 *local, const __u8 *remote)
+SEC("raw_tracepoint/tcp_send_reset")
+int send_reset(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u16 family, lport, rport;
-
-	__builtin_memcpy(&family, local, 2);
-	__builtin_memcpy(&lport, local + 2, 2);
-	__builtin_memcpy(&rport, remote + 2, 2);
-	a->sport = bpf_ntohs(lport);
-	a->dport = bpf_ntohs(rport);
-	if (family == AF_INET6) {
-		a->family = 6;
-		__builtin_memcpy(a->saddr, local + 8, 16);
-		__builtin_memcpy(a->daddr, remote + 8, 16);
-		return 0;
-	}
-	if (family == AF_INET) {
-		a->family = 4;
-		__builtin_memcpy(a->saddr, local + 4, 4);
-		__builtin_memcpy(a->daddr, remote + 4, 4);
-		return 0;
-	}
-	return -1;
-}
-
-SEC("tracepoint/tcp/tcp_send_reset")
-int send_reset(void *raw_ctx)
-{
+	const struct sock___tl *sk = (const void *)ctx->args[0];
+	const struct sk_buff *skb = (const void *)ctx->args[1];
 	struct sock_addrs a = {};
 	__u32 reason = 0;
-	__u8 reason_known = 0, state;
-	const void *skaddr;
+	__u8 reason_known = 0, state = 0;
 
-	if (bpf_core_type_exists(struct trace_event_raw_tcp_send_reset)) {
-		/* 6.10+: its own record, with sockaddrs and (mostly) a reason */
-		struct trace_event_raw_tcp_send_reset *ctx = raw_ctx;
-		__u8 local[28], remote[28];
-		if (bpf_probe_read_kernel(local, sizeof(local), &ctx->saddr) ||
-		    bpf_probe_read_kernel(remote, sizeof(remote), &ctx->daddr))
-			return 0;
-		if (addrs_from_sockaddrs(&a, local, remote))
-			return 0;
-		if (bpf_core_field_exists(ctx->reason)) {
-			reason = ctx->reason;
-			reason_known = 1;
-		}
-		skaddr = ctx->skaddr;
-		state = ctx->state;
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_send_reset) &&
+	    bpf_core_field_exists(((struct trace_event_raw_tcp_send_reset *)0)->reason)) {
+		reason = ctx->args[2];
+		reason_known = 1;
+	}
+	if (sk)
+		state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	/* Where the classic record takes the addresses from, so do we: a
+	 * full socket, else the packet (a time-wait or request socket has no
+	 * inet_sport), else the socket's common part (skc_num: local port). */
+	struct sock_addrs pkt = {};
+	struct tcp_hdr th;
+	if (sk && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
+		sock_addrs_of(&a, sk);
+	} else if (skb && !skb_tcp_packet(skb, &pkt, &th)) {
+		turn_around(&a, &pkt);
+	} else if (sk) {
+		sock_addrs_of(&a, sk);
+		a.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	} else {
-		/* 6.1-6.9: tcp_event_sk_skb, only for resets with a socket,
-		 * whose addresses it gives; no reason. */
-		struct trace_event_raw_tcp_event_sk_skb *ctx = raw_ctx;
-		if (READ_TP_ADDRS(&a, ctx))
-			return 0;
-		skaddr = ctx->skaddr;
-		state = ctx->state;
+		return 0;
 	}
 	if (!filter_match(&a))
 		return 0;
-	submit(&a, reason, reason_known, state, RESET_SENT, skaddr != 0);
+	submit(&a, reason, reason_known, state, RESET_SENT, sk != 0);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_receive_reset")
-int receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+/* tcp:tcp_receive_reset passes (sk), a full socket. */
+SEC("raw_tracepoint/tcp_receive_reset")
+int receive_reset(struct bpf_raw_tracepoint_args *ctx)
 {
+	const struct sock___tl *sk = (const void *)ctx->args[0];
 	struct sock_addrs a = {};
 
-	if (READ_TP_ADDRS(&a, ctx))
+	if (!sk)
 		return 0;
+	sock_addrs_of(&a, sk);
 	if (!filter_match(&a))
 		return 0;
-	__u8 state = 0;
-	const struct sock *sk = ctx->skaddr;
-	if (sk)
-		state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	submit(&a, 0, 0, state, RESET_RECEIVED, sk != 0);
+	submit(&a, 0, 0, BPF_CORE_READ(sk, __sk_common.skc_state), RESET_RECEIVED, 1);
 	return 0;
 }

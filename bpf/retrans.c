@@ -7,7 +7,7 @@
  * kernel counts them (tcp_skb_pcount) and its error, so user space can add
  * up exactly what the kernel adds to tcp_sock.total_retrans.
  */
-#include "sock_common.h"
+#include "sock_read.h"
 #include "headers/skbuff.h"
 #include "headers/tracepoints.h"
 
@@ -19,7 +19,6 @@ DEFINE_EVENT_OUTPUT()
 
 #define RETRANS_KIND_DATA 0
 #define RETRANS_KIND_SYNACK 1
-#define TCP_NEW_SYN_RECV 12
 
 /* One retransmission. addrs.saddr/sport are always this host's end. */
 struct retrans_event {
@@ -96,77 +95,79 @@ static __always_inline void submit(const struct sock_addrs *a, int err, __u32 to
 }
 
 /*
- * The record's fields as retransmit_skb needs them, whichever class the
- * kernel's tcp_retransmit_skb is of (headers/tracepoints.h).
+ * Raw tracepoints (the kernel's own arguments), not the classic ones: the
+ * kernel skips a classic tracepoint program whenever any such program
+ * already runs on its CPU (bpf_prog_active), and retransmissions come from
+ * timers and ACKs in softirqs, which interrupt the process-context runs of
+ * other programs (a sender's sock_send_length) all the time: a flap of
+ * 2,872 retransmitted segments once lost 33 of them that way. A raw
+ * tracepoint program is skipped only when it is itself re-entered on its
+ * CPU; a skipped retransmission's segments are still counted at the
+ * socket's next one, from total_retrans.
+ *
+ * tcp:tcp_retransmit_skb passes (sk, skb) up to 6.12 and (sk, skb, err)
+ * from 6.13. Whether it passes err is asked of the classic record's type
+ * with CO-RE: an argument a kernel does not pass may not be read (the
+ * attach fails), so on older kernels that read is dead code.
  */
-struct retransmit_fields {
-	const void *skbaddr;
-	const void *skaddr;
-	int state;
-	int err; /* 0 where the kernel does not say (before 6.13) */
-};
-
-#define READ_RETRANSMIT_FIELDS(f, a, ctx)               \
-	({                                              \
-		(f)->skbaddr = (ctx)->skbaddr;          \
-		(f)->skaddr = (ctx)->skaddr;            \
-		(f)->state = (ctx)->state;              \
-		READ_TP_ADDRS(a, ctx);                  \
-	})
-
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int retransmit_skb(void *raw_ctx)
+SEC("raw_tracepoint/tcp_retransmit_skb")
+int retransmit_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct retransmit_fields f = {};
+	const struct sock___tl *sk = (const void *)ctx->args[0];
+	const struct sk_buff *skb = (const void *)ctx->args[1];
 	struct sock_addrs a = {};
+	int err = 0;
 
-	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb)) {
-		struct trace_event_raw_tcp_retransmit_skb *ctx = raw_ctx;
-		if (READ_RETRANSMIT_FIELDS(&f, &a, ctx))
-			return 0;
-		if (bpf_core_field_exists(ctx->err))
-			f.err = ctx->err;
-	} else {
-		struct trace_event_raw_tcp_event_sk_skb *ctx = raw_ctx;
-		if (READ_RETRANSMIT_FIELDS(&f, &a, ctx))
-			return 0;
-	}
+	if (!sk)
+		return 0;
+	if (bpf_core_type_exists(struct trace_event_raw_tcp_retransmit_skb) &&
+	    bpf_core_field_exists(((struct trace_event_raw_tcp_retransmit_skb *)0)->err))
+		err = ctx->args[2];
+	sock_addrs_of(&a, sk);
 	if (!filter_match(&a))
 		return 0;
+	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
 
 	/* tcp_skb_pcount(skb): TCP_SKB_CB(skb)->tcp_gso_segs */
 	__u16 skb_segs = 0;
-	const struct sk_buff *skb = f.skbaddr;
 	if (skb) {
 		const struct tcp_skb_cb *cb = (const void *)&skb->cb[0];
 		skb_segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	}
 
-	__u64 key = (__u64)f.skaddr;
-	const struct tcp_sock *tcp = f.skaddr;
-	__u32 total = tcp ? BPF_CORE_READ(tcp, total_retrans) : 0;
+	__u64 key = (__u64)sk;
+	const struct tcp_sock *tcp = (const void *)sk;
+	__u32 total = BPF_CORE_READ(tcp, total_retrans);
 	__u16 segs;
 	struct retrans_seen *seen = bpf_map_lookup_elem(&retrans_seen, &key);
 	if (seen && ((seen->sport == a.sport && seen->dport == a.dport) || (!seen->sport && !seen->dport)) &&
 	    total >= seen->total_retrans)
 		segs = total - seen->total_retrans;
 	else
-		segs = failed_before_count(f.err) ? 0 : skb_segs;
+		segs = failed_before_count(err) ? 0 : skb_segs;
 	struct retrans_seen now = { .total_retrans = total, .sport = a.sport, .dport = a.dport };
 	if (bpf_map_update_elem(&retrans_seen, &key, &now, BPF_ANY))
 		count_lost(LOST_MAP_FULL);
 
-	submit(&a, f.err, total, segs, skb_segs, (__u8)f.state, RETRANS_KIND_DATA);
+	submit(&a, err, total, segs, skb_segs, state, RETRANS_KIND_DATA);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_synack")
-int retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
+/*
+ * tcp:tcp_retransmit_synack passes (sk, req): the listener and the request
+ * socket, whose struct sock_common holds the connection's addresses (its
+ * local port in skc_num: a request socket has no inet_sport).
+ */
+SEC("raw_tracepoint/tcp_retransmit_synack")
+int retransmit_synack(struct bpf_raw_tracepoint_args *ctx)
 {
+	const struct sock___tl *req = (const void *)ctx->args[1];
 	struct sock_addrs a = {};
 
-	if (READ_TP_ADDRS(&a, ctx))
+	if (!req)
 		return 0;
+	sock_addrs_of(&a, req);
+	a.sport = BPF_CORE_READ(req, __sk_common.skc_num);
 	if (!filter_match(&a))
 		return 0;
 	/* The tracepoint fires only for a SYN-ACK that was sent; the request
@@ -186,26 +187,21 @@ int retransmit_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
  * SYN-ACK retransmissions (reported as kind synack) and no data has been
  * retransmitted yet. Sockets older than tcplens keep the err fallback.
  */
-struct trace_event_raw_inet_sock_set_state___retrans {
-	const void *skaddr;
-	int oldstate;
-	int newstate;
-	__u16 protocol;
-} __attribute__((preserve_access_index));
-
 #define TCP_ESTABLISHED_ 1
 #define TCP_SYN_SENT_ 2
 #define TCP_SYN_RECV_ 3
 #define TCP_CLOSE_ 7
-#define IPPROTO_TCP_ 6
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int socket_state(struct trace_event_raw_inet_sock_set_state___retrans *ctx)
+/* sock:inet_sock_set_state passes (sk, oldstate, newstate). */
+SEC("raw_tracepoint/inet_sock_set_state")
+int socket_state(struct bpf_raw_tracepoint_args *ctx)
 {
-	if (ctx->protocol != IPPROTO_TCP_)
+	const struct sock___tl *sk = (const void *)ctx->args[0];
+	int oldstate = ctx->args[1], newstate = ctx->args[2];
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	__u64 key = (__u64)ctx->skaddr;
-	int oldstate = ctx->oldstate, newstate = ctx->newstate;
+	__u64 key = (__u64)sk;
 
 	if (newstate == TCP_CLOSE_) {
 		bpf_map_delete_elem(&retrans_seen, &key);
@@ -217,7 +213,7 @@ int socket_state(struct trace_event_raw_inet_sock_set_state___retrans *ctx)
 	if (newstate == TCP_SYN_SENT_) {
 		bpf_map_update_elem(&retrans_seen, &key, &born, BPF_ANY);
 	} else if (oldstate == TCP_SYN_RECV_ && newstate == TCP_ESTABLISHED_) {
-		const struct tcp_sock *tcp = ctx->skaddr;
+		const struct tcp_sock *tcp = (const void *)sk;
 		born.total_retrans = BPF_CORE_READ(tcp, total_retrans);
 		bpf_map_update_elem(&retrans_seen, &key, &born, BPF_NOEXIST);
 	}

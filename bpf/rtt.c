@@ -194,11 +194,14 @@ int tcp_probe(struct bpf_raw_tracepoint_args *ctx)
 /*
  * A freed socket's memory can come back as a new connection: forget what
  * the old one cached (addresses, filter verdict) when the kernel frees it.
+ * A raw tracepoint, like tcp_probe: a classic one is skipped whenever
+ * another tracepoint program runs on the CPU, and a missed destroy would
+ * leave a stale verdict for the next socket at that address.
  */
-SEC("tracepoint/tcp/tcp_destroy_sock")
-int tcp_destroy_sock(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("raw_tracepoint/tcp_destroy_sock")
+int tcp_destroy_sock(struct bpf_raw_tracepoint_args *ctx)
 {
-	__u64 key = (__u64)ctx->skaddr;
+	__u64 key = ctx->args[0]; /* struct sock * */
 
 	bpf_map_delete_elem(&last, &key);
 	return 0;

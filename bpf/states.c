@@ -331,11 +331,11 @@ int set_state_backup(struct bpf_raw_tracepoint_args *ctx)
  * not known yet (accepted connections, or ones older than tcplens). These
  * tracepoints fire in the sender's or receiver's own context.
  */
-static __always_inline int note_owner(struct trace_event_raw_sock_msg_length *ctx)
+static __always_inline int note_owner(const struct sock___tl *sk)
 {
-	if (ctx->protocol != IPPROTO_TCP)
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	__u64 key = (__u64)ctx->sk;
+	__u64 key = (__u64)sk;
 	struct conn_info *info = bpf_map_lookup_elem(&conns, &key);
 	if (info) {
 		if (info->pid)
@@ -355,12 +355,18 @@ static __always_inline int note_owner(struct trace_event_raw_sock_msg_length *ct
 	return 0;
 }
 
-/* Absent before 6.3: the loader then leaves these two programs out. */
-SEC("tracepoint/sock/sock_send_length")
-int send_length(struct trace_event_raw_sock_msg_length *ctx) { return note_owner(ctx); }
+/*
+ * Absent before 6.3: the loader then leaves these two programs out. Raw
+ * tracepoints (arguments: sk, ret, flags), like the rest: a classic
+ * tracepoint program running here, in the sender's context, on every send,
+ * made the kernel skip every other classic program (bpf_prog_active) that
+ * a softirq ran meanwhile on the CPU.
+ */
+SEC("raw_tracepoint/sock_send_length")
+int send_length(struct bpf_raw_tracepoint_args *ctx) { return note_owner((const void *)ctx->args[0]); }
 
-SEC("tracepoint/sock/sock_recv_length")
-int recv_length(struct trace_event_raw_sock_msg_length *ctx) { return note_owner(ctx); }
+SEC("raw_tracepoint/sock_recv_length")
+int recv_length(struct bpf_raw_tracepoint_args *ctx) { return note_owner((const void *)ctx->args[0]); }
 
 /*
  * The kernel frees the socket: forget it, in case this program missed its

@@ -19,8 +19,8 @@ import (
 // TestAgentAsDeployed runs `tcplens agent` the way the deploy files do: as
 // uid 0 with exactly AgentCaps (setpriv), with the example config file as
 // it ships (every option commented out) and --listen, in a namespace of the
-// test's own (`ip netns exec`, a fresh mount namespace without tracefs, as
-// in a container). A real Prometheus scrapes it there. It must become
+// test's own (`ip netns exec`, a fresh mount namespace, as in a
+// container). A real Prometheus scrapes it there. It must become
 // ready (/readyz, what the DaemonSet's readiness probe asks), be scraped
 // (up == 1) with a body promtool accepts, answer /healthz, live through
 // SIGHUP (the unit's ExecReload), and on SIGTERM (systemctl stop, a pod's

@@ -59,12 +59,10 @@ func sorted(s []string) []string {
 }
 
 // TestAgentCapsCoverBothPaths: the agent runs the packet path and the
-// socket path (also where perf_event_paranoid=3 wants CAP_SYS_ADMIN), so
-// its set holds each of theirs.
+// socket path, so its set holds each of theirs.
 func TestAgentCapsCoverBothPaths(t *testing.T) {
 	for name, set := range map[string][]probe.Capability{
 		"packet path": probe.PacketPathCaps, "socket path": probe.SocketPathCaps,
-		"socket path, perf_event_paranoid=3": probe.SocketPathCapsPerfRestricted,
 	} {
 		for _, c := range set {
 			if !slices.Contains(probe.AgentCaps, c) {
@@ -141,7 +139,7 @@ func TestDaemonSet(t *testing.T) {
 		t.Errorf("capabilities.drop %v, want [ALL]", sc.Capabilities.Drop)
 	}
 	if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
-		t.Error("runAsUser must be 0: tracefs and /proc/PID/fd are root's, and the agent reads them as root")
+		t.Error("runAsUser must be 0: /proc/PID/fd and /proc/PID/ns/net are root's, and the agent reads them as root")
 	}
 	if slices.Contains(add, "SYS_ADMIN") && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
 		t.Error("Kubernetes refuses allowPrivilegeEscalation: false with SYS_ADMIN added")
@@ -185,7 +183,7 @@ func TestDaemonSet(t *testing.T) {
 		}
 	}
 
-	// The mounts the agent reads: tracefs and BTF from the host.
+	// The mounts the agent reads: BTF from the host.
 	volumes := map[string]*corev1.HostPathVolumeSource{}
 	for _, v := range pod.Volumes {
 		volumes[v.Name] = v.HostPath
@@ -205,7 +203,7 @@ func TestDaemonSet(t *testing.T) {
 		}
 		mounted[m.MountPath] = true
 	}
-	for _, p := range []string{"/sys/kernel/tracing", "/sys/kernel/btf"} {
+	for _, p := range []string{"/sys/kernel/btf"} {
 		if !mounted[p] {
 			t.Errorf("%s not mounted from the host", p)
 		}
@@ -344,11 +342,10 @@ func TestUnitSyscallFilter(t *testing.T) {
 	for _, entry := range strings.Fields(vals[0]) {
 		expand(entry)
 	}
-	// bpf: maps and programs; perf_event_open and ioctl: tracepoint links;
-	// setns: sock_diag in each namespace; mount: tracefs when missing;
-	// socket, sendmsg, recvmsg: netlink; mmap: the ring buffers;
-	// prlimit64: RLIMIT_MEMLOCK on kernels before 5.11.
-	for _, sc := range []string{"bpf", "perf_event_open", "ioctl", "setns", "mount", "socket", "sendmsg", "recvmsg", "mmap", "prlimit64", "epoll_pwait", "clone"} {
+	// bpf: maps, programs and raw tracepoint links; setns: sock_diag in
+	// each namespace; socket, sendmsg, recvmsg: netlink; mmap: the ring
+	// buffers; prlimit64: RLIMIT_MEMLOCK on kernels before 5.11.
+	for _, sc := range []string{"bpf", "ioctl", "setns", "socket", "sendmsg", "recvmsg", "mmap", "prlimit64", "epoll_pwait", "clone"} {
 		if !allowed[sc] {
 			t.Errorf("SystemCallFilter=%s does not allow %s", vals[0], sc)
 		}

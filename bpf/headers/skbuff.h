@@ -11,6 +11,7 @@
 
 struct sk_buff {
 	unsigned char *head;
+	__be16 protocol; /* ETH_P_* in wire order */
 	__u16 network_header;
 	__u16 transport_header;
 	int skb_iif; /* ifindex it arrived on; 0 for what this host sends */

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -125,15 +126,29 @@ func (r *dropReport) stackOf(id int32) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(r.frames))
-	for i, pc := range r.frames {
-		names[i] = r.syms.Name(pc)
+	names := make([]string, 0, len(r.frames))
+	for _, pc := range r.frames {
+		name := r.syms.Name(pc)
+		if len(names) == 0 && isTracingFrame(name) {
+			continue
+		}
+		names = append(names, name)
 	}
 	if r.stackNames == nil {
 		r.stackNames = map[int32][]string{}
 	}
 	r.stackNames[id] = names
 	return names, nil
+}
+
+// isTracingFrame says whether a stack's frame is the tracing machinery
+// above the dropping code: the program itself ("bpf_prog_..._kfree_skb
+// [bpf]") and the kernel's raw tracepoint runner (bpf_trace_run4 on 6.18,
+// __bpf_trace_kfree_skb where it is not a tail call). A raw tracepoint
+// program's stack starts there; the leading ones are left out.
+func isTracingFrame(name string) bool {
+	return strings.HasPrefix(name, "bpf_prog_") || strings.HasPrefix(name, "bpf_trace_run") ||
+		strings.HasPrefix(name, "__bpf_trace_")
 }
 
 func (r *dropReport) record(raw []byte) error {

@@ -83,7 +83,7 @@ func Counters(ns Namespace) (conn.NetNSCounters, error) {
 		}
 	}
 	var l netstat.Listen
-	err := inNamespace(ns.Path, func() error {
+	err := InNamespace(ns.Path, func() error {
 		var err error
 		l, err = netstat.ReadListen()
 		return err
@@ -94,9 +94,9 @@ func Counters(ns Namespace) (conn.NetNSCounters, error) {
 	return conn.NetNSCounters{ListenOverflows: l.Overflows, ListenDrops: l.Drops}, nil
 }
 
-// inNamespace runs fn on a thread switched into the namespace at path and
-// back.
-func inNamespace(path string, fn func() error) error {
+// InNamespace runs fn on a thread switched into the network namespace at
+// path and back.
+func InNamespace(path string, fn func() error) error {
 	target, err := os.Open(path)
 	if err != nil {
 		return err

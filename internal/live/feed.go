@@ -164,12 +164,6 @@ func Start(mu *sync.Mutex, tracker *conn.Tracker, opts Options) *Feed {
 			return nil
 		}},
 	}
-	// Tracefs is mounted first, once, so that the loads do not race to
-	// mount it.
-	if _, err := probe.EnsureTracefs(); err != nil {
-		f.failAll(opts.Sources, err)
-		return f
-	}
 	// Loading is mostly the verifier's work: the objects load side by
 	// side, which shortens the start on two CPUs.
 	type loaded struct {

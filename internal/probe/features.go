@@ -25,7 +25,6 @@ const (
 	FeatRingbuf    Feature = "ringbuf" // BPF ring buffer map
 	FeatXDPLink    Feature = "xdp_link"
 	FeatTCXLink    Feature = "tcx_link"
-	FeatTracefs    Feature = "tracefs"
 	FeatTCNetlink  Feature = "tc_netlink"                   // clsact qdisc + cls_bpf filter, TC before tcx
 	FeatPacketHook Feature = "xdp_link|tcx_link|tc_netlink" // any hook will do
 	// FeatDefaultRoute: flags and syn watch the default route's interface
@@ -35,18 +34,21 @@ const (
 	FeatResetReasons Feature = "btf enum sk_rst_reason"
 )
 
-// Tracepoint is one kernel tracepoint the project attaches to.
+// Tracepoint is one kernel tracepoint the project attaches to. Every one
+// is attached as a raw tracepoint (BPF_RAW_TRACEPOINT_OPEN), with the
+// kernel's own arguments: the kernel skips a classic tracepoint program
+// whenever any tracing program already runs on its CPU (bpf_prog_active),
+// so a softirq's event arriving during another program's run went unseen,
+// while a raw tracepoint program is skipped only when it re-enters itself
+// (counted as its recursion_misses). Raw tracepoints need no tracefs and
+// no perf_event_open, so no CAP_SYS_ADMIN where
+// kernel.perf_event_paranoid=3 (Debian, Ubuntu). Group is the event's
+// group in tracefs, for the name people know it by.
 type Tracepoint struct {
 	Group, Name string
-	Raw         bool // attached as a raw tracepoint (BPF_RAW_TRACEPOINT_OPEN)
 }
 
-func (t Tracepoint) String() string {
-	if t.Raw {
-		return "raw_tp/" + t.Name
-	}
-	return t.Group + ":" + t.Name
-}
+func (t Tracepoint) String() string { return t.Group + ":" + t.Name }
 
 // Feature is the name doctor checks the tracepoint under.
 func (t Tracepoint) Feature() Feature { return Feature("tp " + t.String()) }
@@ -59,15 +61,10 @@ var (
 	TPReceiveReset     = Tracepoint{Group: "tcp", Name: "tcp_receive_reset"}
 	TPSetState         = Tracepoint{Group: "sock", Name: "inet_sock_set_state"}
 	TPKfreeSKB         = Tracepoint{Group: "skb", Name: "kfree_skb"}
-	TPTCPProbe         = Tracepoint{Group: "tcp", Name: "tcp_probe", Raw: true}
+	TPTCPProbe         = Tracepoint{Group: "tcp", Name: "tcp_probe"}
 	TPSockSendLength   = Tracepoint{Group: "sock", Name: "sock_send_length"}
 	TPSockRecvLength   = Tracepoint{Group: "sock", Name: "sock_recv_length"}
 	TPDestroySock      = Tracepoint{Group: "tcp", Name: "tcp_destroy_sock"}
-	// The same two as raw tracepoints (states): a raw tracepoint program
-	// is skipped only when it re-enters itself on a CPU, not whenever any
-	// tracepoint program runs there (bpf/states.c).
-	TPSetStateRaw    = Tracepoint{Group: "sock", Name: "inet_sock_set_state", Raw: true}
-	TPDestroySockRaw = Tracepoint{Group: "tcp", Name: "tcp_destroy_sock", Raw: true}
 )
 
 // Extra is a feature a command can do without, and what it then lacks.
@@ -116,12 +113,6 @@ func RunChecks() []Check {
 	} else {
 		info("bpffs", "not mounted at "+bpffsPath+"; optional: tcplens pins nothing")
 	}
-	mounted, err := EnsureTracefs()
-	detail := "mounted at " + tracefsPath
-	if mounted {
-		detail = "was not mounted; doctor mounted it at " + tracefsPath
-	}
-	add(FeatTracefs, "tracefs", err, detail)
 	routeIface, routeErr := DefaultRouteInterface()
 	add(FeatDefaultRoute, "default route", routeErr, "via "+routeIface+": flags and syn watch it when no -i is given")
 
@@ -262,25 +253,12 @@ func checkTCXLink() error {
 }
 
 func checkTracepoint(tp Tracepoint) error {
-	var (
-		l   link.Link
-		err error
-	)
-	if tp.Raw {
-		prog, perr := trivialProgram(ebpf.RawTracepoint, 0)
-		if perr != nil {
-			return explainAttach(perr)
-		}
-		defer prog.Close()
-		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.Name, Program: prog})
-	} else {
-		prog, perr := trivialProgram(ebpf.TracePoint, 0)
-		if perr != nil {
-			return explainAttach(perr)
-		}
-		defer prog.Close()
-		l, err = link.Tracepoint(tp.Group, tp.Name, prog, nil)
+	prog, err := trivialProgram(ebpf.RawTracepoint, 0)
+	if err != nil {
+		return explainAttach(err)
 	}
+	defer prog.Close()
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp.Name, Program: prog})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w: this kernel has no tracepoint %s", ErrUnsupported, tp)

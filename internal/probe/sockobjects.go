@@ -35,10 +35,10 @@ var (
 		{prog: bpfobj.RttProgTcpDestroySock, tp: TPDestroySock},
 	}}
 	StatesObject = SockObject{Command: "states", spec: bpfobj.LoadStates, programs: []tracepointProgram{
-		{prog: bpfobj.StatesProgSetState, tp: TPSetStateRaw},
+		{prog: bpfobj.StatesProgSetState, tp: TPSetState},
 		// After set_state: it handles what the kernel skipped set_state for.
-		{prog: bpfobj.StatesProgSetStateBackup, tp: TPSetStateRaw, backup: true},
-		{prog: bpfobj.StatesProgDestroySock, tp: TPDestroySockRaw},
+		{prog: bpfobj.StatesProgSetStateBackup, tp: TPSetState, backup: true},
+		{prog: bpfobj.StatesProgDestroySock, tp: TPDestroySock},
 		{prog: bpfobj.StatesProgSendLength, tp: TPSockSendLength}, // optional: 6.3+
 		{prog: bpfobj.StatesProgRecvLength, tp: TPSockRecvLength},
 	}}
@@ -89,10 +89,9 @@ func (o *SockObject) Tracepoints() []Tracepoint {
 }
 
 // needs is what the command cannot run without: BTF for its CO-RE reads,
-// the ring buffer, tracefs for the tracepoints' IDs, and every tracepoint
-// that is not optional.
+// the ring buffer, and every tracepoint that is not optional.
 func (o *SockObject) needs() []Feature {
-	f := []Feature{FeatBPF, FeatBTF, FeatRingbuf, FeatTracefs}
+	f := []Feature{FeatBPF, FeatBTF, FeatRingbuf}
 	for _, tp := range o.Tracepoints() {
 		if _, optional := optionalTracepoints[tp]; !optional {
 			f = append(f, tp.Feature())

@@ -41,7 +41,7 @@ type tracepointProgram struct {
 	prog string
 	tp   Tracepoint
 	// backup: a second copy attached after the main program on the same
-	// raw tracepoint, handling only the events the kernel skipped the
+	// tracepoint, handling only the events the kernel skipped the
 	// main one for (recursion); it counts them under LOST_RECOVERED.
 	backup bool
 }
@@ -56,15 +56,6 @@ const lostRecovered = 3
 var optionalTracepoints = map[Tracepoint]string{
 	TPSockSendLength: "owner of accepted connections",
 	TPSockRecvLength: "owner of accepted connections",
-}
-
-// tracepointExists says whether tracefs lists the tracepoint.
-func tracepointExists(tp Tracepoint) bool {
-	if tp.Raw {
-		return true // raw tracepoints have no tracefs entry; attach tells
-	}
-	_, err := os.Stat(fmt.Sprintf("%s/events/%s/%s", tracefsPath, tp.Group, tp.Name))
-	return err == nil
 }
 
 // loadSockTracer loads spec (after configure, when set, has changed it)
@@ -86,49 +77,38 @@ func loadSockTracer(what string, spec *ebpf.CollectionSpec, opts SockTracerOptio
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	// Only classic tracepoints are found through tracefs.
-	if slices.ContainsFunc(progs, func(p tracepointProgram) bool { return !p.tp.Raw }) {
-		if _, err := EnsureTracefs(); err != nil {
-			return nil, err
-		}
-	}
-	var without []Tracepoint
-	attach := progs[:0:0]
-	for _, p := range progs {
-		if _, optional := optionalTracepoints[p.tp]; optional && !tracepointExists(p.tp) {
-			delete(spec.Programs, p.prog)
-			without = append(without, p.tp)
-			continue
-		}
-		attach = append(attach, p)
-	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, explainLoadError("load "+what+" programs", err)
 	}
-	t := &SockTracer{Events: coll.Maps["events"], Lost: coll.Maps["lost"], Programs: coll.Programs, Without: without, coll: coll,
+	t := &SockTracer{Events: coll.Maps["events"], Lost: coll.Maps["lost"], Programs: coll.Programs, coll: coll,
 		backups: map[string]bool{}}
-	for _, p := range attach {
-		if p.backup {
-			t.backups[p.prog] = true
-		}
+	for _, p := range progs {
 		prog := coll.Programs[p.prog]
 		if prog == nil {
 			t.Close()
 			return nil, fmt.Errorf("%s: object has no program %s", what, p.prog)
 		}
-		var l link.Link
-		if p.tp.Raw {
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: p.tp.Name, Program: prog})
-		} else {
-			l, err = link.Tracepoint(p.tp.Group, p.tp.Name, prog, nil)
-		}
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: p.tp.Name, Program: prog})
 		if err != nil {
+			_, optional := optionalTracepoints[p.tp]
+			if errors.Is(err, os.ErrNotExist) && optional {
+				// Not in this kernel: run without what it adds.
+				if !slices.Contains(t.Without, p.tp) {
+					t.Without = append(t.Without, p.tp)
+				}
+				delete(t.Programs, p.prog)
+				prog.Close()
+				continue
+			}
 			t.Close()
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("attach %s to %s: %w: this kernel has no such tracepoint", what, p.tp, ErrUnsupported)
 			}
 			return nil, fmt.Errorf("attach %s to %s: %w", what, p.tp, explainAttach(err))
+		}
+		if p.backup {
+			t.backups[p.prog] = true
 		}
 		t.links = append(t.links, l)
 	}
@@ -152,13 +132,11 @@ func (t *SockTracer) Close() error {
 }
 
 // RecursionMisses adds up the runs the kernel skipped for each program of
-// the object because a tracing program was already running on that CPU
-// (classic tracepoints) or the program itself was (raw tracepoints):
-// events the object never saw. Events a backup program handled in place
+// the object because the program was already running on that CPU (raw
+// tracepoints): events the object never saw. Events a backup program handled in place
 // of a skipped run are seen, so they are taken off, and a backup's own
 // skipped runs are left out (the main program handled those, or it was
-// skipped too and counted). Kernels before 5.12 do not report misses (0),
-// and classic tracepoint programs' only from 6.7.
+// skipped too and counted). Kernels before 5.12 do not report misses (0).
 func (t *SockTracer) RecursionMisses() (uint64, error) {
 	// Recoveries first: each follows a counted miss, so read in this
 	// order they never exceed the misses.

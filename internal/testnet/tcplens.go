@@ -90,26 +90,28 @@ type Result struct {
 type Process struct {
 	t          testing.TB
 	cmd        *exec.Cmd
-	stdout     syncBuffer
-	stderr     syncBuffer
+	stdout     SyncBuffer
+	stderr     SyncBuffer
 	done       chan struct{}
 	result     Result
 	ReadyFile  string
 	ReadyLines string // the ready file's content
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that a child process's output and a test
+// may use at once.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

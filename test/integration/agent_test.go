@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -35,26 +34,9 @@ const agentListen = "127.0.0.1:9464"
 type agentProc struct {
 	cmd    *exec.Cmd
 	ns     *testnet.NS
-	out    *syncBuf
+	out    *testnet.SyncBuffer
 	done   chan error
 	exited bool
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startAgent runs the agent in ns and waits until /readyz says ready.
@@ -70,7 +52,7 @@ func startAgent(t *testing.T, ns *testnet.NS, args ...string) *agentProc {
 func startAgentUntil(t *testing.T, ns *testnet.NS, ready func(*agentProc) bool, args ...string) *agentProc {
 	t.Helper()
 	bin := testnet.Tcplens(t)
-	a := &agentProc{ns: ns, out: &syncBuf{}, done: make(chan error, 1)}
+	a := &agentProc{ns: ns, out: &testnet.SyncBuffer{}, done: make(chan error, 1)}
 	a.cmd = ns.Command(bin, append([]string{"agent", "--listen", agentListen}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {

@@ -151,21 +151,11 @@ func TestMinimalCapabilities(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal(err)
 	}
-	// The documented precondition for running without CAP_SYS_ADMIN:
-	// tracefs is mounted (a fresh VM may not have it yet).
-	if _, err := probe.EnsureTracefs(); err != nil {
-		t.Fatal(err)
-	}
 	p := testnet.NewPair(t)
 	bin := nobodyCopy(t)
 	for _, args := range commandsUnderTest(p.B.Link) {
 		packetPath := len(args) > 1
 		caps := probe.CommandCaps[args[0]]
-		if !packetPath && probe.PerfEventsRestricted() {
-			// Debian's and Ubuntu's kernel.perf_event_paranoid=3 (the
-			// kmatrix guests): perf_event_open wants CAP_SYS_ADMIN.
-			caps = probe.SocketPathCapsPerfRestricted
-		}
 		if len(caps) == 0 {
 			t.Fatalf("%s: no capabilities listed in probe.CommandCaps", args[0])
 		}

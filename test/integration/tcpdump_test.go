@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"bytes"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,25 +19,8 @@ import (
 type tcpdumpRun struct {
 	cmd    *exec.Cmd
 	file   string
-	stderr *lockedBuffer
+	stderr *testnet.SyncBuffer
 	done   chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startTcpdump starts tcpdump on ns's veth and waits until it listens. It
@@ -52,7 +33,7 @@ func startTcpdump(t *testing.T, ns *testnet.NS) *tcpdumpRun {
 		}
 		t.Skipf("tcpdump is needed: %v", err)
 	}
-	r := &tcpdumpRun{file: filepath.Join(t.TempDir(), "egress.pcap"), stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	r := &tcpdumpRun{file: filepath.Join(t.TempDir(), "egress.pcap"), stderr: &testnet.SyncBuffer{}, done: make(chan error, 1)}
 	// --immediate-mode: each packet handed over as it comes (not when a
 	// ring block fills or times out), which makes libpcap use a ring of
 	// snaplen-sized frames: -s 128 (headers with options are enough) so that

@@ -33,7 +33,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,8 +41,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/tcplens/tcplens/internal/diag"
 	"github.com/tcplens/tcplens/internal/testutil"
 )
 
@@ -527,36 +525,10 @@ func inNetNS(name string, fn func() error) error {
 	if name == "" {
 		return fn()
 	}
-	target, err := os.Open(filepath.Join("/run/netns", name))
-	if err != nil {
+	if err := diag.InNamespace(filepath.Join("/run/netns", name), fn); err != nil {
 		return fmt.Errorf("network namespace %s: %w", name, err)
 	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Left locked: the runtime ends the thread with the goroutine.
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return nil
 }
 
 type syncBuffer struct {
