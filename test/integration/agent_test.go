@@ -133,6 +133,26 @@ func query(t *testing.T, s *prom.Server, expr string) float64 {
 	return v
 }
 
+// queryText renders expr's samples for a failure message.
+func queryText(t *testing.T, s *prom.Server, expr string) string {
+	t.Helper()
+	v, err := s.Vector(expr)
+	if err != nil {
+		return err.Error()
+	}
+	if len(v) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, smp := range v {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%v %v", smp.Labels, smp.Value)
+	}
+	return b.String()
+}
+
 // TestAgentMetricsMatchTheKernel runs the agent in B, watching B's veth
 // and the socket path filtered to the test server's port, scraped every
 // second by a real Prometheus in B. A opens connections to B, one of them
@@ -236,8 +256,8 @@ func TestAgentMetricsMatchTheKernel(t *testing.T) {
 	retransSegs := snmpA1["Tcp:RetransSegs"] - snmpA0["Tcp:RetransSegs"]
 	got := query(t, s, `sum(tcplens_retransmitted_segments_total)`)
 	if got != float64(info.Total_retrans) || got != float64(retransSegs) {
-		t.Errorf("tcplens_retransmitted_segments_total = %v, want tcpi_total_retrans %d (A's Tcp:RetransSegs grew %d)",
-			got, info.Total_retrans, retransSegs)
+		t.Errorf("tcplens_retransmitted_segments_total = %v, want tcpi_total_retrans %d (A's Tcp:RetransSegs grew %d); events lost by source and cause: %s",
+			got, info.Total_retrans, retransSegs, queryText(t, s, `tcplens_events_lost_total != 0`))
 	}
 	outRsts := snmpA1["Tcp:OutRsts"] - snmpA0["Tcp:OutRsts"] + snmpB1["Tcp:OutRsts"] - snmpB0["Tcp:OutRsts"]
 	if got := query(t, s, `sum(tcplens_resets_total{direction="sent"})`); got != aborted || outRsts != aborted {
