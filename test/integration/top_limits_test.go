@@ -267,13 +267,14 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 	}
 	smallShare, ctlShare := bufferShare(smallStart, smallEnd), bufferShare(ctlStart, ctlEnd)
 	t.Logf("send buffer's share of busy time over the last %s: %.0f%% on the long path, %.0f%% on the short one", span, 100*smallShare, 100*ctlShare)
-	// 6.1 under qemu counted no buffer-limited time at all for this
-	// sender, its send queue full: that kernel's chrono does not call it
-	// limited here. top follows the kernel's numbers, so there the check
-	// turns around: top must not call it send-buffer-limited either.
-	kernelCountsNone := smallShare == 0 && ctlShare == 0
+	// 6.1 and 6.12 under qemu counted no buffer-limited time for this
+	// sender, its send queue full (6.12 once 8 ms of 7.8 s busy, 0.1%, on
+	// the short path): the kernel's chrono does not call it limited
+	// there. top follows the kernel's numbers, so there the check turns
+	// around: top must not call it send-buffer-limited either.
+	kernelCountsNone := smallShare < 0.01
 	if kernelCountsNone {
-		t.Logf("this kernel counted no send-buffer-limited time on either path (ss: %s): checking that top does not claim it", ss["small buffer"])
+		t.Logf("this kernel counted (next to) no send-buffer-limited time on the long path (ss: %s): checking that top does not claim it", ss["small buffer"])
 	} else if smallShare < 0.5 {
 		t.Errorf("premise: the send buffer limited the sender on the long path only %.0f%% of its busy time (ss: %s)", 100*smallShare, ss["small buffer"])
 	}
