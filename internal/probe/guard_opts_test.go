@@ -7,23 +7,13 @@ package probe
 
 import (
 	"fmt"
-	"net"
 	"testing"
 
 	"github.com/google/gopacket/layers"
 )
 
 func guardOptsFrame(t testing.TB, fam int, dport uint16, flags uint8, opts []layers.TCPOption) []byte {
-	tcp := tcpLayer(40000, dport, flags, opts...)
-	src := addr(fam, "10.0.0.1")
-	if fam == 4 {
-		ip := ipv4Layer(layers.IPProtocolTCP)
-		ip.SrcIP = net.IP(src.AsSlice())
-		return serialize(t, ethLayer(layers.EthernetTypeIPv4), ip, tcp)
-	}
-	ip := ipv6Layer(layers.IPProtocolTCP)
-	ip.SrcIP = net.IP(src.AsSlice())
-	return serialize(t, ethLayer(layers.EthernetTypeIPv6), ip, tcp)
+	return guardFrameWithOptions(t, fam, addr(fam, "10.0.0.1"), dport, flags, opts)
 }
 
 func TestGuardSYNRequireMSS(t *testing.T) {

@@ -55,7 +55,13 @@ func pfx(fam int, s string) netip.Prefix {
 }
 
 func guardFrame(t testing.TB, fam int, src netip.Addr, dport uint16, flags uint8) []byte {
-	tcp := tcpLayer(40000, dport, flags, synOptions...)
+	return guardFrameWithOptions(t, fam, src, dport, flags, synOptions)
+}
+
+// guardFrameWithOptions is a TCP frame from src to dport with the given
+// flags and TCP options, over IPv4 or IPv6 (fam 4 or 6).
+func guardFrameWithOptions(t testing.TB, fam int, src netip.Addr, dport uint16, flags uint8, opts []layers.TCPOption) []byte {
+	tcp := tcpLayer(40000, dport, flags, opts...)
 	if fam == 4 {
 		ip := ipv4Layer(layers.IPProtocolTCP)
 		ip.SrcIP = net.IP(src.AsSlice())
