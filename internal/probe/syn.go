@@ -22,6 +22,10 @@ import (
 // above any bucket.
 const synBatch = 4096
 
+// sigBatch is the same for the per-CPU signature table, whose buckets hold
+// as few entries.
+const sigBatch = 1024
+
 type synTables struct {
 	maps                  *bpfobj.PacketMaps
 	tuples, spareTuples   *ebpf.Map
@@ -31,9 +35,14 @@ type synTables struct {
 	sourceKeys            []bpfobj.PacketSynSource
 	sourceVals            []bpfobj.PacketSynSourceState
 	zeroPerCPU            []bpfobj.PacketSynCpu
+	// nil unless SYNSignatures; values are per CPU, ncpu per key
+	sigs, spareSigs *ebpf.Map
+	sigKeys         []bpfobj.PacketSynSigKey
+	sigVals         []uint64
+	ncpu            int
 }
 
-func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps) (*synTables, error) {
+func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps, signatures bool) (*synTables, error) {
 	t := &synTables{maps: maps}
 	var err error
 	mk := func(name string) *ebpf.Map {
@@ -48,6 +57,9 @@ func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps) (*synTable
 	}
 	t.tuples, t.spareTuples = mk(bpfobj.PacketMapSynTuples), mk(bpfobj.PacketMapSynTuples)
 	t.sources, t.spareSources = mk(bpfobj.PacketMapSynSources), mk(bpfobj.PacketMapSynSources)
+	if signatures {
+		t.sigs, t.spareSigs = mk(bpfobj.PacketMapSynSigs), mk(bpfobj.PacketMapSynSigs)
+	}
 	if err != nil {
 		t.close()
 		return nil, err
@@ -60,19 +72,31 @@ func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps) (*synTable
 		t.close()
 		return nil, fmt.Errorf("install SYN source table: %w", err)
 	}
+	if t.sigs != nil {
+		if err := maps.SynSigs.Put(uint32(0), t.sigs); err != nil {
+			t.close()
+			return nil, fmt.Errorf("install SYN signature table: %w", err)
+		}
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		t.close()
 		return nil, fmt.Errorf("count CPUs: %w", err)
 	}
 	t.zeroPerCPU = make([]bpfobj.PacketSynCpu, ncpu)
+	t.ncpu = ncpu
+	if t.sigs != nil {
+		// A signature table is small (thousands of entries): smaller
+		// batches keep the per-CPU value buffer small too.
+		t.sigKeys, t.sigVals = make([]bpfobj.PacketSynSigKey, sigBatch), make([]uint64, sigBatch*ncpu)
+	}
 	t.tupleKeys, t.tupleVals = make([]bpfobj.PacketSynTuple, synBatch), make([]uint64, synBatch)
 	t.sourceKeys, t.sourceVals = make([]bpfobj.PacketSynSource, synBatch), make([]bpfobj.PacketSynSourceState, synBatch)
 	return t, nil
 }
 
 func (t *synTables) close() {
-	for _, m := range []*ebpf.Map{t.tuples, t.spareTuples, t.sources, t.spareSources} {
+	for _, m := range []*ebpf.Map{t.tuples, t.spareTuples, t.sources, t.spareSources, t.sigs, t.spareSigs} {
 		if m != nil {
 			m.Close()
 		}
@@ -98,10 +122,18 @@ type SourceCount struct {
 	Earlier uint64 // the sketch's estimate of SYNs before that, on the CPU that made the entry: an upper bound
 }
 
-// SYNTables is one interval's tuple and source tables.
+// SYNSig is one TCP-options signature seen in SYNs on one interface.
+type SYNSig struct {
+	Slot uint32
+	Sig  SYNSignature
+}
+
+// SYNTables is one interval's tuple, source and signature tables
+// (Signatures nil unless SYNSignatures).
 type SYNTables struct {
-	Tuples  map[SYNTuple]uint64
-	Sources map[SYNSource]SourceCount
+	Tuples     map[SYNTuple]uint64
+	Sources    map[SYNSource]SourceCount
+	Signatures map[SYNSig]uint64
 }
 
 // SwapSYN hands the kernel empty tables and returns the ones it filled
@@ -123,6 +155,12 @@ func (p *PacketPath) SwapSYN() (SYNTables, error) {
 		return SYNTables{}, fmt.Errorf("swap SYN source table: %w", err)
 	}
 	t.sources, t.spareSources = t.spareSources, t.sources
+	if t.sigs != nil {
+		if err := t.maps.SynSigs.Put(uint32(0), t.spareSigs); err != nil {
+			return SYNTables{}, fmt.Errorf("swap SYN signature table: %w", err)
+		}
+		t.sigs, t.spareSigs = t.spareSigs, t.sigs
+	}
 	// A new interval: the sketch and the full flags start over. Programs
 	// racing with these writes can only make an estimate or a flag wrong
 	// for a moment, never a count: the sketch decides only who gets an
@@ -138,7 +176,54 @@ func (p *PacketPath) SwapSYN() (SYNTables, error) {
 	if err != nil {
 		return SYNTables{}, err
 	}
-	return SYNTables{Tuples: tuples, Sources: sources}, nil
+	var sigs map[SYNSig]uint64
+	if t.sigs != nil {
+		if sigs, err = t.drainSigs(t.spareSigs, true); err != nil {
+			return SYNTables{}, err
+		}
+	}
+	return SYNTables{Tuples: tuples, Sources: sources, Signatures: sigs}, nil
+}
+
+// SYNSignatures reads the signature table the kernel is filling now,
+// without swapping (tests).
+func (p *PacketPath) SYNSignatures() (map[SYNSig]uint64, error) {
+	if p.syn == nil || p.syn.sigs == nil {
+		return nil, errors.New("SYN signatures are off")
+	}
+	return p.syn.drainSigs(p.syn.sigs, false)
+}
+
+// SYNSignaturesUntracked is how many SYNs received on slot found the
+// signature table full since load (cumulative, like the flag counters).
+// With the tables, it accounts for every SYN counted in SynNoAck.
+func (p *PacketPath) SYNSignaturesUntracked(slot uint32) (uint64, error) {
+	var perCPU []uint64
+	if err := p.Maps.SynSigUntracked.Lookup(slot, &perCPU); err != nil {
+		return 0, fmt.Errorf("read untracked SYN signatures: %w", err)
+	}
+	var sum uint64
+	for _, v := range perCPU {
+		sum += v
+	}
+	return sum, nil
+}
+
+func (t *synTables) drainSigs(m *ebpf.Map, del bool) (map[SYNSig]uint64, error) {
+	out := map[SYNSig]uint64{}
+	err := batch(m, t.sigKeys, t.sigVals, del, func(n int) {
+		for i, k := range t.sigKeys[:n] {
+			var sum uint64
+			for _, v := range t.sigVals[i*t.ncpu : (i+1)*t.ncpu] {
+				sum += v
+			}
+			out[SYNSig{Slot: k.Slot, Sig: SYNSignature(k.Sig)}] += sum
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read SYN signatures: %w", err)
+	}
+	return out, nil
 }
 
 // SYNTuples reads the table the kernel is filling now, without swapping
