@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"flag"
 	"net/netip"
-	"reflect"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
