@@ -225,7 +225,7 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 				return nil, fmt.Errorf("packet-path maps: %w", err)
 			}
 			if cfg.TrackSYN || cfg.SYNSignatures {
-				if p.syn, err = newSYNTables(spec, &p.Maps, cfg.SYNSignatures); err != nil {
+				if p.syn, err = newSYNTables(spec, &p.Maps, cfg.TrackSYN, cfg.SYNSignatures); err != nil {
 					p.Close()
 					return nil, err
 				}

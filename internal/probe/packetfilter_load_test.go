@@ -34,7 +34,7 @@ func TestPacketPathVerifierBudget(t *testing.T) {
 		t.Fatalf("the filter has %d instructions, want the most (%d)", len(prog), pfilter.MaxInsns)
 	}
 	spec, err := LoadPacketSpec(PacketConfig{
-		Filter: prog, TrackSYN: true, DropSYNPorts: []uint16{22},
+		Filter: prog, TrackSYN: true, SYNSignatures: true, DropSYNPorts: []uint16{22},
 		Capture: &CaptureConfig{Snaplen: SnapHeaders},
 	}, 0)
 	if err != nil {

@@ -28,6 +28,7 @@ const sigBatch = 1024
 
 type synTables struct {
 	maps                  *bpfobj.PacketMaps
+	track                 bool // TrackSYN: the tuple and source tables exist
 	tuples, spareTuples   *ebpf.Map
 	sources, spareSources *ebpf.Map
 	tupleKeys             []bpfobj.PacketSynTuple
@@ -42,8 +43,8 @@ type synTables struct {
 	ncpu            int
 }
 
-func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps, signatures bool) (*synTables, error) {
-	t := &synTables{maps: maps}
+func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps, track, signatures bool) (*synTables, error) {
+	t := &synTables{maps: maps, track: track}
 	var err error
 	mk := func(name string) *ebpf.Map {
 		if err != nil {
@@ -55,8 +56,10 @@ func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps, signatures
 		}
 		return m
 	}
-	t.tuples, t.spareTuples = mk(bpfobj.PacketMapSynTuples), mk(bpfobj.PacketMapSynTuples)
-	t.sources, t.spareSources = mk(bpfobj.PacketMapSynSources), mk(bpfobj.PacketMapSynSources)
+	if track {
+		t.tuples, t.spareTuples = mk(bpfobj.PacketMapSynTuples), mk(bpfobj.PacketMapSynTuples)
+		t.sources, t.spareSources = mk(bpfobj.PacketMapSynSources), mk(bpfobj.PacketMapSynSources)
+	}
 	if signatures {
 		t.sigs, t.spareSigs = mk(bpfobj.PacketMapSynSigs), mk(bpfobj.PacketMapSynSigs)
 	}
@@ -64,13 +67,15 @@ func newSYNTables(spec *ebpf.CollectionSpec, maps *bpfobj.PacketMaps, signatures
 		t.close()
 		return nil, err
 	}
-	if err := maps.SynTuples.Put(uint32(0), t.tuples); err != nil {
-		t.close()
-		return nil, fmt.Errorf("install SYN tuple table: %w", err)
-	}
-	if err := maps.SynSources.Put(uint32(0), t.sources); err != nil {
-		t.close()
-		return nil, fmt.Errorf("install SYN source table: %w", err)
+	if track {
+		if err := maps.SynTuples.Put(uint32(0), t.tuples); err != nil {
+			t.close()
+			return nil, fmt.Errorf("install SYN tuple table: %w", err)
+		}
+		if err := maps.SynSources.Put(uint32(0), t.sources); err != nil {
+			t.close()
+			return nil, fmt.Errorf("install SYN source table: %w", err)
+		}
 	}
 	if t.sigs != nil {
 		if err := maps.SynSigs.Put(uint32(0), t.sigs); err != nil {
@@ -147,14 +152,16 @@ func (p *PacketPath) SwapSYN() (SYNTables, error) {
 		return SYNTables{}, errors.New("SYN tracking is off")
 	}
 	// Each Put returns once no program uses the table it replaced.
-	if err := t.maps.SynTuples.Put(uint32(0), t.spareTuples); err != nil {
-		return SYNTables{}, fmt.Errorf("swap SYN tuple table: %w", err)
+	if t.track {
+		if err := t.maps.SynTuples.Put(uint32(0), t.spareTuples); err != nil {
+			return SYNTables{}, fmt.Errorf("swap SYN tuple table: %w", err)
+		}
+		t.tuples, t.spareTuples = t.spareTuples, t.tuples
+		if err := t.maps.SynSources.Put(uint32(0), t.spareSources); err != nil {
+			return SYNTables{}, fmt.Errorf("swap SYN source table: %w", err)
+		}
+		t.sources, t.spareSources = t.spareSources, t.sources
 	}
-	t.tuples, t.spareTuples = t.spareTuples, t.tuples
-	if err := t.maps.SynSources.Put(uint32(0), t.spareSources); err != nil {
-		return SYNTables{}, fmt.Errorf("swap SYN source table: %w", err)
-	}
-	t.sources, t.spareSources = t.spareSources, t.sources
 	if t.sigs != nil {
 		if err := t.maps.SynSigs.Put(uint32(0), t.spareSigs); err != nil {
 			return SYNTables{}, fmt.Errorf("swap SYN signature table: %w", err)
@@ -165,16 +172,18 @@ func (p *PacketPath) SwapSYN() (SYNTables, error) {
 	// racing with these writes can only make an estimate or a flag wrong
 	// for a moment, never a count: the sketch decides only who gets an
 	// exact entry, and a SYN that finds a flag set is counted as untracked.
-	if err := t.maps.SynPercpu.Put(uint32(0), t.zeroPerCPU); err != nil {
-		return SYNTables{}, fmt.Errorf("reset SYN sketch: %w", err)
-	}
-	tuples, err := t.drainTuples(t.spareTuples, true)
-	if err != nil {
-		return SYNTables{}, err
-	}
-	sources, err := t.drainSources(t.spareSources, true)
-	if err != nil {
-		return SYNTables{}, err
+	tuples, sources := map[SYNTuple]uint64{}, map[SYNSource]SourceCount{}
+	var err error
+	if t.track {
+		if err := t.maps.SynPercpu.Put(uint32(0), t.zeroPerCPU); err != nil {
+			return SYNTables{}, fmt.Errorf("reset SYN sketch: %w", err)
+		}
+		if tuples, err = t.drainTuples(t.spareTuples, true); err != nil {
+			return SYNTables{}, err
+		}
+		if sources, err = t.drainSources(t.spareSources, true); err != nil {
+			return SYNTables{}, err
+		}
 	}
 	var sigs map[SYNSig]uint64
 	if t.sigs != nil {
@@ -229,7 +238,7 @@ func (t *synTables) drainSigs(m *ebpf.Map, del bool) (map[SYNSig]uint64, error) 
 // SYNTuples reads the table the kernel is filling now, without swapping
 // (tests; counts may move while it reads).
 func (p *PacketPath) SYNTuples() (map[SYNTuple]uint64, error) {
-	if p.syn == nil {
+	if p.syn == nil || !p.syn.track {
 		return nil, errors.New("SYN tracking is off")
 	}
 	return p.syn.drainTuples(p.syn.tuples, false)
@@ -237,7 +246,7 @@ func (p *PacketPath) SYNTuples() (map[SYNTuple]uint64, error) {
 
 // SYNSources reads the source table the kernel is filling now.
 func (p *PacketPath) SYNSources() (map[SYNSource]SourceCount, error) {
-	if p.syn == nil {
+	if p.syn == nil || !p.syn.track {
 		return nil, errors.New("SYN tracking is off")
 	}
 	return p.syn.drainSources(p.syn.sources, false)
