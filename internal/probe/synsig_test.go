@@ -9,6 +9,7 @@ package probe
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,9 +127,15 @@ func TestSYNSignatureCounts(t *testing.T) {
 			}
 			want := map[string]uint64{}
 			var synNoAck uint64
-			for _, fam := range []int{4, 6} {
+			// IPv4, IPv6, and IPv6 from a v4-mapped source (as syn's
+			// tables see it: an IPv6 packet).
+			for _, src := range []netip.Addr{addr(4, "10.0.0.1"), addr(6, "10.0.0.1"), netip.MustParseAddr("::ffff:10.0.0.1")} {
+				fam := 4
+				if src.Is6() {
+					fam = 6
+				}
 				for i, c := range cases {
-					frame := guardOptsFrame(t, fam, 80, c.flags, c.opts)
+					frame := guardFrameWithOptions(t, fam, src, 80, c.flags, c.opts)
 					if c.patch != keep {
 						tcpOff := 14 + 20
 						if fam == 6 {

@@ -31,71 +31,13 @@ import (
 func TestSynBySignature(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
-	const conns, bare = 6, 25
-	p := testnet.NewPair(t)
-	srv4 := p.B.Listen(t, testnet.IPv4, 0)
-	srv6 := p.B.Listen(t, testnet.IPv6, 0)
-	tl := p.B.StartTcplens(t, "syn", "--by", "signature", "-i", p.B.Link, "-o", "json", "--hook", "tc", "--top", "0", "--interval", "300ms")
-	dump := startTcpdump(t, p.B)
-
-	beforeA, beforeB := snmp(t, p.A), snmp(t, p.B)
-	testnet.CloseConns(t, p.A.OpenConns(t, srv4.Addr, conns))
-	testnet.CloseConns(t, p.A.OpenConns(t, srv6.Addr, conns))
-	sent := 0
-	for _, fam := range testnet.Families {
-		n, err := sendBareSYNs(p.A, p.B, fam, bare)
-		if err != nil {
-			t.Fatalf("bare SYNs %v: %v", fam, err)
-		}
-		sent += n
-	}
-	if sent != 2*bare {
-		t.Fatalf("the packet socket took %d bare SYNs, want %d", sent, 2*bare)
-	}
-	testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
-		return p.B.CountSockets(testnet.StateLastAck) == 0
-	})
-	afterA := waitSettled(t, p.A)
-	afterB := waitSettled(t, p.B)
-	realSYNs := synsSent(t, beforeA, afterA)
-	if realSYNs < 2*conns {
-		t.Fatalf("A sent %d SYNs for %d connections", realSYNs, 2*conns)
-	}
-	// Every TCP segment on the veth: what both stacks sent, and the bare SYNs.
-	segs := snmpDelta(t, beforeA, afterA, "Tcp:OutSegs") + snmpDelta(t, beforeB, afterB, "Tcp:OutSegs") + uint64(sent)
-	dump.stop(t, p.B, segs)
-
-	res := tl.Stop()
-	if res.ExitCode != 0 {
-		t.Fatalf("tcplens syn exited with %d; stderr: %s", res.ExitCode, res.Stderr)
-	}
-	sum := res.Summary(t, "")
+	run := runSynSignatures(t, "--interval", "300ms")
+	sum, res, captured, realSYNs, sent := run.sum, run.res, run.captured, run.realSYNs, run.sent
 	checkCounts(t, sum, map[string]uint64{"syn": realSYNs + uint64(sent), "by_signature.untracked": 0,
 		"tuples": 0, "sources": 0})
 
-	// The capture's SYNs to B, per signature.
-	captured := captureSignatures(t, dump.file, p.B)
-	if captured["-:-:-"] != uint64(sent) {
-		t.Errorf("tcpdump saw %d bare SYNs, the test sent %d", captured["-:-:-"], sent)
-	}
-	var capturedReal uint64
-	for sig, n := range captured {
-		if sig != "-:-:-" {
-			capturedReal += n
-		}
-	}
-	if capturedReal != realSYNs {
-		t.Errorf("tcpdump saw %d SYNs with options, A's counters say it sent %d: %v", capturedReal, realSYNs, captured)
-	}
-
 	// The summary's totals.
-	totals := map[string]uint64{}
-	bs, _ := sum["by_signature"].(map[string]any)
-	list, _ := bs["signatures"].([]any)
-	for _, e := range list {
-		m := testnet.Record(e.(map[string]any))
-		totals[m.String(t, "signature")] += m.Uint(t, "syn")
-	}
+	totals := sigTotals(t, sum)
 	if fmt.Sprint(totals) != fmt.Sprint(captured) {
 		t.Errorf("summary by signature %v, tcpdump's capture %v", totals, captured)
 	}
@@ -131,6 +73,125 @@ func TestSynBySignature(t *testing.T) {
 			t.Errorf("interval %s: shares add up to %f", ts, s)
 		}
 	}
+}
+
+// TestSynBySignatureTableFull: one signature per interval, and one
+// interval for the whole test. The first SYN B receives is one of A's IPv4
+// connects (they come first), so its signature takes the one entry and
+// every other SYN is counted as untracked, exactly: the capture says how
+// many of each.
+func TestSynBySignatureTableFull(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	run := runSynSignatures(t, "--interval", "1h", "--max-signatures", "1")
+	totals := sigTotals(t, run.sum)
+	if len(totals) != 1 {
+		t.Fatalf("signatures %v, want one", totals)
+	}
+	var kept string
+	for sig := range totals {
+		kept = sig
+	}
+	if totals[kept] != run.captured4[kept] {
+		t.Errorf("%s counted %d, tcpdump saw %d IPv4 SYNs with it", kept, totals[kept], run.captured4[kept])
+	}
+	all := run.realSYNs + uint64(run.sent)
+	checkCounts(t, run.sum, map[string]uint64{"syn": all, "by_signature.untracked": all - totals[kept]})
+	var untracked uint64
+	for _, r := range run.res.Records(t) {
+		if r.Type() == "syn_interval" {
+			untracked += r.Uint(t, "untracked_signatures")
+		}
+	}
+	if untracked != all-totals[kept] {
+		t.Errorf("syn_interval records: %d untracked, want %d", untracked, all-totals[kept])
+	}
+}
+
+// sigTotals reads the summary's by_signature list.
+func sigTotals(t *testing.T, sum testnet.Record) map[string]uint64 {
+	t.Helper()
+	totals := map[string]uint64{}
+	bs, _ := sum["by_signature"].(map[string]any)
+	list, ok := bs["signatures"].([]any)
+	if !ok {
+		t.Fatalf("no by_signature.signatures in %v", sum)
+	}
+	for _, e := range list {
+		m := testnet.Record(e.(map[string]any))
+		totals[m.String(t, "signature")] += m.Uint(t, "syn")
+	}
+	return totals
+}
+
+type synSigRun struct {
+	sum                 testnet.Record
+	res                 testnet.Result
+	captured, captured4 map[string]uint64 // SYNs to B per signature in tcpdump's capture; IPv4 only
+	realSYNs            uint64            // SYNs A's stack sent (ActiveOpens + SYN retransmissions)
+	sent                int               // bare SYNs
+}
+
+// runSynSignatures runs `tcplens syn --by signature` with args on B and
+// tcpdump beside it, while A connects to B (IPv4 first, then IPv6) and then
+// writes bare SYNs (IPv4 and IPv6), and checks the capture against the
+// kernels' counters.
+func runSynSignatures(t *testing.T, args ...string) synSigRun {
+	t.Helper()
+	const conns, bare = 6, 25
+	p := testnet.NewPair(t)
+	srv4 := p.B.Listen(t, testnet.IPv4, 0)
+	srv6 := p.B.Listen(t, testnet.IPv6, 0)
+	tl := p.B.StartTcplens(t, append([]string{"syn", "--by", "signature", "-i", p.B.Link, "-o", "json", "--hook", "tc", "--top", "0"}, args...)...)
+	dump := startTcpdump(t, p.B)
+
+	beforeA, beforeB := snmp(t, p.A), snmp(t, p.B)
+	testnet.CloseConns(t, p.A.OpenConns(t, srv4.Addr, conns))
+	testnet.CloseConns(t, p.A.OpenConns(t, srv6.Addr, conns))
+	sent := 0
+	for _, fam := range testnet.Families {
+		n, err := sendBareSYNs(p.A, p.B, fam, bare)
+		if err != nil {
+			t.Fatalf("bare SYNs %v: %v", fam, err)
+		}
+		sent += n
+	}
+	if sent != 2*bare {
+		t.Fatalf("the packet socket took %d bare SYNs, want %d", sent, 2*bare)
+	}
+	testnet.WaitFor(t, 5*time.Second, "B's connections closed", func() bool {
+		return p.B.CountSockets(testnet.StateLastAck) == 0
+	})
+	afterA := waitSettled(t, p.A)
+	afterB := waitSettled(t, p.B)
+	realSYNs := synsSent(t, beforeA, afterA)
+	if realSYNs < 2*conns {
+		t.Fatalf("A sent %d SYNs for %d connections", realSYNs, 2*conns)
+	}
+	// Every TCP segment on the veth: what both stacks sent, and the bare SYNs.
+	segs := snmpDelta(t, beforeA, afterA, "Tcp:OutSegs") + snmpDelta(t, beforeB, afterB, "Tcp:OutSegs") + uint64(sent)
+	dump.stop(t, p.B, segs)
+
+	res := tl.Stop()
+	if res.ExitCode != 0 {
+		t.Fatalf("tcplens syn exited with %d; stderr: %s", res.ExitCode, res.Stderr)
+	}
+
+	// The capture's SYNs to B, per signature.
+	captured, captured4 := captureSignatures(t, dump.file, p.B)
+	if captured["-:-:-"] != uint64(sent) {
+		t.Errorf("tcpdump saw %d bare SYNs, the test sent %d", captured["-:-:-"], sent)
+	}
+	var capturedReal uint64
+	for sig, n := range captured {
+		if sig != "-:-:-" {
+			capturedReal += n
+		}
+	}
+	if capturedReal != realSYNs {
+		t.Errorf("tcpdump saw %d SYNs with options, A's counters say it sent %d: %v", capturedReal, realSYNs, captured)
+	}
+	return synSigRun{sum: res.Summary(t, ""), res: res, captured: captured, captured4: captured4, realSYNs: realSYNs, sent: sent}
 }
 
 // sendBareSYNs writes n SYNs without options from ns's own address of fam
@@ -186,8 +247,9 @@ func sendBareSYNs(from, to *testnet.NS, fam testnet.Family, n int) (int, error) 
 }
 
 // captureSignatures decodes the pcap file and counts the SYNs without ACK
-// sent to ns's addresses, per signature in the text form tcplens uses.
-func captureSignatures(t *testing.T, file string, to *testnet.NS) map[string]uint64 {
+// sent to ns's addresses, per signature in the text form tcplens uses:
+// all of them, and the IPv4 ones.
+func captureSignatures(t *testing.T, file string, to *testnet.NS) (all, v4 map[string]uint64) {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -199,7 +261,7 @@ func captureSignatures(t *testing.T, file string, to *testnet.NS) map[string]uin
 		t.Fatal(err)
 	}
 	mine := map[netip.Addr]bool{to.Addr(testnet.IPv4): true, to.Addr(testnet.IPv6): true}
-	out := map[string]uint64{}
+	all, v4 = map[string]uint64{}, map[string]uint64{}
 	src := gopacket.NewPacketSource(r, r.LinkType())
 	for pkt := range src.Packets() {
 		tl, ok := pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
@@ -210,9 +272,12 @@ func captureSignatures(t *testing.T, file string, to *testnet.NS) map[string]uin
 		if !mine[dst.Unmap()] {
 			continue
 		}
-		out[sigOfOptions(tl.Options)]++
+		all[sigOfOptions(tl.Options)]++
+		if dst.Unmap().Is4() {
+			v4[sigOfOptions(tl.Options)]++
+		}
 	}
-	return out
+	return all, v4
 }
 
 // sigOfOptions formats options as gopacket decoded them, p0f-like:
