@@ -68,16 +68,12 @@ var AgentCaps = []Capability{CapBPF, CapNetAdmin, CapPerfmon, CapDACReadSearch, 
 // matches ErrPrivileges, which the CLI turns into exit code 2.
 type PrivilegeError struct {
 	Needs, Missing []Capability
-	Why            string // what failed, when a trial showed it
 }
 
 func (e *PrivilegeError) Error() string {
 	msg := "needs root, or " + capList(e.Needs)
 	if len(e.Missing) > 0 {
 		msg += "; missing " + capList(e.Missing)
-	}
-	if e.Why != "" {
-		msg = e.Why + ": " + msg
 	}
 	return msg
 }
