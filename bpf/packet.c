@@ -16,7 +16,6 @@
 #include "pktfilter.h"
 #include "capture.h"
 #include "guard.h"
-#include "synsig.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -382,8 +381,6 @@ static __always_inline int handle(void *ctx, int ctx_kind, void *data, void *dat
 		return 0;
 	if (cfg.track_syn)
 		track_syn(data, data_end, &pkt, c);
-	if (syn_sig_cfg.enabled)
-		syn_sig_count(ctx, ctx_kind == CAPTURE_CTX_SKB, pkt.tcp_off, cfg.slot);
 	if (cfg.drop_syn_ports && syn_port_dropped(pkt.dport))
 		drop = 1;
 verdict:

@@ -172,19 +172,6 @@ type PacketSynCpu struct {
 	Cell [256][32]uint16
 }
 
-type PacketSynSigConfig struct {
-	_       structs.HostLayout
-	Enabled uint8
-	Pad     [7]uint8
-}
-
-type PacketSynSigKey struct {
-	_    structs.HostLayout
-	Sig  uint64
-	Slot uint32
-	Pad  uint32
-}
-
 type PacketSynSource struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -228,15 +215,12 @@ const (
 	PacketMapGuardSources         = "guard_sources"
 	PacketMapGuardStats           = "guard_stats"
 	PacketMapSynPercpu            = "syn_percpu"
-	PacketMapSynSigUntracked      = "syn_sig_untracked"
-	PacketMapSynSigs              = "syn_sigs"
 	PacketMapSynSources           = "syn_sources"
 	PacketMapSynTuples            = "syn_tuples"
 	PacketProgTcplensTc           = "tcplens_tc"
 	PacketProgTcplensTcEgress     = "tcplens_tc_egress"
 	PacketProgTcplensXdp          = "tcplens_xdp"
 	PacketProgTcplensXdpCapture   = "tcplens_xdp_capture"
-	PacketVarAnchorSynSigKey      = "anchor_syn_sig_key"
 	PacketVarAnchorSynSource      = "anchor_syn_source"
 	PacketVarAnchorSynSourceState = "anchor_syn_source_state"
 	PacketVarAnchorSynTuple       = "anchor_syn_tuple"
@@ -244,7 +228,6 @@ const (
 	PacketVarCfg                  = "cfg"
 	PacketVarGuardCfg             = "guard_cfg"
 	PacketVarPktFilter            = "pkt_filter"
-	PacketVarSynSigCfg            = "syn_sig_cfg"
 )
 
 // LoadPacket returns the embedded CollectionSpec for Packet.
@@ -299,31 +282,28 @@ type PacketProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketMapSpecs struct {
-	CaptureRing     *ebpf.MapSpec `ebpf:"capture_ring"`
-	CaptureScratch  *ebpf.MapSpec `ebpf:"capture_scratch"`
-	CaptureStats    *ebpf.MapSpec `ebpf:"capture_stats"`
-	Counters        *ebpf.MapSpec `ebpf:"counters"`
-	DropPorts       *ebpf.MapSpec `ebpf:"drop_ports"`
-	GuardActive     *ebpf.MapSpec `ebpf:"guard_active"`
-	GuardBuckets    *ebpf.MapSpec `ebpf:"guard_buckets"`
-	GuardCidrs0     *ebpf.MapSpec `ebpf:"guard_cidrs0"`
-	GuardCidrs1     *ebpf.MapSpec `ebpf:"guard_cidrs1"`
-	GuardClock      *ebpf.MapSpec `ebpf:"guard_clock"`
-	GuardRuleSets   *ebpf.MapSpec `ebpf:"guard_rule_sets"`
-	GuardSources    *ebpf.MapSpec `ebpf:"guard_sources"`
-	GuardStats      *ebpf.MapSpec `ebpf:"guard_stats"`
-	SynPercpu       *ebpf.MapSpec `ebpf:"syn_percpu"`
-	SynSigUntracked *ebpf.MapSpec `ebpf:"syn_sig_untracked"`
-	SynSigs         *ebpf.MapSpec `ebpf:"syn_sigs"`
-	SynSources      *ebpf.MapSpec `ebpf:"syn_sources"`
-	SynTuples       *ebpf.MapSpec `ebpf:"syn_tuples"`
+	CaptureRing    *ebpf.MapSpec `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.MapSpec `ebpf:"capture_scratch"`
+	CaptureStats   *ebpf.MapSpec `ebpf:"capture_stats"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	DropPorts      *ebpf.MapSpec `ebpf:"drop_ports"`
+	GuardActive    *ebpf.MapSpec `ebpf:"guard_active"`
+	GuardBuckets   *ebpf.MapSpec `ebpf:"guard_buckets"`
+	GuardCidrs0    *ebpf.MapSpec `ebpf:"guard_cidrs0"`
+	GuardCidrs1    *ebpf.MapSpec `ebpf:"guard_cidrs1"`
+	GuardClock     *ebpf.MapSpec `ebpf:"guard_clock"`
+	GuardRuleSets  *ebpf.MapSpec `ebpf:"guard_rule_sets"`
+	GuardSources   *ebpf.MapSpec `ebpf:"guard_sources"`
+	GuardStats     *ebpf.MapSpec `ebpf:"guard_stats"`
+	SynPercpu      *ebpf.MapSpec `ebpf:"syn_percpu"`
+	SynSources     *ebpf.MapSpec `ebpf:"syn_sources"`
+	SynTuples      *ebpf.MapSpec `ebpf:"syn_tuples"`
 }
 
 // PacketVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketVariableSpecs struct {
-	AnchorSynSigKey      *ebpf.VariableSpec `ebpf:"anchor_syn_sig_key"`
 	AnchorSynSource      *ebpf.VariableSpec `ebpf:"anchor_syn_source"`
 	AnchorSynSourceState *ebpf.VariableSpec `ebpf:"anchor_syn_source_state"`
 	AnchorSynTuple       *ebpf.VariableSpec `ebpf:"anchor_syn_tuple"`
@@ -331,7 +311,6 @@ type PacketVariableSpecs struct {
 	Cfg                  *ebpf.VariableSpec `ebpf:"cfg"`
 	GuardCfg             *ebpf.VariableSpec `ebpf:"guard_cfg"`
 	PktFilter            *ebpf.VariableSpec `ebpf:"pkt_filter"`
-	SynSigCfg            *ebpf.VariableSpec `ebpf:"syn_sig_cfg"`
 }
 
 // PacketObjects contains all objects after they have been loaded into the kernel.
@@ -354,24 +333,22 @@ func (o *PacketObjects) Close() error {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketMaps struct {
-	CaptureRing     *ebpf.Map `ebpf:"capture_ring"`
-	CaptureScratch  *ebpf.Map `ebpf:"capture_scratch"`
-	CaptureStats    *ebpf.Map `ebpf:"capture_stats"`
-	Counters        *ebpf.Map `ebpf:"counters"`
-	DropPorts       *ebpf.Map `ebpf:"drop_ports"`
-	GuardActive     *ebpf.Map `ebpf:"guard_active"`
-	GuardBuckets    *ebpf.Map `ebpf:"guard_buckets"`
-	GuardCidrs0     *ebpf.Map `ebpf:"guard_cidrs0"`
-	GuardCidrs1     *ebpf.Map `ebpf:"guard_cidrs1"`
-	GuardClock      *ebpf.Map `ebpf:"guard_clock"`
-	GuardRuleSets   *ebpf.Map `ebpf:"guard_rule_sets"`
-	GuardSources    *ebpf.Map `ebpf:"guard_sources"`
-	GuardStats      *ebpf.Map `ebpf:"guard_stats"`
-	SynPercpu       *ebpf.Map `ebpf:"syn_percpu"`
-	SynSigUntracked *ebpf.Map `ebpf:"syn_sig_untracked"`
-	SynSigs         *ebpf.Map `ebpf:"syn_sigs"`
-	SynSources      *ebpf.Map `ebpf:"syn_sources"`
-	SynTuples       *ebpf.Map `ebpf:"syn_tuples"`
+	CaptureRing    *ebpf.Map `ebpf:"capture_ring"`
+	CaptureScratch *ebpf.Map `ebpf:"capture_scratch"`
+	CaptureStats   *ebpf.Map `ebpf:"capture_stats"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	DropPorts      *ebpf.Map `ebpf:"drop_ports"`
+	GuardActive    *ebpf.Map `ebpf:"guard_active"`
+	GuardBuckets   *ebpf.Map `ebpf:"guard_buckets"`
+	GuardCidrs0    *ebpf.Map `ebpf:"guard_cidrs0"`
+	GuardCidrs1    *ebpf.Map `ebpf:"guard_cidrs1"`
+	GuardClock     *ebpf.Map `ebpf:"guard_clock"`
+	GuardRuleSets  *ebpf.Map `ebpf:"guard_rule_sets"`
+	GuardSources   *ebpf.Map `ebpf:"guard_sources"`
+	GuardStats     *ebpf.Map `ebpf:"guard_stats"`
+	SynPercpu      *ebpf.Map `ebpf:"syn_percpu"`
+	SynSources     *ebpf.Map `ebpf:"syn_sources"`
+	SynTuples      *ebpf.Map `ebpf:"syn_tuples"`
 }
 
 func (m *PacketMaps) Close() error {
@@ -390,8 +367,6 @@ func (m *PacketMaps) Close() error {
 		m.GuardSources,
 		m.GuardStats,
 		m.SynPercpu,
-		m.SynSigUntracked,
-		m.SynSigs,
 		m.SynSources,
 		m.SynTuples,
 	)
@@ -401,7 +376,6 @@ func (m *PacketMaps) Close() error {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketVariables struct {
-	AnchorSynSigKey      *ebpf.Variable `ebpf:"anchor_syn_sig_key"`
 	AnchorSynSource      *ebpf.Variable `ebpf:"anchor_syn_source"`
 	AnchorSynSourceState *ebpf.Variable `ebpf:"anchor_syn_source_state"`
 	AnchorSynTuple       *ebpf.Variable `ebpf:"anchor_syn_tuple"`
@@ -409,7 +383,6 @@ type PacketVariables struct {
 	Cfg                  *ebpf.Variable `ebpf:"cfg"`
 	GuardCfg             *ebpf.Variable `ebpf:"guard_cfg"`
 	PktFilter            *ebpf.Variable `ebpf:"pkt_filter"`
-	SynSigCfg            *ebpf.Variable `ebpf:"syn_sig_cfg"`
 }
 
 // PacketPrograms contains all programs after they have been loaded into the kernel.
