@@ -48,7 +48,7 @@ func TestPacketPathVerifierBudget(t *testing.T) {
 			}
 			coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats}})
 			if err != nil {
-				t.Fatalf("load with the longest filter: %v", err)
+				t.Fatalf("load with the longest filter: %+v", err)
 			}
 			defer coll.Close()
 			for name, p := range coll.Programs {
