@@ -214,7 +214,7 @@ struct {
  * before its entry is made and never cleared (eviction is invisible
  * here), so a set bit only means "look": stale bits cost a lookup, never a
  * wrong verdict. 2^20 bits: after 65,536 admissions ~6% are set, after a
- * million 63%, and the saving shrinks in proportion (see BENCHMARKS.md).
+ * million 62%, and the saving shrinks in proportion (see BENCHMARKS.md).
  */
 #define GUARD_HINT_BITS 20
 #define GUARD_HINT_WORDS (1 << (GUARD_HINT_BITS - 6))
