@@ -211,6 +211,7 @@ const (
 	PacketMapGuardCidrs0          = "guard_cidrs0"
 	PacketMapGuardCidrs1          = "guard_cidrs1"
 	PacketMapGuardClock           = "guard_clock"
+	PacketMapGuardKnown           = "guard_known"
 	PacketMapGuardRuleSets        = "guard_rule_sets"
 	PacketMapGuardSources         = "guard_sources"
 	PacketMapGuardStats           = "guard_stats"
@@ -292,6 +293,7 @@ type PacketMapSpecs struct {
 	GuardCidrs0    *ebpf.MapSpec `ebpf:"guard_cidrs0"`
 	GuardCidrs1    *ebpf.MapSpec `ebpf:"guard_cidrs1"`
 	GuardClock     *ebpf.MapSpec `ebpf:"guard_clock"`
+	GuardKnown     *ebpf.MapSpec `ebpf:"guard_known"`
 	GuardRuleSets  *ebpf.MapSpec `ebpf:"guard_rule_sets"`
 	GuardSources   *ebpf.MapSpec `ebpf:"guard_sources"`
 	GuardStats     *ebpf.MapSpec `ebpf:"guard_stats"`
@@ -343,6 +345,7 @@ type PacketMaps struct {
 	GuardCidrs0    *ebpf.Map `ebpf:"guard_cidrs0"`
 	GuardCidrs1    *ebpf.Map `ebpf:"guard_cidrs1"`
 	GuardClock     *ebpf.Map `ebpf:"guard_clock"`
+	GuardKnown     *ebpf.Map `ebpf:"guard_known"`
 	GuardRuleSets  *ebpf.Map `ebpf:"guard_rule_sets"`
 	GuardSources   *ebpf.Map `ebpf:"guard_sources"`
 	GuardStats     *ebpf.Map `ebpf:"guard_stats"`
@@ -363,6 +366,7 @@ func (m *PacketMaps) Close() error {
 		m.GuardCidrs0,
 		m.GuardCidrs1,
 		m.GuardClock,
+		m.GuardKnown,
 		m.GuardRuleSets,
 		m.GuardSources,
 		m.GuardStats,

@@ -386,7 +386,8 @@ const MaxGuardSources = 1 << 20
 func configureGuard(spec *ebpf.CollectionSpec, cfg PacketConfig) error {
 	sources := spec.Maps[bpfobj.PacketMapGuardSources]
 	if !cfg.Guard {
-		sources.MaxEntries = 1 // the stage is compiled out; keep its LRU small
+		sources.MaxEntries = 1                               // the stage is compiled out; keep its LRU small
+		spec.Maps[bpfobj.PacketMapGuardKnown].MaxEntries = 1 // and its bitmap
 		return nil
 	}
 	if cfg.GuardSources > MaxGuardSources {
@@ -413,6 +414,7 @@ func (p *PacketPath) shareGuardMaps(r map[string]*ebpf.Map) {
 	r[bpfobj.PacketMapGuardCidrs1] = m.GuardCidrs1
 	r[bpfobj.PacketMapGuardBuckets] = m.GuardBuckets
 	r[bpfobj.PacketMapGuardClock] = m.GuardClock
+	r[bpfobj.PacketMapGuardKnown] = m.GuardKnown // must follow GuardSources: a source's bit is set in one bitmap for all slots
 	r[bpfobj.PacketMapGuardRuleSets] = m.GuardRuleSets
 	r[bpfobj.PacketMapGuardSources] = m.GuardSources
 	r[bpfobj.PacketMapGuardStats] = m.GuardStats

@@ -426,3 +426,47 @@ func TestGuardLoadsOnSlots(t *testing.T) {
 		t.Errorf("guard sources %+v, want the one IPv6 source that reached the per-source rules", srcs)
 	}
 }
+
+// Slots share the per-source state, and with it the bitmap that says
+// which sources may have an entry: a source admitted through one slot is
+// known on another, where it answers to its own bucket while the global
+// bucket is drained (were the bitmap per slot, it would meet the drained
+// global bucket there and be dropped).
+func TestGuardKnownAcrossSlots(t *testing.T) {
+	tp := loadTestPath(t, PacketConfig{Guard: true, GuardFakeClock: true, GuardSources: 4096}, 2)
+	if err := tp.pp.SetGuardClock(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.pp.SetGuardRules(GuardRules{SYNRate: 10, SYNBurst: 10, SYNRateGlobal: 1, SYNBurstGlobal: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []int{4, 6} {
+		if err := tp.pp.clearGuardSources(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tp.pp.SetGuardClock(time.Duration(fam) * time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		known, other := addr(fam, "10.0.0.1"), addr(fam, "10.0.0.2")
+		for i, st := range []struct {
+			slot int
+			src  netip.Addr
+			drop bool
+		}{
+			{1, known, false}, // the global token, then its entry
+			{0, other, true},  // the global bucket is drained
+			{0, known, false}, // known on slot 0 too: its own bucket
+			{1, known, false},
+		} {
+			for _, hook := range hooks {
+				ret, _, err := tp.runFrame(t, st.slot, hook, guardFrame(t, fam, st.src, 80, syn))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ret != wantReturn(hook, st.drop) {
+					t.Errorf("ipv%d step %d (slot %d %s, %v): returned %d, want drop=%v", fam, i, st.slot, hook, st.src, ret, st.drop)
+				}
+			}
+		}
+	}
+}
