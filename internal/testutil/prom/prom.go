@@ -149,7 +149,7 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("prom: %v\nprometheus log:\n%s", err, s.log.tail(30))
 		}
 	}
-	if err := s.waitTargets(time.Time{}); err != nil {
+	if err := s.waitScraped(time.Time{}); err != nil {
 		t.Fatalf("prom: %v\nprometheus log:\n%s", err, s.log.tail(30))
 	}
 	return s
@@ -271,24 +271,42 @@ func (s *Server) Targets() ([]Target, error) {
 	return data.ActiveTargets, nil
 }
 
+// waitScraped waits until what every target exposed at since (or later)
+// can be queried. A target's health turns "up" before Prometheus commits
+// that scrape's samples (6.1 under qemu queried in between and found
+// none), but a target's scrapes run one after another: once a scrape that
+// began after a successful one is up too, the earlier one is committed.
+func (s *Server) waitScraped(since time.Time) error {
+	last, err := s.waitTargets(since)
+	if err != nil {
+		return err
+	}
+	_, err = s.waitTargets(last)
+	return err
+}
+
 // waitTargets waits until every target's last scrape started after since
-// and succeeded.
-func (s *Server) waitTargets(since time.Time) error {
+// and succeeded, and returns the latest of those scrapes' start.
+func (s *Server) waitTargets(since time.Time) (time.Time, error) {
 	deadline := time.Now().Add(scrapeTimeout)
 	var last []Target
 	for time.Now().Before(deadline) {
 		if err := s.exited(); err != nil {
-			return err
+			return time.Time{}, err
 		}
 		ts, err := s.Targets()
 		if err == nil && len(ts) == len(s.opts.Targets) {
 			last = ts
 			ok := true
+			var latest time.Time
 			for _, tg := range ts {
 				ok = ok && tg.Health == "up" && tg.LastScrape.After(since)
+				if tg.LastScrape.After(latest) {
+					latest = tg.LastScrape
+				}
 			}
 			if ok {
-				return nil
+				return latest, nil
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -301,16 +319,16 @@ func (s *Server) waitTargets(since time.Time) error {
 	if !since.IsZero() {
 		after = "after " + since.Format(time.RFC3339Nano)
 	}
-	return fmt.Errorf("targets %v not scraped successfully %s within %s: %s",
+	return time.Time{}, fmt.Errorf("targets %v not scraped successfully %s within %s: %s",
 		s.opts.Targets, after, scrapeTimeout, strings.Join(why, "; "))
 }
 
 // Sync waits until every target has been scraped successfully by a scrape
-// that began after Sync was called: what the test did before is then in
-// Prometheus.
+// that began after Sync was called, and that scrape is committed: what
+// the test did before is then in Prometheus.
 func (s *Server) Sync(t testing.TB) {
 	t.Helper()
-	if err := s.waitTargets(time.Now()); err != nil {
+	if err := s.waitScraped(time.Now()); err != nil {
 		t.Fatalf("prom: %v\nprometheus log:\n%s", err, s.log.tail(30))
 	}
 }
