@@ -102,6 +102,42 @@ func TestSizeIsExact(t *testing.T) {
 	}
 }
 
+// TestLargeBlocks writes blocks larger than bufio's free space (comments
+// near the 64 KiB option limit, which writeEPB builds outside the buffer)
+// between small ones, and reads every one back with pcapgo's reader.
+func TestLargeBlocks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.pcapng")
+	w, err := NewFileWriter(path, WriterOptions{Interfaces: []Interface{{"a", DirIn}, {"a", DirOut}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 30 {
+		c := ""
+		if i%3 == 0 {
+			c = strings.Repeat(string(rune('a'+i%26)), 60000+i)
+		}
+		want = append(want, c)
+		if err := w.Write(Packet{Time: time.Unix(0, int64(i)), Interface: i % 2, Dir: Direction(1 + i%2), Data: synFrame, Comment: c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	err = ReadFile(path, func(p Packet, _ string) error {
+		if i < len(want) && (p.Comment != want[i] || !bytes.Equal(p.Data, synFrame) || p.Dir != Direction(1+i%2) || p.Time.UnixNano() != int64(i)) {
+			t.Errorf("packet %d: comment of %d bytes (want %d), dir %v, time %d", i, len(p.Comment), len(want[i]), p.Dir, p.Time.UnixNano())
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != len(want) {
+		t.Errorf("read %d packets of %d: %v", i, len(want), err)
+	}
+}
+
 func BenchmarkWrite(b *testing.B) {
 	w, err := NewStreamWriter(io.Discard, WriterOptions{Interfaces: []Interface{{"a", DirIn}, {"a", DirOut}}})
 	if err != nil {

@@ -71,8 +71,6 @@ type Writer struct {
 	cw     *countingWriter
 	ng     *pcapgo.NgWriter // the section and interface blocks
 	bw     *bufio.Writer    // the packet blocks (see writeEPB)
-	hdr    [28]byte
-	opt    [8]byte
 	pad    [4]byte
 	n      int   // files started
 	size   int64 // bytes in the current file, buffered ones included
@@ -172,40 +170,42 @@ func (w *Writer) writeEPB(iface int, ts time.Time, data []byte, origLen int, dir
 		optEndOfOpts = 0
 	)
 	size := blockSize(len(data), dir != DirUnknown, comment)
-	h := w.hdr[:]
+	// The block is appended whole to bufio's free space and written with
+	// one Write: eight small Writes cost a fifth of capture's user-space
+	// CPU (perf), in bufio's bookkeeping and memmove's set-up per call.
+	b := w.bw.AvailableBuffer()
+	if cap(b) < int(size) {
+		// A block larger than the free space (a comment near 64 KiB): the
+		// Write below flushes as needed.
+		b = make([]byte, 0, size)
+	}
 	le := binary.LittleEndian
-	le.PutUint32(h[0:], epbType)
-	le.PutUint32(h[4:], uint32(size))
-	le.PutUint32(h[8:], uint32(iface))
 	ns := uint64(ts.UnixNano())
-	le.PutUint32(h[12:], uint32(ns>>32))
-	le.PutUint32(h[16:], uint32(ns))
-	le.PutUint32(h[20:], uint32(len(data)))
-	le.PutUint32(h[24:], uint32(origLen))
-	w.bw.Write(h)
-	w.bw.Write(data)
-	pad := w.pad[:]
-	w.bw.Write(pad[:(4-len(data)&3)&3])
-	opt := w.opt[:]
+	b = le.AppendUint32(b, epbType)
+	b = le.AppendUint32(b, uint32(size))
+	b = le.AppendUint32(b, uint32(iface))
+	b = le.AppendUint32(b, uint32(ns>>32))
+	b = le.AppendUint32(b, uint32(ns))
+	b = le.AppendUint32(b, uint32(len(data)))
+	b = le.AppendUint32(b, uint32(origLen))
+	b = append(b, data...)
+	b = append(b, w.pad[:(4-len(data)&3)&3]...)
 	if comment != "" {
-		le.PutUint16(opt[0:], optComment)
-		le.PutUint16(opt[2:], uint16(len(comment)))
-		w.bw.Write(opt[:4])
-		w.bw.WriteString(comment)
-		w.bw.Write(pad[:(4-len(comment)&3)&3])
+		b = le.AppendUint16(b, optComment)
+		b = le.AppendUint16(b, uint16(len(comment)))
+		b = append(b, comment...)
+		b = append(b, w.pad[:(4-len(comment)&3)&3]...)
 	}
 	if dir != DirUnknown {
-		le.PutUint16(opt[0:], optFlags)
-		le.PutUint16(opt[2:], 4)
-		le.PutUint32(opt[4:], uint32(dir)) // epb_flags bits 0-1: 1 inbound, 2 outbound
-		w.bw.Write(opt[:8])
+		b = le.AppendUint16(b, optFlags)
+		b = le.AppendUint16(b, 4)
+		b = le.AppendUint32(b, uint32(dir)) // epb_flags bits 0-1: 1 inbound, 2 outbound
 	}
 	if comment != "" || dir != DirUnknown {
-		le.PutUint32(opt[0:], optEndOfOpts)
-		w.bw.Write(opt[:4])
+		b = le.AppendUint32(b, optEndOfOpts)
 	}
-	le.PutUint32(opt[0:], uint32(size))
-	_, err := w.bw.Write(opt[:4])
+	b = le.AppendUint32(b, uint32(size))
+	_, err := w.bw.Write(b)
 	w.size += size
 	return err
 }
