@@ -132,7 +132,8 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 
 			const window = 2 * time.Millisecond
 			bad, cwndExact := 0, 0
-			var srttDev []float64 // |snapshot - nearest sample| / snapshot
+			var srttDev []float64   // |snapshot - nearest sample| / snapshot
+			var srttRatio []float64 // nearest sample / snapshot
 			for _, s := range snaps {
 				i := sort.Search(len(recs), func(i int) bool { return !recs[i].at.Before(s.at) }) // first at or after
 				var around []rttRec
@@ -157,6 +158,7 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 					cwndExact++
 				}
 				srttDev = append(srttDev, absF(float64(nearest.srttUS)-float64(s.srttUS))/float64(max(s.srttUS, 1)))
+				srttRatio = append(srttRatio, float64(max(nearest.srttUS, 1))/float64(max(s.srttUS, 1)))
 				cwndLo, cwndHi := ^uint32(0), uint32(0)
 				for _, r := range around {
 					cwndLo, cwndHi = min(cwndLo, r.cwnd), max(cwndHi, r.cwnd)
@@ -181,13 +183,16 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 			// millisecond (measured: a quarter of snapshots differ by more
 			// than 1.5x from a sample less than 1 ms away), so one snapshot
 			// cannot be held to one sample, and an absolute floor (even
-			// 100 µs) would pass anything at veth RTTs of tens of µs. The
-			// medians over the run must agree within 3x, relative only
-			// (samples come as ACKs arrive, snapshots while the sender
-			// waits on a full window: measured up to 2.1x apart, TCP_INFO
-			// the higher, with other tests loading the machine):
-			// that catches a wrong unit or scale (the kernel keeps srtt
-			// <<3: 8x) and a field read from the wrong place.
+			// 100 µs) would pass anything at veth RTTs of tens of µs. Over
+			// the run, the medians of the two series and the median of
+			// each snapshot's ratio to its nearest sample may not both be
+			// more than 3x apart, relative only: a wrong unit or scale
+			// (the kernel keeps srtt <<3: 8x) or a field read from the
+			// wrong place moves both. Either alone drifts on a loaded
+			// machine: the medians once 3.3x apart while the pairs agreed
+			// within 21% (samples come as ACKs arrive, snapshots while the
+			// sender waits), and the pairs up to 64% off while the medians
+			// agreed.
 			var snapSrtt, recSrtt []float64
 			for _, s := range snaps {
 				snapSrtt = append(snapSrtt, float64(s.srttUS))
@@ -204,8 +209,10 @@ func TestRTTAgreesWithTCPInfo(t *testing.T) {
 			} else {
 				ms, mr := median(snapSrtt), median(recSrtt)
 				t.Logf("srtt median: TCP_INFO %.0fµs, tcplens %.0fµs", ms, mr)
-				if ms > mr*3 || mr > ms*3 {
-					t.Errorf("srtt medians differ by more than 3x: TCP_INFO %.0fµs, tcplens %.0fµs", ms, mr)
+				r := median(srttRatio)
+				t.Logf("srtt: the nearest sample is %.2fx the snapshot (median over %d snapshots)", r, len(srttRatio))
+				if (ms > mr*3 || mr > ms*3) && (r > 3 || r < 1.0/3) {
+					t.Errorf("srtt: medians %.0fµs (TCP_INFO) and %.0fµs (tcplens), nearest sample %.2fx the snapshot: both more than 3x apart", ms, mr, r)
 				}
 			}
 			sort.Float64s(srttDev)
