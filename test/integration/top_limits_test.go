@@ -343,18 +343,27 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 	// where the test's own TCP_INFO readings saw the inflation (lossy:
 	// where a retransmission backs it, above), and never for most of the
 	// run.
-	slowCtlV := verdictsOf(recs, nsFast, slowCtl.Local, slowCtl.Remote)
-	if n := count(slowCtlV, "rtt-inflated"); n > 0 {
-		ok, why := slowCtlReadings.inflatedOnce()
+	// rare says a control's verdict v was seen only where the kernel
+	// backed it (readings, the test's own TCP_INFO every 25 ms) and never
+	// for most of the run.
+	rare := func(name string, vs []string, v string, readings func() (bool, string)) {
+		t.Helper()
+		n := count(vs, v)
+		if n == 0 {
+			return
+		}
+		ok, why := readings()
 		switch {
 		case !ok:
-			t.Errorf("its control: rtt-inflated %d times, but TCP_INFO read every 25 ms never showed its srtt inflated", n)
-		case 2*n >= len(slowCtlV):
-			t.Errorf("its control: rtt-inflated %d of %d times: the control's path did not stay short", n, len(slowCtlV))
+			t.Errorf("%s: %s %d times, but TCP_INFO read every 25 ms never backed it", name, v, n)
+		case 2*n >= len(vs):
+			t.Errorf("%s: %s %d of %d times: the control did not stay a control", name, v, n, len(vs))
 		default:
-			t.Logf("its control: rtt-inflated %d times; TCP_INFO agrees once: %s", n, why)
+			t.Logf("%s: %s %d times; TCP_INFO agrees once: %s", name, v, n, why)
 		}
 	}
+	slowCtlV := verdictsOf(recs, nsFast, slowCtl.Local, slowCtl.Remote)
+	rare("its control", slowCtlV, "rtt-inflated", slowCtlReadings.inflatedOnce)
 	check("its control", slowCtlV, "", "ok", "application-limited", "rtt-inflated", "lossy")
 	// Its round trip is inflated too: that verdict shows in an interval
 	// the buffer limited it less than half the time.
@@ -369,17 +378,7 @@ func TestTopRTTAndSendBuffer(t *testing.T) {
 	// is then the truth, and allowed only where the test's own readings of
 	// TCP_INFO saw such a moment; never for most of the run.
 	ctlV := verdictsOf(recs, nsFast2, smallCtl.Local, smallCtl.Remote)
-	if n := count(ctlV, "send-buffer-limited"); n > 0 {
-		ok, why := ctlReadings.limitedSpan()
-		switch {
-		case !ok:
-			t.Errorf("64 KiB send buffer, short path: send-buffer-limited %d times, but TCP_INFO read every 25 ms never showed the buffer limiting it most of an interval", n)
-		case 2*n >= len(ctlV):
-			t.Errorf("64 KiB send buffer, short path: send-buffer-limited %d of %d times: the short path did not stay short", n, len(ctlV))
-		default:
-			t.Logf("64 KiB send buffer, short path: send-buffer-limited %d times; TCP_INFO agrees once: %s", n, why)
-		}
-	}
+	rare("64 KiB send buffer, short path", ctlV, "send-buffer-limited", ctlReadings.limitedSpan)
 	check("64 KiB send buffer, short path", ctlV, "", all...)
 	t.Logf("filler: %s", runs(verdictsOf(recs, nsInode(t, bloat.B), filler.Local, filler.Remote)))
 }
