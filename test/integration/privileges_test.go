@@ -137,13 +137,10 @@ func capArgs(caps []probe.Capability) []string {
 // Each command runs as user nobody with exactly the capabilities that
 // probe.CommandCaps (and the README) lists for it, and refuses with exit 2
 // and one line naming the missing capability when any one is taken away.
-// The oracle is the kernel: it is the kernel that refuses a load, an
-// attach or a tracefs read when a capability is missing, so a set listed
-// too small fails the first half, and one listed too large, the second
-// (the command would still run without it).
-//
-// The socket-path commands run in this test's own mount namespace, not
-// under `ip netns exec`, which mounts a fresh /sys without tracefs.
+// The oracle is the kernel: it is the kernel that refuses a load or an
+// attach when a capability is missing, so a set listed too small fails
+// the first half, and one listed too large, the second (the command
+// would still run without it).
 func TestMinimalCapabilities(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
