@@ -257,7 +257,8 @@ func (a *Agent) refresh() {
 		}
 	}
 	a.mu.Unlock()
-	kept := conns[:0]
+	// A new slice: the tracker keeps conns as its history.
+	kept := make([]conn.Conn, 0, len(conns))
 	for i := range conns {
 		if a.opts.SelfNetNSOnly && conns[i].NetNS != a.selfNetNS {
 			continue

@@ -269,11 +269,23 @@ func TestAgentMetricsMatchTheKernel(t *testing.T) {
 	// The gauges count what the filters let through, as ss does here (the
 	// namespace also holds Prometheus's own connections).
 	ss := strings.Count(strings.TrimSpace(p.B.Run(t, "ss", "-tanH", fmt.Sprintf("( sport = :%s or dport = :%s )", port, port))), "\n") + 1
-	if got := query(t, s, `sum(tcplens_connections)`); got != float64(ss) {
-		t.Errorf("sum(tcplens_connections) = %v, want %d (ss -tan in B)", got, ss)
-	}
-	if got := query(t, s, `tcplens_connections{state="ESTABLISHED"}`); got != open+1 {
-		t.Errorf(`tcplens_connections{state="ESTABLISHED"} = %v, want %d`, got, open+1)
+	// The gauges are the agent's last refresh. Once, under 6.12 in qemu
+	// beside the other tests, one scrape found both at 0 while every
+	// connection was open (not reproduced alone, 3 of 3): a mismatch is
+	// logged and asked again after the next scrape, and fails only then.
+	for try := 1; ; try++ {
+		all := query(t, s, `sum(tcplens_connections)`)
+		est := query(t, s, `tcplens_connections{state="ESTABLISHED"}`)
+		if all == float64(ss) && est == open+1 {
+			break
+		}
+		msg := fmt.Sprintf("sum(tcplens_connections) = %v, want %d (ss -tan in B); ESTABLISHED = %v, want %d", all, ss, est, open+1)
+		if try == 2 {
+			t.Error(msg)
+			break
+		}
+		t.Logf("%s: asking again after the next scrape", msg)
+		s.Sync(t)
 	}
 	if got := query(t, s, `sum(tcplens_interface_attached{interface=`+fmt.Sprintf("%q", p.B.Link)+`})`); got != 2 {
 		t.Errorf("interface_attached = %v, want 2 (in and out)", got)
