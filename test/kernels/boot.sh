@@ -136,7 +136,9 @@ qrc=$?
 set -e
 rc=$(sed -n 's/.*TCPLENS_GUEST_EXIT=\([0-9]*\).*/\1/p' "$LOG.console" | tail -1)
 if [ -z "$rc" ]; then
-	echo "boot.sh: $KVER gave no exit status (qemu exit $qrc, 124 = timeout after ${TIMEOUT}s); guest kernel log: $LOG.console" >&2
+	why="qemu exited with $qrc: the guest kernel crashed or rebooted"
+	[ "$qrc" = 124 ] && why="timed out after ${TIMEOUT}s"
+	echo "boot.sh: $KVER gave no exit status ($why); guest kernel log: $LOG.console" >&2
 	exit 125
 fi
 exit "$rc"
