@@ -161,6 +161,14 @@ func LoadPacketSpec(cfg PacketConfig, slot uint32) (*ebpf.CollectionSpec, error)
 		if err := spec.Variables[bpfobj.PacketVarSynSigCfg].Set(bpfobj.PacketSynSigConfig{Enabled: 1}); err != nil {
 			return nil, fmt.Errorf("configure SYN signatures: %w", err)
 		}
+	} else {
+		// The counting programs are reached only by the tail calls in the
+		// view's code, which the verifier drops as dead with it off: load
+		// neither, and leave their program arrays empty.
+		delete(spec.Programs, bpfobj.PacketProgTcplensSynSigXdp)
+		delete(spec.Programs, bpfobj.PacketProgTcplensSynSigTc)
+		spec.Maps[bpfobj.PacketMapSynSigTailXdp].Contents = nil
+		spec.Maps[bpfobj.PacketMapSynSigTailTc].Contents = nil
 	}
 	kcfg := bpfobj.PacketPacketConfig{Slot: slot, SourceThreshold: cfg.SourceThreshold}
 	if cfg.TrackSYN {
