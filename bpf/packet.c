@@ -16,6 +16,7 @@
 #include "pktfilter.h"
 #include "capture.h"
 #include "guard.h"
+#include "synsig.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -383,6 +384,16 @@ static __always_inline int handle(void *ctx, int ctx_kind, void *data, void *dat
 		track_syn(data, data_end, &pkt, c);
 	if (cfg.drop_syn_ports && syn_port_dropped(pkt.dport))
 		drop = 1;
+	if (syn_sig_cfg.enabled) {
+		/* Last: the counting program ends the packet path (synsig.h). */
+		if (drop)
+			c->dropped++;
+		if (ctx_kind == CAPTURE_CTX_SKB)
+			syn_sig_tail(ctx, 1, pkt.tcp_off, cfg.slot, drop ? TC_ACT_SHOT : TC_ACT_UNSPEC);
+		else
+			syn_sig_tail(ctx, 0, pkt.tcp_off, cfg.slot, drop ? XDP_DROP : XDP_PASS);
+		return drop;
+	}
 verdict:
 	if (drop)
 		c->dropped++;

@@ -172,6 +172,27 @@ type PacketSynCpu struct {
 	Cell [256][32]uint16
 }
 
+type PacketSynSigConfig struct {
+	_       structs.HostLayout
+	Enabled uint8
+	Pad     [7]uint8
+}
+
+type PacketSynSigKey struct {
+	_    structs.HostLayout
+	Sig  uint64
+	Slot uint32
+	Pad  uint32
+}
+
+type PacketSynSigScratch struct {
+	_      structs.HostLayout
+	TcpOff uint32
+	Slot   uint32
+	Action uint32
+	Pad    uint32
+}
+
 type PacketSynSource struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -216,12 +237,20 @@ const (
 	PacketMapGuardSources         = "guard_sources"
 	PacketMapGuardStats           = "guard_stats"
 	PacketMapSynPercpu            = "syn_percpu"
+	PacketMapSynSigScratch        = "syn_sig_scratch"
+	PacketMapSynSigTailTc         = "syn_sig_tail_tc"
+	PacketMapSynSigTailXdp        = "syn_sig_tail_xdp"
+	PacketMapSynSigUntracked      = "syn_sig_untracked"
+	PacketMapSynSigs              = "syn_sigs"
 	PacketMapSynSources           = "syn_sources"
 	PacketMapSynTuples            = "syn_tuples"
+	PacketProgTcplensSynSigTc     = "tcplens_syn_sig_tc"
+	PacketProgTcplensSynSigXdp    = "tcplens_syn_sig_xdp"
 	PacketProgTcplensTc           = "tcplens_tc"
 	PacketProgTcplensTcEgress     = "tcplens_tc_egress"
 	PacketProgTcplensXdp          = "tcplens_xdp"
 	PacketProgTcplensXdpCapture   = "tcplens_xdp_capture"
+	PacketVarAnchorSynSigKey      = "anchor_syn_sig_key"
 	PacketVarAnchorSynSource      = "anchor_syn_source"
 	PacketVarAnchorSynSourceState = "anchor_syn_source_state"
 	PacketVarAnchorSynTuple       = "anchor_syn_tuple"
@@ -229,6 +258,7 @@ const (
 	PacketVarCfg                  = "cfg"
 	PacketVarGuardCfg             = "guard_cfg"
 	PacketVarPktFilter            = "pkt_filter"
+	PacketVarSynSigCfg            = "syn_sig_cfg"
 )
 
 // LoadPacket returns the embedded CollectionSpec for Packet.
@@ -273,6 +303,8 @@ type PacketSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketProgramSpecs struct {
+	TcplensSynSigTc   *ebpf.ProgramSpec `ebpf:"tcplens_syn_sig_tc"`
+	TcplensSynSigXdp  *ebpf.ProgramSpec `ebpf:"tcplens_syn_sig_xdp"`
 	TcplensTc         *ebpf.ProgramSpec `ebpf:"tcplens_tc"`
 	TcplensTcEgress   *ebpf.ProgramSpec `ebpf:"tcplens_tc_egress"`
 	TcplensXdp        *ebpf.ProgramSpec `ebpf:"tcplens_xdp"`
@@ -283,29 +315,35 @@ type PacketProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketMapSpecs struct {
-	CaptureRing    *ebpf.MapSpec `ebpf:"capture_ring"`
-	CaptureScratch *ebpf.MapSpec `ebpf:"capture_scratch"`
-	CaptureStats   *ebpf.MapSpec `ebpf:"capture_stats"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	DropPorts      *ebpf.MapSpec `ebpf:"drop_ports"`
-	GuardActive    *ebpf.MapSpec `ebpf:"guard_active"`
-	GuardBuckets   *ebpf.MapSpec `ebpf:"guard_buckets"`
-	GuardCidrs0    *ebpf.MapSpec `ebpf:"guard_cidrs0"`
-	GuardCidrs1    *ebpf.MapSpec `ebpf:"guard_cidrs1"`
-	GuardClock     *ebpf.MapSpec `ebpf:"guard_clock"`
-	GuardKnown     *ebpf.MapSpec `ebpf:"guard_known"`
-	GuardRuleSets  *ebpf.MapSpec `ebpf:"guard_rule_sets"`
-	GuardSources   *ebpf.MapSpec `ebpf:"guard_sources"`
-	GuardStats     *ebpf.MapSpec `ebpf:"guard_stats"`
-	SynPercpu      *ebpf.MapSpec `ebpf:"syn_percpu"`
-	SynSources     *ebpf.MapSpec `ebpf:"syn_sources"`
-	SynTuples      *ebpf.MapSpec `ebpf:"syn_tuples"`
+	CaptureRing     *ebpf.MapSpec `ebpf:"capture_ring"`
+	CaptureScratch  *ebpf.MapSpec `ebpf:"capture_scratch"`
+	CaptureStats    *ebpf.MapSpec `ebpf:"capture_stats"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	DropPorts       *ebpf.MapSpec `ebpf:"drop_ports"`
+	GuardActive     *ebpf.MapSpec `ebpf:"guard_active"`
+	GuardBuckets    *ebpf.MapSpec `ebpf:"guard_buckets"`
+	GuardCidrs0     *ebpf.MapSpec `ebpf:"guard_cidrs0"`
+	GuardCidrs1     *ebpf.MapSpec `ebpf:"guard_cidrs1"`
+	GuardClock      *ebpf.MapSpec `ebpf:"guard_clock"`
+	GuardKnown      *ebpf.MapSpec `ebpf:"guard_known"`
+	GuardRuleSets   *ebpf.MapSpec `ebpf:"guard_rule_sets"`
+	GuardSources    *ebpf.MapSpec `ebpf:"guard_sources"`
+	GuardStats      *ebpf.MapSpec `ebpf:"guard_stats"`
+	SynPercpu       *ebpf.MapSpec `ebpf:"syn_percpu"`
+	SynSigScratch   *ebpf.MapSpec `ebpf:"syn_sig_scratch"`
+	SynSigTailTc    *ebpf.MapSpec `ebpf:"syn_sig_tail_tc"`
+	SynSigTailXdp   *ebpf.MapSpec `ebpf:"syn_sig_tail_xdp"`
+	SynSigUntracked *ebpf.MapSpec `ebpf:"syn_sig_untracked"`
+	SynSigs         *ebpf.MapSpec `ebpf:"syn_sigs"`
+	SynSources      *ebpf.MapSpec `ebpf:"syn_sources"`
+	SynTuples       *ebpf.MapSpec `ebpf:"syn_tuples"`
 }
 
 // PacketVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PacketVariableSpecs struct {
+	AnchorSynSigKey      *ebpf.VariableSpec `ebpf:"anchor_syn_sig_key"`
 	AnchorSynSource      *ebpf.VariableSpec `ebpf:"anchor_syn_source"`
 	AnchorSynSourceState *ebpf.VariableSpec `ebpf:"anchor_syn_source_state"`
 	AnchorSynTuple       *ebpf.VariableSpec `ebpf:"anchor_syn_tuple"`
@@ -313,6 +351,7 @@ type PacketVariableSpecs struct {
 	Cfg                  *ebpf.VariableSpec `ebpf:"cfg"`
 	GuardCfg             *ebpf.VariableSpec `ebpf:"guard_cfg"`
 	PktFilter            *ebpf.VariableSpec `ebpf:"pkt_filter"`
+	SynSigCfg            *ebpf.VariableSpec `ebpf:"syn_sig_cfg"`
 }
 
 // PacketObjects contains all objects after they have been loaded into the kernel.
@@ -335,23 +374,28 @@ func (o *PacketObjects) Close() error {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketMaps struct {
-	CaptureRing    *ebpf.Map `ebpf:"capture_ring"`
-	CaptureScratch *ebpf.Map `ebpf:"capture_scratch"`
-	CaptureStats   *ebpf.Map `ebpf:"capture_stats"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	DropPorts      *ebpf.Map `ebpf:"drop_ports"`
-	GuardActive    *ebpf.Map `ebpf:"guard_active"`
-	GuardBuckets   *ebpf.Map `ebpf:"guard_buckets"`
-	GuardCidrs0    *ebpf.Map `ebpf:"guard_cidrs0"`
-	GuardCidrs1    *ebpf.Map `ebpf:"guard_cidrs1"`
-	GuardClock     *ebpf.Map `ebpf:"guard_clock"`
-	GuardKnown     *ebpf.Map `ebpf:"guard_known"`
-	GuardRuleSets  *ebpf.Map `ebpf:"guard_rule_sets"`
-	GuardSources   *ebpf.Map `ebpf:"guard_sources"`
-	GuardStats     *ebpf.Map `ebpf:"guard_stats"`
-	SynPercpu      *ebpf.Map `ebpf:"syn_percpu"`
-	SynSources     *ebpf.Map `ebpf:"syn_sources"`
-	SynTuples      *ebpf.Map `ebpf:"syn_tuples"`
+	CaptureRing     *ebpf.Map `ebpf:"capture_ring"`
+	CaptureScratch  *ebpf.Map `ebpf:"capture_scratch"`
+	CaptureStats    *ebpf.Map `ebpf:"capture_stats"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	DropPorts       *ebpf.Map `ebpf:"drop_ports"`
+	GuardActive     *ebpf.Map `ebpf:"guard_active"`
+	GuardBuckets    *ebpf.Map `ebpf:"guard_buckets"`
+	GuardCidrs0     *ebpf.Map `ebpf:"guard_cidrs0"`
+	GuardCidrs1     *ebpf.Map `ebpf:"guard_cidrs1"`
+	GuardClock      *ebpf.Map `ebpf:"guard_clock"`
+	GuardKnown      *ebpf.Map `ebpf:"guard_known"`
+	GuardRuleSets   *ebpf.Map `ebpf:"guard_rule_sets"`
+	GuardSources    *ebpf.Map `ebpf:"guard_sources"`
+	GuardStats      *ebpf.Map `ebpf:"guard_stats"`
+	SynPercpu       *ebpf.Map `ebpf:"syn_percpu"`
+	SynSigScratch   *ebpf.Map `ebpf:"syn_sig_scratch"`
+	SynSigTailTc    *ebpf.Map `ebpf:"syn_sig_tail_tc"`
+	SynSigTailXdp   *ebpf.Map `ebpf:"syn_sig_tail_xdp"`
+	SynSigUntracked *ebpf.Map `ebpf:"syn_sig_untracked"`
+	SynSigs         *ebpf.Map `ebpf:"syn_sigs"`
+	SynSources      *ebpf.Map `ebpf:"syn_sources"`
+	SynTuples       *ebpf.Map `ebpf:"syn_tuples"`
 }
 
 func (m *PacketMaps) Close() error {
@@ -371,6 +415,11 @@ func (m *PacketMaps) Close() error {
 		m.GuardSources,
 		m.GuardStats,
 		m.SynPercpu,
+		m.SynSigScratch,
+		m.SynSigTailTc,
+		m.SynSigTailXdp,
+		m.SynSigUntracked,
+		m.SynSigs,
 		m.SynSources,
 		m.SynTuples,
 	)
@@ -380,6 +429,7 @@ func (m *PacketMaps) Close() error {
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketVariables struct {
+	AnchorSynSigKey      *ebpf.Variable `ebpf:"anchor_syn_sig_key"`
 	AnchorSynSource      *ebpf.Variable `ebpf:"anchor_syn_source"`
 	AnchorSynSourceState *ebpf.Variable `ebpf:"anchor_syn_source_state"`
 	AnchorSynTuple       *ebpf.Variable `ebpf:"anchor_syn_tuple"`
@@ -387,12 +437,15 @@ type PacketVariables struct {
 	Cfg                  *ebpf.Variable `ebpf:"cfg"`
 	GuardCfg             *ebpf.Variable `ebpf:"guard_cfg"`
 	PktFilter            *ebpf.Variable `ebpf:"pkt_filter"`
+	SynSigCfg            *ebpf.Variable `ebpf:"syn_sig_cfg"`
 }
 
 // PacketPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadPacketObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PacketPrograms struct {
+	TcplensSynSigTc   *ebpf.Program `ebpf:"tcplens_syn_sig_tc"`
+	TcplensSynSigXdp  *ebpf.Program `ebpf:"tcplens_syn_sig_xdp"`
 	TcplensTc         *ebpf.Program `ebpf:"tcplens_tc"`
 	TcplensTcEgress   *ebpf.Program `ebpf:"tcplens_tc_egress"`
 	TcplensXdp        *ebpf.Program `ebpf:"tcplens_xdp"`
@@ -401,6 +454,8 @@ type PacketPrograms struct {
 
 func (p *PacketPrograms) Close() error {
 	return _PacketClose(
+		p.TcplensSynSigTc,
+		p.TcplensSynSigXdp,
 		p.TcplensTc,
 		p.TcplensTcEgress,
 		p.TcplensXdp,

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -85,7 +86,7 @@ func TestSynTrackerIntervalsAndUntracked(t *testing.T) {
 
 	// Interval 1: a=3, b=1; 4 SYNs counted, all tracked.
 	rep := tr.interval([]probe.FlagCounters{{SynNoAck: 4, SynAck: 1}},
-		tables(map[probe.SYNTuple]uint64{a: 3, b: 1}, map[probe.SYNSource]probe.SourceCount{source(0, "10.0.0.1"): {SYNs: 4}}))
+		tables(map[probe.SYNTuple]uint64{a: 3, b: 1}, map[probe.SYNSource]probe.SourceCount{source(0, "10.0.0.1"): {SYNs: 4}}), nil)
 	if got := rep[0]; got.syn != 4 || got.synAck != 1 || got.untracked != 0 || len(got.tuples) != 2 ||
 		!sameTuple(got.tuples[0], a) || got.tuples[0].SYNs != 3 || got.tuples[1].SYNs != 1 {
 		t.Fatalf("interval 1: %+v", got)
@@ -95,7 +96,7 @@ func TestSynTrackerIntervalsAndUntracked(t *testing.T) {
 	// kernel counted 2 untracked; one source stood out after 1 SYN.
 	rep = tr.interval([]probe.FlagCounters{{SynNoAck: 10, SynAck: 1, SynUntracked: 2, SynUntrackedSource: 1}},
 		tables(map[probe.SYNTuple]uint64{a: 2, c: 2, b: 0},
-			map[probe.SYNSource]probe.SourceCount{source(0, "10.0.0.1"): {SYNs: 3, Earlier: 1}, source(0, "fd00::1"): {SYNs: 2}}))
+			map[probe.SYNSource]probe.SourceCount{source(0, "10.0.0.1"): {SYNs: 3, Earlier: 1}, source(0, "fd00::1"): {SYNs: 2}}), nil)
 	got := rep[0]
 	if got.syn != 6 || got.synAck != 0 || got.untracked != 2 || got.untrackedSources != 1 {
 		t.Errorf("interval 2 totals: syn %d syn_ack %d untracked %d by source %d; want 6 0 2 1",
@@ -128,11 +129,11 @@ func sameTuple(t conn.SYNTuple, k probe.SYNTuple) bool {
 // The last, partial interval is printed only when it holds something.
 func TestSynReportAny(t *testing.T) {
 	tr := newSynTracker(counterViews(probe.DirIn, twoIfaces[:1]), 0)
-	rep := tr.interval([]probe.FlagCounters{{}}, tables(nil, nil))
+	rep := tr.interval([]probe.FlagCounters{{}}, tables(nil, nil), nil)
 	if rep.any() {
 		t.Errorf("empty interval reports any: %+v", rep)
 	}
-	rep = tr.interval([]probe.FlagCounters{{SynNoAck: 1, SynUntracked: 1, SynUntrackedSource: 1}}, tables(nil, nil))
+	rep = tr.interval([]probe.FlagCounters{{SynNoAck: 1, SynUntracked: 1, SynUntrackedSource: 1}}, tables(nil, nil), nil)
 	if !rep.any() || rep[0].untracked != 1 {
 		t.Errorf("one untracked SYN: %+v", rep)
 	}
@@ -142,7 +143,7 @@ func TestSynJSONRecords(t *testing.T) {
 	var out bytes.Buffer
 	j := output.NewJSONLines(&out)
 	rep := synReport{{
-		name: "veth0", dir: "in", syn: 7, synAck: 1, dropped: 1, untracked: 4, untrackedSources: 4,
+		name: "veth0", dir: "in", by: synViews{tuple: true, source: true}, syn: 7, synAck: 1, dropped: 1, untracked: 4, untrackedSources: 4,
 		tuples: []conn.SYNTuple{
 			{Src: netip.MustParseAddr("fd00:200::1"), Sport: 40000, Dst: netip.MustParseAddr("fd00:200::2"), Dport: 8080, SYNs: 2},
 			{Src: netip.MustParseAddr("10.200.0.1"), Sport: 5, Dst: netip.MustParseAddr("10.200.0.2"), Dport: 22, SYNs: 1}},
@@ -156,7 +157,7 @@ func TestSynJSONRecords(t *testing.T) {
 	out.Reset()
 	rep.writeText(&out, fixedTime)
 	writeSynSummary(&out, output.SYNSummary{Type: "summary", DurationSeconds: 2, SYN: 7, SYNAck: 1, Tuples: 2, Sources: 2, Attributed: 3, Untracked: 4, UntrackedSources: 4,
-		Out: &output.SYNOut{SYN: 2, SYNAck: 5}})
+		Out: &output.SYNOut{SYN: 2, SYNAck: 5}}, synViews{tuple: true, source: true}, 0)
 	golden(t, "syn.text.golden", out.Bytes())
 }
 
@@ -177,4 +178,72 @@ func TestFlagsOutputBothDirectionsGolden(t *testing.T) {
 		}
 		golden(t, "flags-both."+string(format)+".golden", out.Bytes())
 	}
+}
+
+func mustSig(t *testing.T, text string) probe.SYNSignature {
+	t.Helper()
+	s, err := probe.ParseSYNSignature(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// --by signature alone: per interval the signatures ranked with their
+// share of the view's SYNs (untracked included), the untracked count as a
+// delta of the kernel's cumulative one; the summary adds signatures up
+// over intervals, and with the untracked count they make the SYNs.
+func TestSynTrackerSignatures(t *testing.T) {
+	tr := newSynTracker(counterViews(probe.DirIn, twoIfaces[:1]), 2)
+	tr.by = synViews{signature: true}
+	bare, linux, win := mustSig(t, "-:-:-"), mustSig(t, "MSTNW:1460:7"), mustSig(t, "MNWNNS:1460:8")
+	sigs := func(m map[probe.SYNSignature]uint64) probe.SYNTables {
+		out := probe.SYNTables{Signatures: map[probe.SYNSig]uint64{}}
+		for s, n := range m {
+			out.Signatures[probe.SYNSig{Slot: 0, Sig: s}] = n
+		}
+		return out
+	}
+	rep := tr.interval([]probe.FlagCounters{{SynNoAck: 10}}, sigs(map[probe.SYNSignature]uint64{bare: 6, linux: 3, win: 1}), []uint64{0})
+	got := rep[0]
+	if len(got.sigs) != 2 || got.sigs[0].sig != bare || got.sigs[0].syns != 6 || got.sigs[0].share != 0.6 ||
+		got.sigs[1].sig != linux || got.sigs[1].share != 0.3 || got.untrackedSigs != 0 || got.tuples != nil || got.sources != nil {
+		t.Fatalf("interval 1: %+v", got)
+	}
+	// Interval 2: the table filled; the kernel's untracked count went 0 -> 4.
+	rep = tr.interval([]probe.FlagCounters{{SynNoAck: 18}}, sigs(map[probe.SYNSignature]uint64{bare: 4}), []uint64{4})
+	if got := rep[0]; got.untrackedSigs != 4 || len(got.sigs) != 1 || got.sigs[0].share != 0.5 || got.syn != 8 {
+		t.Fatalf("interval 2: %+v", got)
+	}
+	sum := tr.summary([]probe.FlagCounters{{SynNoAck: 18}}, time.Second)
+	want := &output.SYNSignatureTotals{Untracked: 4, Signatures: []output.SYNSignatureCount{
+		{Signature: "-:-:-", SYN: 10}, {Signature: "MSTNW:1460:7", SYN: 3}, {Signature: "MNWNNS:1460:8", SYN: 1}}}
+	if !reflect.DeepEqual(sum.BySignature, want) {
+		t.Errorf("summary %+v, want %+v", sum.BySignature, want)
+	}
+
+	var out bytes.Buffer
+	j := output.NewJSONLines(&out)
+	if err := rep.emitJSON(j, fixedTime); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Emit(sum); err != nil {
+		t.Fatal(err)
+	}
+	j.Flush()
+	golden(t, "syn-signature.json.golden", out.Bytes())
+	out.Reset()
+	first := tr2Report(t, bare, linux, win)
+	first.writeText(&out, fixedTime)
+	rep.writeText(&out, fixedTime)
+	writeSynSummary(&out, sum, tr.by, 2)
+	golden(t, "syn-signature.text.golden", out.Bytes())
+}
+
+// tr2Report is interval 1 of TestSynTrackerSignatures again, for the text golden.
+func tr2Report(t *testing.T, bare, linux, win probe.SYNSignature) synReport {
+	tr := newSynTracker(counterViews(probe.DirIn, twoIfaces[:1]), 0)
+	tr.by = synViews{signature: true}
+	return tr.interval([]probe.FlagCounters{{SynNoAck: 10}}, probe.SYNTables{Signatures: map[probe.SYNSig]uint64{
+		{Sig: bare}: 6, {Sig: linux}: 3, {Sig: win}: 1}}, []uint64{0})
 }

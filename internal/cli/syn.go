@@ -3,6 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -13,7 +16,7 @@ import (
 )
 
 func init() {
-	register("syn", "who is trying to connect to whom: SYNs per 4-tuple and per source", runSyn)
+	register("syn", "who is trying to connect to whom: SYNs per 4-tuple, per source, per TCP-options signature", runSyn)
 }
 
 func runSyn(ctx context.Context, env Env, args []string) error {
@@ -27,6 +30,10 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	var maxTuples, maxSources, threshold uint32
 	var top int
 	var dropPorts []uint
+	var by []string
+	var maxSigs uint32
+	fs.StringSliceVar(&by, "by", []string{"tuple", "source"}, "count SYNs by these `VIEWS`: tuple (4-tuple), source (source address), signature (TCP options, LAYOUT:MSS:WSCALE as p0f writes them: a flood's tool shows as one dominant signature); comma-separated")
+	fs.Uint32Var(&maxSigs, "max-signatures", 4096, "with --by signature: count at most `N` distinct signatures per interval; SYNs with a signature that finds the table full are counted as untracked")
 	fs.Uint32Var(&maxTuples, "max-tuples", 16384, "track at most `N` 4-tuples per interval; SYNs that find the table full are counted as untracked")
 	fs.Uint32Var(&maxSources, "max-sources", 16384, "track at most `N` source addresses exactly per interval")
 	fs.Uint32Var(&threshold, "source-threshold", 1, "give a source an exact entry once it sent `N` SYNs in the interval (and stands out of a flood)")
@@ -48,6 +55,13 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 			return usagef("--%s %d: must be 1 to %d", l.flag, l.v, l.max)
 		}
 	}
+	views, err := parseSynViews(by)
+	if err != nil {
+		return err
+	}
+	if maxSigs < 1 || maxSigs > probe.MaxSYNTableEntries {
+		return usagef("--max-signatures %d: must be 1 to %d", maxSigs, probe.MaxSYNTableEntries)
+	}
 	if top < 0 {
 		return usagef("--top must not be negative, not %d", top)
 	}
@@ -61,7 +75,8 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 	}
 
 	pp, ctx, err := startPacketPath(ctx, env, "syn", &c, probe.PacketConfig{
-		TrackSYN: true, MaxTuples: maxTuples, MaxSources: maxSources, SourceThreshold: threshold, DropSYNPorts: ports, Filter: filter,
+		TrackSYN: views.tuple || views.source, MaxTuples: maxTuples, MaxSources: maxSources, SourceThreshold: threshold,
+		SYNSignatures: views.signature, MaxSignatures: maxSigs, DropSYNPorts: ports, Filter: filter,
 	})
 	if err != nil {
 		return err
@@ -73,6 +88,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 
 	start := time.Now()
 	tr := newSynTracker(counterViews(pp.Direction(), pp.Attachments()), top)
+	tr.by = views
 	out := output.NewJSONLines(env.Stdout)
 	emit := func(rep synReport, now time.Time) error {
 		if c.format == output.JSON {
@@ -85,21 +101,21 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 		return nil
 	}
 	runErr := runPeriodic(ctx, &c, func(now time.Time) error {
-		counters, tables, err := readSynInterval(pp, tr.views)
+		counters, tables, sigUntracked, err := readSynInterval(pp, tr.views, views.signature)
 		if err != nil {
 			return err
 		}
-		return emit(tr.interval(counters, tables), now)
+		return emit(tr.interval(counters, tables, sigUntracked), now)
 	})
 
 	// Detach first: then no SYN arrives between the last counters and the
 	// last tables, and the summary adds up exactly.
 	detachErr := pp.Detach()
-	counters, tables, err := readSynInterval(pp, tr.views)
+	counters, tables, sigUntracked, err := readSynInterval(pp, tr.views, views.signature)
 	if err != nil {
 		return err
 	}
-	if rep := tr.interval(counters, tables); runErr == nil && rep.any() {
+	if rep := tr.interval(counters, tables, sigUntracked); runErr == nil && rep.any() {
 		// The time since the last report, so that the reports add up to
 		// the summary.
 		runErr = emit(rep, time.Now())
@@ -113,7 +129,7 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 			return err
 		}
 	} else {
-		writeSynSummary(env.Stdout, sum)
+		writeSynSummary(env.Stdout, sum, views, top)
 	}
 	if err := packetRunError(ctx, runErr); err != nil {
 		return err
@@ -126,17 +142,60 @@ func runSyn(ctx context.Context, env Env, args []string) error {
 // sends far fewer SYNs per interval).
 const maxSourceThreshold = 1 << 20
 
+// synViews is what `syn --by` asked for.
+type synViews struct{ tuple, source, signature bool }
+
+// synViewNames are the values --by takes, in the order help lists them.
+var synViewNames = []string{"tuple", "source", "signature"}
+
+func parseSynViews(by []string) (synViews, error) {
+	var v synViews
+	if len(by) == 0 {
+		return v, usagef("--by: name at least one of %s", strings.Join(synViewNames, ", "))
+	}
+	for _, name := range by {
+		switch strings.TrimSpace(name) {
+		case "tuple":
+			v.tuple = true
+		case "source":
+			v.source = true
+		case "signature":
+			v.signature = true
+		default:
+			return v, usagef("--by %s: one or more of %s, comma-separated", name, strings.Join(synViewNames, ", "))
+		}
+	}
+	return v, nil
+}
+
+// tracked says whether the tuple and source tables are filled (their
+// untracked counts mean something).
+func (v synViews) tracked() bool { return v.tuple || v.source }
+
 // readSynInterval swaps the SYN tables and reads the counters after the
-// swap. SYNs that arrive between the two are in the counters of this
-// interval and in the tables of the next; over the whole run the counts
-// agree exactly.
-func readSynInterval(pp *probe.PacketPath, views []counterView) ([]probe.FlagCounters, probe.SYNTables, error) {
+// swap, and with signatures the untracked-signature counts of the "in"
+// views (cumulative, nil without). SYNs that arrive between the two are in
+// the counters of this interval and in the tables of the next; over the
+// whole run the counts agree exactly.
+func readSynInterval(pp *probe.PacketPath, views []counterView, sigs bool) ([]probe.FlagCounters, probe.SYNTables, []uint64, error) {
 	tables, err := pp.SwapSYN()
 	if err != nil {
-		return nil, tables, err
+		return nil, tables, nil, err
 	}
 	counters, err := readViewCounters(pp, views)
-	return counters, tables, err
+	if err != nil || !sigs {
+		return counters, tables, nil, err
+	}
+	untracked := make([]uint64, len(views))
+	for i, v := range views {
+		if v.dir != probe.DirIn {
+			continue
+		}
+		if untracked[i], err = pp.SYNSignaturesUntracked(v.slot); err != nil {
+			return nil, tables, nil, err
+		}
+	}
+	return counters, tables, untracked, nil
 }
 
 // synTracker turns the kernel's cumulative counters and per-interval
@@ -145,18 +204,49 @@ func readSynInterval(pp *probe.PacketPath, views []counterView) ([]probe.FlagCou
 type synTracker struct {
 	views      []counterView
 	top        int
+	by         synViews
 	prevCounts []probe.FlagCounters
 	// over all intervals: table entries and the SYNs they counted
 	tuples, sources int
 	attributed      uint64
+	// --by signature: the untracked counts last read (cumulative, per
+	// view), and SYNs per signature over all intervals and interfaces
+	prevSigUntracked []uint64
+	sigTotals        map[probe.SYNSignature]uint64
 }
 
 func newSynTracker(views []counterView, top int) *synTracker {
 	return &synTracker{
-		views:      views,
-		top:        top,
-		prevCounts: make([]probe.FlagCounters, len(views)),
+		views:            views,
+		top:              top,
+		by:               synViews{tuple: true, source: true},
+		prevCounts:       make([]probe.FlagCounters, len(views)),
+		prevSigUntracked: make([]uint64, len(views)),
+		sigTotals:        map[probe.SYNSignature]uint64{},
 	}
+}
+
+// sigCount is one signature's SYNs in an interval on one interface, and
+// its share of the SYNs the signature view saw there.
+type sigCount struct {
+	sig   probe.SYNSignature
+	syns  uint64
+	share float64
+}
+
+// rankSigs orders signatures busiest first, ties by their text, and keeps
+// the first top (0: all).
+func rankSigs(ss []sigCount, top int) []sigCount {
+	sort.Slice(ss, func(i, j int) bool {
+		if ss[i].syns != ss[j].syns {
+			return ss[i].syns > ss[j].syns
+		}
+		return ss[i].sig.String() < ss[j].sig.String()
+	})
+	if top > 0 && len(ss) > top {
+		ss = ss[:top]
+	}
+	return ss
 }
 
 // synIfaceReport is one interface's interval in one direction. Tuples and
@@ -164,9 +254,12 @@ func newSynTracker(views []counterView, top int) *synTracker {
 // tracked.
 type synIfaceReport struct {
 	name, dir                                         string
+	by                                                synViews
 	syn, synAck, dropped, untracked, untrackedSources uint64
 	tuples                                            []conn.SYNTuple
 	sources                                           []conn.SYNSource
+	sigs                                              []sigCount
+	untrackedSigs                                     uint64
 }
 
 type synReport []synIfaceReport
@@ -174,19 +267,27 @@ type synReport []synIfaceReport
 // any says whether the report holds anything at all.
 func (r synReport) any() bool {
 	for _, ifr := range r {
-		if ifr.syn+ifr.synAck+ifr.dropped > 0 || len(ifr.tuples)+len(ifr.sources) > 0 {
+		if ifr.syn+ifr.synAck+ifr.dropped+ifr.untrackedSigs > 0 || len(ifr.tuples)+len(ifr.sources)+len(ifr.sigs) > 0 {
 			return true
 		}
 	}
 	return false
 }
 
-func (t *synTracker) interval(counters []probe.FlagCounters, tables probe.SYNTables) synReport {
+// interval makes one interval's report. sigUntracked is the cumulative
+// untracked-signature count per view (nil without --by signature).
+func (t *synTracker) interval(counters []probe.FlagCounters, tables probe.SYNTables, sigUntracked []uint64) synReport {
 	rep := make(synReport, len(t.views))
 	for i, v := range t.views {
 		d := probe.SubCounters(counters[i], t.prevCounts[i])
-		rep[i] = synIfaceReport{name: v.iface, dir: v.dir.String(), syn: d.SynNoAck, synAck: d.SynAck, dropped: d.Dropped,
+		rep[i] = synIfaceReport{name: v.iface, dir: v.dir.String(), by: t.by, syn: d.SynNoAck, synAck: d.SynAck, dropped: d.Dropped,
 			untracked: d.SynUntracked, untrackedSources: d.SynUntrackedSource}
+		if sigUntracked != nil {
+			rep[i].untrackedSigs = sigUntracked[i] - t.prevSigUntracked[i]
+		}
+	}
+	if sigUntracked != nil {
+		t.prevSigUntracked = slices.Clone(sigUntracked)
 	}
 	slotIndex := map[uint32]int{}
 	for i, v := range t.views {
@@ -207,9 +308,31 @@ func (t *synTracker) interval(counters []probe.FlagCounters, tables probe.SYNTab
 			rep[i].sources = append(rep[i].sources, conn.SYNSource{Addr: k.Addr, SYNs: v.SYNs, Earlier: v.Earlier})
 		}
 	}
+	for k, v := range tables.Signatures {
+		t.sigTotals[k.Sig] += v
+		if i, ok := slotIndex[k.Slot]; ok && v > 0 {
+			rep[i].sigs = append(rep[i].sigs, sigCount{sig: k.Sig, syns: v})
+		}
+	}
 	for i := range rep {
 		rep[i].tuples = conn.RankSYNTuples(rep[i].tuples, t.top)
 		rep[i].sources = conn.RankSYNSources(rep[i].sources, t.top)
+		if !t.by.tuple {
+			rep[i].tuples = nil
+		}
+		if !t.by.source {
+			rep[i].sources = nil
+		}
+		// Shares of what the view saw on the interface (the table and the
+		// untracked count), which adds up to 1 whatever the top cut.
+		all := rep[i].untrackedSigs
+		for _, s := range rep[i].sigs {
+			all += s.syns
+		}
+		for j := range rep[i].sigs {
+			rep[i].sigs[j].share = float64(rep[i].sigs[j].syns) / float64(all)
+		}
+		rep[i].sigs = rankSigs(rep[i].sigs, t.top)
 	}
 	t.prevCounts = counters
 	return rep
@@ -233,15 +356,33 @@ func (t *synTracker) summary(counters []probe.FlagCounters, elapsed time.Duratio
 		sum.Untracked += c.SynUntracked
 		sum.UntrackedSources += c.SynUntrackedSource
 	}
+	if t.by.signature {
+		bs := &output.SYNSignatureTotals{Signatures: []output.SYNSignatureCount{}}
+		for _, u := range t.prevSigUntracked {
+			bs.Untracked += u
+		}
+		ranked := make([]sigCount, 0, len(t.sigTotals))
+		for sig, n := range t.sigTotals {
+			ranked = append(ranked, sigCount{sig: sig, syns: n})
+		}
+		for _, s := range rankSigs(ranked, 0) {
+			bs.Signatures = append(bs.Signatures, output.SYNSignatureCount{Signature: s.sig.String(), SYN: s.syns})
+		}
+		sum.BySignature = bs
+	}
 	return sum
 }
 
 func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 	ts := timestamp(now)
 	for _, ifr := range r {
-		if err := out.Emit(output.SYNIntervalRecord{Type: "syn_interval", Time: ts, Interface: ifr.name, Direction: ifr.dir,
+		rec := output.SYNIntervalRecord{Type: "syn_interval", Time: ts, Interface: ifr.name, Direction: ifr.dir,
 			SYN: ifr.syn, SYNAck: ifr.synAck, Dropped: ifr.dropped, Untracked: ifr.untracked,
-			UntrackedSources: ifr.untrackedSources}); err != nil {
+			UntrackedSources: ifr.untrackedSources}
+		if ifr.by.signature && ifr.dir == "in" {
+			rec.UntrackedSignatures = &ifr.untrackedSigs
+		}
+		if err := out.Emit(rec); err != nil {
 			return err
 		}
 		for _, tp := range ifr.tuples {
@@ -256,6 +397,12 @@ func (r synReport) emitJSON(out *output.JSONLines, now time.Time) error {
 				return err
 			}
 		}
+		for _, s := range ifr.sigs {
+			if err := out.Emit(output.SYNSignatureRecord{Type: "syn_signature", Time: ts, Interface: ifr.name,
+				Signature: s.sig.String(), SYN: s.syns, Share: s.share}); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -266,8 +413,14 @@ func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time
 			fmt.Fprintf(w, "%s %s out: %d SYN, %d SYN-ACK sent\n", now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck)
 			continue
 		}
-		fmt.Fprintf(w, "%s %s in: %d SYN, %d SYN-ACK, %d dropped, %d untracked, %d untracked by source\n",
-			now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck, ifr.dropped, ifr.untracked, ifr.untrackedSources)
+		fmt.Fprintf(w, "%s %s in: %d SYN, %d SYN-ACK, %d dropped", now.Format("15:04:05.000"), ifr.name, ifr.syn, ifr.synAck, ifr.dropped)
+		if ifr.by.tracked() {
+			fmt.Fprintf(w, ", %d untracked, %d untracked by source", ifr.untracked, ifr.untrackedSources)
+		}
+		if ifr.by.signature {
+			fmt.Fprintf(w, ", %d untracked by signature", ifr.untrackedSigs)
+		}
+		fmt.Fprintln(w)
 		if len(ifr.tuples) > 0 {
 			t := output.NewTable(w, "SRC", "SPORT", "DST", "DPORT", "SYNS")
 			for _, tp := range ifr.tuples {
@@ -279,6 +432,13 @@ func (r synReport) writeText(w interface{ Write([]byte) (int, error) }, now time
 			t := output.NewTable(w, "SOURCE", "SYNS", "EARLIER")
 			for _, src := range ifr.sources {
 				t.Row(src.Addr, src.SYNs, earlierText(src.Earlier))
+			}
+			t.Flush()
+		}
+		if len(ifr.sigs) > 0 {
+			t := output.NewTable(w, "SIGNATURE", "SYNS", "SHARE")
+			for _, s := range ifr.sigs {
+				t.Row(s.sig, s.syns, fmt.Sprintf("%.1f%%", 100*s.share))
 			}
 			t.Flush()
 		}
@@ -294,10 +454,35 @@ func earlierText(n uint64) string {
 	return fmt.Sprintf("<=%d", n)
 }
 
-func writeSynSummary(w interface{ Write([]byte) (int, error) }, s output.SYNSummary) {
-	fmt.Fprintf(w, "\nSummary: %.1fs since start: received %d SYN, %d SYN-ACK, %d dropped; %s counted on %s (per interval), %d untracked (the interval's tuple table was full); %s with exact entries, %d SYNs untracked by source\n",
-		s.DurationSeconds, s.SYN, s.SYNAck, s.Dropped, output.Plural(s.Attributed, "SYN"), output.Plural(uint64(s.Tuples), "tuple"),
-		s.Untracked, output.Plural(uint64(s.Sources), "source"), s.UntrackedSources)
+// writeSynSummary writes the summary; top bounds the signatures listed
+// (0: all; JSON lists all).
+func writeSynSummary(w interface{ Write([]byte) (int, error) }, s output.SYNSummary, by synViews, top int) {
+	fmt.Fprintf(w, "\nSummary: %.1fs since start: received %d SYN, %d SYN-ACK, %d dropped", s.DurationSeconds, s.SYN, s.SYNAck, s.Dropped)
+	if by.tracked() {
+		fmt.Fprintf(w, "; %s counted on %s (per interval), %d untracked (the interval's tuple table was full); %s with exact entries, %d SYNs untracked by source",
+			output.Plural(s.Attributed, "SYN"), output.Plural(uint64(s.Tuples), "tuple"),
+			s.Untracked, output.Plural(uint64(s.Sources), "source"), s.UntrackedSources)
+	}
+	fmt.Fprintln(w)
+	if bs := s.BySignature; bs != nil {
+		var counted uint64
+		for _, c := range bs.Signatures {
+			counted += c.SYN
+		}
+		fmt.Fprintf(w, "By signature: %s over %s, %d untracked (the interval's signature table was full)\n",
+			output.Plural(counted, "SYN"), output.Plural(uint64(len(bs.Signatures)), "signature"), bs.Untracked)
+		list := bs.Signatures
+		if top > 0 && len(list) > top {
+			list = list[:top]
+		}
+		if len(list) > 0 {
+			t := output.NewTable(w, "SIGNATURE", "SYNS", "SHARE")
+			for _, c := range list {
+				t.Row(c.Signature, c.SYN, fmt.Sprintf("%.1f%%", 100*float64(c.SYN)/float64(counted+bs.Untracked)))
+			}
+			t.Flush()
+		}
+	}
 	if s.Out != nil {
 		fmt.Fprintf(w, "Sent: %d SYN, %d SYN-ACK\n", s.Out.SYN, s.Out.SYNAck)
 	}

@@ -76,6 +76,32 @@ type SYNIntervalRecord struct {
 	Untracked uint64 `json:"untracked"`
 	// UntrackedSources: SYNs not counted on any source entry.
 	UntrackedSources uint64 `json:"untracked_sources"`
+	// UntrackedSignatures (--by signature): SYNs whose signature found the
+	// interval's signature table full.
+	UntrackedSignatures *uint64 `json:"untracked_signatures,omitempty"`
+}
+
+// SYNSignatureRecord is one TCP-options signature's connection attempts in
+// an interval (--by signature).
+type SYNSignatureRecord struct {
+	Type      string  `json:"type"` // "syn_signature"
+	Time      string  `json:"time"`
+	Interface string  `json:"interface"`
+	Signature string  `json:"signature"` // LAYOUT:MSS:WSCALE, as --drop-syn-signature takes it
+	SYN       uint64  `json:"syn"`
+	Share     float64 `json:"share"` // of the interface's SYNs in the interval, 0 to 1
+}
+
+// SYNSignatureCount is one signature's SYNs over the run, all interfaces.
+type SYNSignatureCount struct {
+	Signature string `json:"signature"`
+	SYN       uint64 `json:"syn"`
+}
+
+// SYNSignatureTotals is the summary's --by signature part.
+type SYNSignatureTotals struct {
+	Signatures []SYNSignatureCount `json:"signatures"` // busiest first
+	Untracked  uint64              `json:"untracked"`  // SYNs whose signature found the table full
 }
 
 // SYNOut is the summary's totals of SYNs sent (--direction out or both).
@@ -98,4 +124,7 @@ type SYNSummary struct {
 	Untracked        uint64  `json:"untracked"`
 	UntrackedSources uint64  `json:"untracked_sources"`
 	Out              *SYNOut `json:"out,omitempty"`
+	// BySignature (--by signature): SYNs received per signature; with
+	// Untracked they add up to SYN.
+	BySignature *SYNSignatureTotals `json:"by_signature,omitempty"`
 }

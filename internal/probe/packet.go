@@ -40,6 +40,11 @@ type PacketConfig struct {
 	// 0 or 1: from its first SYN, unless a flood drowns it out.
 	SourceThreshold uint32
 	DropSYNPorts    []uint16 // drop SYN-without-ACK to these destination ports
+	// SYNSignatures counts received SYNs (without ACK) per TCP-options
+	// signature (bpf/synsig.h), read by SwapSYN; MaxSignatures is the
+	// entries of each signature table (0: the object's default, 4096).
+	SYNSignatures bool
+	MaxSignatures uint32
 	// Direction is which packets are seen (0: DirIn). Egress is counted
 	// only: SYN tables and drop rules are for packets received.
 	Direction Direction
@@ -65,6 +70,9 @@ func (cfg PacketConfig) Validate() error {
 	if cfg.MaxTuples > MaxSYNTableEntries {
 		return fmt.Errorf("%d SYN tuple entries: at most %d", cfg.MaxTuples, MaxSYNTableEntries)
 	}
+	if cfg.MaxSignatures > MaxSYNTableEntries {
+		return fmt.Errorf("%d SYN signature entries: at most %d", cfg.MaxSignatures, MaxSYNTableEntries)
+	}
 	if cfg.MaxSources > MaxSYNTableEntries {
 		return fmt.Errorf("%d SYN source entries: at most %d", cfg.MaxSources, MaxSYNTableEntries)
 	}
@@ -79,7 +87,7 @@ type PacketPath struct {
 
 	mu      sync.Mutex
 	colls   []*ebpf.Collection
-	syn     *synTables // nil unless TrackSYN
+	syn     *synTables // nil unless TrackSYN or SYNSignatures
 	guardOn bool
 	guard   guardState
 	follow  *follower
@@ -142,6 +150,26 @@ func LoadPacketSpec(cfg PacketConfig, slot uint32) (*ebpf.CollectionSpec, error)
 			sources.MaxEntries = cfg.MaxSources
 		}
 	}
+	sigs := spec.Maps[bpfobj.PacketMapSynSigs].InnerMap
+	switch {
+	case !cfg.SYNSignatures:
+		sigs.MaxEntries = 1
+	case cfg.MaxSignatures > 0:
+		sigs.MaxEntries = cfg.MaxSignatures
+	}
+	if cfg.SYNSignatures {
+		if err := spec.Variables[bpfobj.PacketVarSynSigCfg].Set(bpfobj.PacketSynSigConfig{Enabled: 1}); err != nil {
+			return nil, fmt.Errorf("configure SYN signatures: %w", err)
+		}
+	} else {
+		// The counting programs are reached only by the tail calls in the
+		// view's code, which the verifier drops as dead with it off: load
+		// neither, and leave their program arrays empty.
+		delete(spec.Programs, bpfobj.PacketProgTcplensSynSigXdp)
+		delete(spec.Programs, bpfobj.PacketProgTcplensSynSigTc)
+		spec.Maps[bpfobj.PacketMapSynSigTailXdp].Contents = nil
+		spec.Maps[bpfobj.PacketMapSynSigTailTc].Contents = nil
+	}
 	kcfg := bpfobj.PacketPacketConfig{Slot: slot, SourceThreshold: cfg.SourceThreshold}
 	if cfg.TrackSYN {
 		kcfg.TrackSyn = 1
@@ -180,14 +208,16 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 		opts := ebpf.CollectionOptions{}
 		if slot > 0 {
 			opts.MapReplacements = map[string]*ebpf.Map{
-				bpfobj.PacketMapCounters:       p.Maps.Counters,
-				bpfobj.PacketMapSynTuples:      p.Maps.SynTuples,
-				bpfobj.PacketMapSynSources:     p.Maps.SynSources,
-				bpfobj.PacketMapSynPercpu:      p.Maps.SynPercpu,
-				bpfobj.PacketMapDropPorts:      p.Maps.DropPorts,
-				bpfobj.PacketMapCaptureRing:    p.Maps.CaptureRing,
-				bpfobj.PacketMapCaptureStats:   p.Maps.CaptureStats,
-				bpfobj.PacketMapCaptureScratch: p.Maps.CaptureScratch,
+				bpfobj.PacketMapCounters:        p.Maps.Counters,
+				bpfobj.PacketMapSynTuples:       p.Maps.SynTuples,
+				bpfobj.PacketMapSynSources:      p.Maps.SynSources,
+				bpfobj.PacketMapSynPercpu:       p.Maps.SynPercpu,
+				bpfobj.PacketMapSynSigs:         p.Maps.SynSigs,
+				bpfobj.PacketMapSynSigUntracked: p.Maps.SynSigUntracked,
+				bpfobj.PacketMapDropPorts:       p.Maps.DropPorts,
+				bpfobj.PacketMapCaptureRing:     p.Maps.CaptureRing,
+				bpfobj.PacketMapCaptureStats:    p.Maps.CaptureStats,
+				bpfobj.PacketMapCaptureScratch:  p.Maps.CaptureScratch,
 			}
 			p.shareGuardMaps(opts.MapReplacements)
 		}
@@ -202,8 +232,8 @@ func LoadPacketPath(cfg PacketConfig, n int) (*PacketPath, error) {
 				p.Close()
 				return nil, fmt.Errorf("packet-path maps: %w", err)
 			}
-			if cfg.TrackSYN {
-				if p.syn, err = newSYNTables(spec, &p.Maps); err != nil {
+			if cfg.TrackSYN || cfg.SYNSignatures {
+				if p.syn, err = newSYNTables(spec, &p.Maps, cfg.TrackSYN, cfg.SYNSignatures); err != nil {
 					p.Close()
 					return nil, err
 				}

@@ -113,12 +113,12 @@ func TestSYNSourceThreshold(t *testing.T) {
 }
 
 func TestPacketConfigLimits(t *testing.T) {
-	for _, cfg := range []PacketConfig{{MaxTuples: MaxSYNTableEntries + 1}, {MaxSources: 1<<32 - 1}} {
+	for _, cfg := range []PacketConfig{{MaxTuples: MaxSYNTableEntries + 1}, {MaxSources: 1<<32 - 1}, {SYNSignatures: true, MaxSignatures: MaxSYNTableEntries + 1}} {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("%+v: no error", cfg)
 		}
 	}
-	if err := (PacketConfig{MaxTuples: MaxSYNTableEntries, MaxSources: MaxSYNTableEntries}).Validate(); err != nil {
+	if err := (PacketConfig{MaxTuples: MaxSYNTableEntries, MaxSources: MaxSYNTableEntries, MaxSignatures: MaxSYNTableEntries}).Validate(); err != nil {
 		t.Errorf("the limits themselves: %v", err)
 	}
 }
