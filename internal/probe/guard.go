@@ -275,8 +275,8 @@ func cidrPlan(k *bpfobj.PacketGuardRules, entries map[netip.Prefix]uint8) (hash,
 	}
 	var fast [2]bool
 	for f := range lens {
-		if len(lens[f]) > guardHashLens {
-			continue // the trie
+		if len(lens[f]) == 0 || len(lens[f]) > guardHashLens {
+			continue // none, or the trie
 		}
 		fast[f] = true
 		k.CidrHash |= 1 << f
