@@ -37,7 +37,7 @@ func BenchmarkGuardPath(b *testing.B) {
 		DropSYNPorts: []uint16{25},
 		// Bursts of a second: every bucket holds a tick's tokens, so the
 		// stage runs on the coarse clock (bpf/guard.h, guard_now).
-		SYNRate:      1e9, SYNBurst: 1 << 30, SYNRateGlobal: 1e9, SYNBurstGlobal: 1 << 30,
+		SYNRate: 1e9, SYNBurst: 1 << 30, SYNRateGlobal: 1e9, SYNBurstGlobal: 1 << 30,
 		ScanPorts: 200, ScanWindow: time.Second, BlockFor: time.Second,
 	}
 	for i := 0; i < 500; i++ { // 1,000 prefixes that the benchmark's sources are not in
