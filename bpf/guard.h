@@ -466,7 +466,10 @@ static __always_inline int guard_source_rules(struct guard_rules *r, struct guar
 		return GUARD_SCAN_BLOCKED;
 
 	if (r->scan_ports) {
-		if (now - s->scan_start > r->scan_window) {
+		/* Signed: after a reload that moved from the precise clock to the
+		 * coarse one, now may lag scan_start by up to a tick, which is
+		 * not the end of the window. */
+		if ((__s64)(now - s->scan_start) > (__s64)r->scan_window) {
 			s->scan_start = now;
 			s->scan_bits[0] = s->scan_bits[1] = s->scan_bits[2] = s->scan_bits[3] = 0;
 			s->scan_count = 0;
