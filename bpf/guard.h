@@ -80,7 +80,8 @@ struct guard_counters {
 struct guard_config {
 	__u8 enabled;    /* run the stage at all */
 	__u8 fake_clock; /* test builds: time is guard_clock[0] */
-	__u8 pad[6];
+	__u8 coarse_ok;  /* the kernel has bpf_ktime_get_coarse_ns (5.11+) for XDP and TC */
+	__u8 pad[5];
 };
 
 volatile const struct guard_config guard_cfg = {};
@@ -320,7 +321,9 @@ static __always_inline __u64 guard_now(const struct guard_rules *r)
 		__u64 *t = bpf_map_lookup_elem(&guard_clock, &zero);
 		return t ? *t : 0;
 	}
-	if (r->coarse_clock)
+	/* coarse_ok is a load-time constant: without the helper this call
+	 * is dead code, which the verifier never checks. */
+	if (guard_cfg.coarse_ok && r->coarse_clock)
 		return bpf_ktime_get_coarse_ns();
 	return bpf_ktime_get_ns();
 }

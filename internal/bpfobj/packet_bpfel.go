@@ -88,7 +88,8 @@ type PacketGuardConfig struct {
 	_         structs.HostLayout
 	Enabled   uint8
 	FakeClock uint8
-	Pad       [6]uint8
+	CoarseOk  uint8
+	Pad       [5]uint8
 }
 
 type PacketGuardCounters struct {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
@@ -201,6 +203,14 @@ var coarseTickOnce = sync.OnceValue(func() uint64 {
 		return 0 // unknown: the precise clock
 	}
 	return uint64(ts.Nano())
+})
+
+// coarseHelper says whether XDP and TC programs may call
+// bpf_ktime_get_coarse_ns (5.11+); without it the stage keeps the precise
+// clock whatever the rule set says.
+var coarseHelper = sync.OnceValue(func() bool {
+	return features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetCoarseNs) == nil &&
+		features.HaveProgramHelper(ebpf.SchedCLS, asm.FnKtimeGetCoarseNs) == nil
 })
 
 // coarseTick is the step of bpf_ktime_get_coarse_ns(): the kernel's tick
@@ -566,6 +576,9 @@ func configureGuard(spec *ebpf.CollectionSpec, cfg PacketConfig) error {
 	g := bpfobj.PacketGuardConfig{Enabled: 1}
 	if cfg.GuardFakeClock {
 		g.FakeClock = 1
+	}
+	if coarseHelper() {
+		g.CoarseOk = 1
 	}
 	if err := spec.Variables[bpfobj.PacketVarGuardCfg].Set(g); err != nil {
 		return fmt.Errorf("configure guard stage: %w", err)

@@ -153,3 +153,29 @@ func TestGuardCoarseClockChoice(t *testing.T) {
 		}
 	}
 }
+
+// Without bpf_ktime_get_coarse_ns (kernels before 5.11) the call is dead
+// code at load and the stage keeps the precise clock: the program must
+// load, and a rule set that asks for the coarse clock must still decide
+// SYNs by its buckets.
+func TestGuardLoadsWithoutCoarseClock(t *testing.T) {
+	saved := coarseHelper
+	t.Cleanup(func() { coarseHelper = saved })
+	coarseHelper = func() bool { return false }
+	tp := loadTestPath(t, PacketConfig{Guard: true}, 1)
+	g := GuardRules{SYNRate: 1, SYNBurst: 2} // a burst of 2 s: the coarse clock's rule set
+	if g.kernel().CoarseClock != 1 && coarseTick() != 0 {
+		t.Fatal("the rule set does not ask for the coarse clock")
+	}
+	if err := tp.pp.SetGuardRules(g); err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr("192.0.2.7")
+	for i, drop := range []bool{false, false, true} { // the burst, then over the rate
+		rule := noRule
+		if drop {
+			rule = GuardSYNRate
+		}
+		tp.checkGuardFrame(t, HookXDP, fmt.Sprintf("SYN %d", i), guardFrame(t, 4, src, 80, syn), drop, rule)
+	}
+}
