@@ -95,8 +95,16 @@ const MaxScanPorts = 256
 // MaxSYNSignatures bounds GuardRules.DropSYNSignatures (GUARD_MAX_SIGS).
 const MaxSYNSignatures = 16
 
+// MaxGuardCIDRs bounds the allow and block lists together: each rule set's
+// trie holds that many, and the hash holds both sets' prefixes while a
+// reload installs the new set beside the old.
+const MaxGuardCIDRs = 131072
+
 // Validate checks what the kernel side cannot represent.
 func (g GuardRules) Validate() error {
+	if n := len(g.Allow) + len(g.Block); n > MaxGuardCIDRs {
+		return fmt.Errorf("%d allow and block CIDRs: at most %d", n, MaxGuardCIDRs)
+	}
 	if len(g.DropSYNSignatures) > MaxSYNSignatures {
 		return fmt.Errorf("%d SYN signatures to drop: at most %d", len(g.DropSYNSignatures), MaxSYNSignatures)
 	}

@@ -179,3 +179,17 @@ func TestGuardLoadsWithoutCoarseClock(t *testing.T) {
 		tp.checkGuardFrame(t, HookXDP, fmt.Sprintf("SYN %d", i), guardFrame(t, 4, src, 80, syn), drop, rule)
 	}
 }
+
+func TestGuardCIDRLimit(t *testing.T) {
+	var g GuardRules
+	for i := 0; i <= MaxGuardCIDRs; i++ {
+		g.Block = append(g.Block, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32))
+	}
+	if err := g.Validate(); err == nil {
+		t.Errorf("%d CIDRs accepted, want at most %d", len(g.Block), MaxGuardCIDRs)
+	}
+	g.Block = g.Block[:MaxGuardCIDRs]
+	if err := g.Validate(); err != nil {
+		t.Errorf("%d CIDRs: %v", len(g.Block), err)
+	}
+}
