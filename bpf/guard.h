@@ -103,6 +103,8 @@ struct guard_rules {
 	__u8 coarse_clock;    /* time is bpf_ktime_get_coarse_ns() (see guard_now) */
 	__u8 cidr_hash;       /* bit 0: IPv4 prefixes are in guard_cidr_hash, not the trie; bit 1: IPv6 */
 	__u8 pad;
+	__u32 gen;            /* this rule set's number, never 0 nor reused (see guard_cidr_cache) */
+	__u32 pad3;
 	/* The prefix lengths present in guard_cidr_hash, longest first,
 	 * GUARD_LEN_NONE after the last, and each length's mask (the
 	 * address's words in wire order, IPv4 in word 0). */
@@ -237,6 +239,30 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } guard_cidr_bits SEC(".maps");
+
+/*
+ * Per CPU, the CIDR answer for the last source looked up: back-to-back
+ * packets of one flow (RSS keeps a flow on one CPU) skip the lookup. It
+ * caches only what the allow and block lists say, which changes only with
+ * the rule set: an entry holds the number (gen) of the rule set it was
+ * computed from, and user space numbers every rule set it installs anew,
+ * so a reload invalidates every CPU's entry at once. Scan blocks and
+ * buckets live in the per-source entry and are never cached.
+ */
+struct guard_cidr_cache {
+	__u32 addr[4];
+	__u32 gen; /* 0: empty */
+	__u8 family;
+	__u8 list;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct guard_cidr_cache);
+} guard_cidr_last SEC(".maps");
 
 struct guard_source_key {
 	__u8 addr[16];
@@ -373,11 +399,55 @@ static __always_inline int guard_cidr_probe(struct guard_cidr_hkey *k)
 	return v ? *v : 0;
 }
 
+/* guard_cidr_find is the lookup itself: the hash per length, or the trie. */
+static __always_inline int guard_cidr_find(const struct guard_rules *r, struct guard_cidr_hkey *k,
+					   __u32 w0, __u32 w1, __u32 w2, __u32 w3)
+{
+	int v;
+
+	if (k->family == 4 && (r->cidr_hash & 1)) {
+#pragma unroll
+		for (int i = 0; i < GUARD_HASH_LENS; i++) {
+			if (r->lens4[i] == GUARD_LEN_NONE)
+				return 0;
+			k->plen = r->lens4[i];
+			k->addr[0] = w0 & r->mask4[i];
+			v = guard_cidr_probe(k);
+			if (v)
+				return v;
+		}
+		return 0;
+	}
+	if (k->family == 6 && (r->cidr_hash & 2)) {
+#pragma unroll
+		for (int i = 0; i < GUARD_HASH_LENS; i++) {
+			if (r->lens6[i] == GUARD_LEN_NONE)
+				return 0;
+			k->plen = r->lens6[i];
+			k->addr[0] = w0 & r->mask6[i][0];
+			k->addr[1] = w1 & r->mask6[i][1];
+			k->addr[2] = w2 & r->mask6[i][2];
+			k->addr[3] = w3 & r->mask6[i][3];
+			v = guard_cidr_probe(k);
+			if (v)
+				return v;
+		}
+		return 0;
+	}
+	/* More lengths than the hash scheme takes: the trie. */
+	struct guard_cidr key = {.prefixlen = 8 + (k->family == 4 ? 32 : 128), .family = k->family};
+	__u32 w[4] = {w0, w1, w2, w3};
+	__builtin_memcpy(key.addr, w, sizeof(w));
+	__u8 *val = bpf_map_lookup_elem(k->set ? (void *)&guard_cidrs1 : (void *)&guard_cidrs0, &key);
+	return val ? *val : 0;
+}
+
 /*
  * guard_cidr_lookup says which list the address's longest match is on
- * (GUARD_CIDR_*, 0: none). A global function, so the verifier checks the
- * unrolled lookups once, not once per path through the parser; the address
- * comes as its four words (wire order, IPv4 in w0), family_set is
+ * (GUARD_CIDR_*, 0: none), from the CPU's last answer when it is for the
+ * same address and rule set. A global function, so the verifier checks
+ * the unrolled lookups once, not once per path through the parser; the
+ * address comes as its four words (wire order, IPv4 in w0), family_set is
  * family << 1 | set.
  */
 __attribute__((noinline)) int guard_cidr_lookup(__u32 w0, __u32 w1, __u32 w2, __u32 w3, __u32 family_set)
@@ -386,45 +456,29 @@ __attribute__((noinline)) int guard_cidr_lookup(__u32 w0, __u32 w1, __u32 w2, __
 	__u8 family = family_set >> 1;
 	struct guard_rules *r = bpf_map_lookup_elem(&guard_rule_sets, &set);
 	struct guard_cidr_hkey k = {.set = set, .family = family};
-	int v;
+	__u32 zero = 0;
+	struct guard_cidr_cache *c = bpf_map_lookup_elem(&guard_cidr_last, &zero);
 
 	if (!r)
 		return 0;
-	if (family == 4 && (r->cidr_hash & 1)) {
-#pragma unroll
-		for (int i = 0; i < GUARD_HASH_LENS; i++) {
-			if (r->lens4[i] == GUARD_LEN_NONE)
-				return 0;
-			k.plen = r->lens4[i];
-			k.addr[0] = w0 & r->mask4[i];
-			v = guard_cidr_probe(&k);
-			if (v)
-				return v;
-		}
-		return 0;
+	/* The rule set's number first: user space writes it after the
+	 * lists, so an answer is never filed under a newer set than the one
+	 * it came from. */
+	__u32 gen = r->gen;
+	if (c && c->gen == gen && c->addr[0] == w0 && c->addr[1] == w1 && c->addr[2] == w2 &&
+	    c->addr[3] == w3 && c->family == family)
+		return c->list;
+	int v = guard_cidr_find(r, &k, w0, w1, w2, w3);
+	if (c) {
+		c->gen = gen;
+		c->addr[0] = w0;
+		c->addr[1] = w1;
+		c->addr[2] = w2;
+		c->addr[3] = w3;
+		c->family = family;
+		c->list = v;
 	}
-	if (family == 6 && (r->cidr_hash & 2)) {
-#pragma unroll
-		for (int i = 0; i < GUARD_HASH_LENS; i++) {
-			if (r->lens6[i] == GUARD_LEN_NONE)
-				return 0;
-			k.plen = r->lens6[i];
-			k.addr[0] = w0 & r->mask6[i][0];
-			k.addr[1] = w1 & r->mask6[i][1];
-			k.addr[2] = w2 & r->mask6[i][2];
-			k.addr[3] = w3 & r->mask6[i][3];
-			v = guard_cidr_probe(&k);
-			if (v)
-				return v;
-		}
-		return 0;
-	}
-	/* More lengths than the hash scheme takes: the trie. */
-	struct guard_cidr key = {.prefixlen = 8 + (family == 4 ? 32 : 128), .family = family};
-	__u32 w[4] = {w0, w1, w2, w3};
-	__builtin_memcpy(key.addr, w, sizeof(w));
-	__u8 *val = bpf_map_lookup_elem(set ? (void *)&guard_cidrs1 : (void *)&guard_cidrs0, &key);
-	return val ? *val : 0;
+	return v;
 }
 
 /*

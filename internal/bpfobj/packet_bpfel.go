@@ -75,6 +75,15 @@ type PacketGuardCidr struct {
 	_         [3]byte
 }
 
+type PacketGuardCidrCache struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Gen    uint32
+	Family uint8
+	List   uint8
+	Pad    [2]uint8
+}
+
 type PacketGuardCidrHkey struct {
 	_      structs.HostLayout
 	Set    uint8
@@ -113,6 +122,8 @@ type PacketGuardRules struct {
 	CoarseClock     uint8
 	CidrHash        uint8
 	Pad             uint8
+	Gen             uint32
+	Pad3            uint32
 	Lens4           [4]uint8
 	Lens6           [4]uint8
 	Mask4           [4]uint32
@@ -249,6 +260,7 @@ const (
 	PacketMapGuardBuckets         = "guard_buckets"
 	PacketMapGuardCidrBits        = "guard_cidr_bits"
 	PacketMapGuardCidrHash        = "guard_cidr_hash"
+	PacketMapGuardCidrLast        = "guard_cidr_last"
 	PacketMapGuardCidrs0          = "guard_cidrs0"
 	PacketMapGuardCidrs1          = "guard_cidrs1"
 	PacketMapGuardClock           = "guard_clock"
@@ -344,6 +356,7 @@ type PacketMapSpecs struct {
 	GuardBuckets    *ebpf.MapSpec `ebpf:"guard_buckets"`
 	GuardCidrBits   *ebpf.MapSpec `ebpf:"guard_cidr_bits"`
 	GuardCidrHash   *ebpf.MapSpec `ebpf:"guard_cidr_hash"`
+	GuardCidrLast   *ebpf.MapSpec `ebpf:"guard_cidr_last"`
 	GuardCidrs0     *ebpf.MapSpec `ebpf:"guard_cidrs0"`
 	GuardCidrs1     *ebpf.MapSpec `ebpf:"guard_cidrs1"`
 	GuardClock      *ebpf.MapSpec `ebpf:"guard_clock"`
@@ -405,6 +418,7 @@ type PacketMaps struct {
 	GuardBuckets    *ebpf.Map `ebpf:"guard_buckets"`
 	GuardCidrBits   *ebpf.Map `ebpf:"guard_cidr_bits"`
 	GuardCidrHash   *ebpf.Map `ebpf:"guard_cidr_hash"`
+	GuardCidrLast   *ebpf.Map `ebpf:"guard_cidr_last"`
 	GuardCidrs0     *ebpf.Map `ebpf:"guard_cidrs0"`
 	GuardCidrs1     *ebpf.Map `ebpf:"guard_cidrs1"`
 	GuardClock      *ebpf.Map `ebpf:"guard_clock"`
@@ -433,6 +447,7 @@ func (m *PacketMaps) Close() error {
 		m.GuardBuckets,
 		m.GuardCidrBits,
 		m.GuardCidrHash,
+		m.GuardCidrLast,
 		m.GuardCidrs0,
 		m.GuardCidrs1,
 		m.GuardClock,

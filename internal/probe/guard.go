@@ -349,6 +349,7 @@ func cidrKey(p netip.Prefix) bpfobj.PacketGuardCidr {
 type guardState struct {
 	active uint32 // the set in force
 	loaded bool   // a rule set was installed
+	gen    uint32 // the last rule set's number (guard_rules.gen; never 0)
 }
 
 func (p *PacketPath) guardTrie(set uint32) *ebpf.Map {
@@ -427,6 +428,13 @@ func (p *PacketPath) SetGuardRules(g GuardRules) error {
 		return fmt.Errorf("guard rules: clear the spare CIDR set: %w", err)
 	}
 	kr := g.kernel()
+	// A new number for every set installed: each CPU's cached CIDR
+	// answer (guard_cidr_last) holds the number it was computed under.
+	p.guard.gen++
+	if p.guard.gen == 0 {
+		p.guard.gen = 1
+	}
+	kr.Gen = p.guard.gen
 	hashed, trieEntries := cidrPlan(kr, cidrEntries(g.Allow, g.Block))
 	for pfx, v := range trieEntries {
 		k := cidrKey(pfx)
@@ -602,6 +610,7 @@ func (p *PacketPath) shareGuardMaps(r map[string]*ebpf.Map) {
 	r[bpfobj.PacketMapGuardCidrs1] = m.GuardCidrs1
 	r[bpfobj.PacketMapGuardCidrHash] = m.GuardCidrHash
 	r[bpfobj.PacketMapGuardCidrBits] = m.GuardCidrBits
+	r[bpfobj.PacketMapGuardCidrLast] = m.GuardCidrLast
 	r[bpfobj.PacketMapGuardBuckets] = m.GuardBuckets
 	r[bpfobj.PacketMapGuardClock] = m.GuardClock
 	r[bpfobj.PacketMapGuardKnown] = m.GuardKnown // must follow GuardSources: a source's bit is set in one bitmap for all slots

@@ -10,8 +10,11 @@ package probe
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 type cidrCase struct {
@@ -191,5 +194,62 @@ func TestGuardCIDRLimit(t *testing.T) {
 	g.Block = g.Block[:MaxGuardCIDRs]
 	if err := g.Validate(); err != nil {
 		t.Errorf("%d CIDRs: %v", len(g.Block), err)
+	}
+}
+
+// The per-CPU cache of the last CIDR answer must not outlive its rule set:
+// one source, on one CPU (so every packet meets the cache the one before
+// filled), through reloads that change its verdict, on the hash and on
+// the trie; each rule set's verdict is checked twice, so the second packet
+// is answered from the cache.
+func TestGuardCidrCacheReload(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var saved unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &saved); err != nil {
+		t.Fatal(err)
+	}
+	var one unix.CPUSet
+	for cpu := 0; cpu < 1024; cpu++ {
+		if saved.IsSet(cpu) {
+			one.Set(cpu)
+			break
+		}
+	}
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.SchedSetaffinity(0, &saved)
+
+	tp := loadTestPath(t, PacketConfig{Guard: true, GuardFakeClock: true}, 1)
+	src := netip.MustParseAddr("10.1.2.3")
+	p := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, x := range s {
+			out = append(out, netip.MustParsePrefix(x))
+		}
+		return out
+	}
+	trieLens := p("10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.0/25", "10.1.2.3/32")
+	for i, c := range []struct {
+		g    GuardRules
+		drop bool
+		rule GuardRule
+	}{
+		{GuardRules{Block: p("10.1.2.0/24")}, true, GuardBlock},
+		{GuardRules{Allow: p("10.1.2.0/24")}, false, noRule},
+		{GuardRules{Block: p("10.1.2.0/24"), Allow: p("10.1.2.3/32")}, false, GuardAllowed},
+		{GuardRules{Block: trieLens}, true, GuardBlock},
+		{GuardRules{Block: trieLens[:4], Allow: trieLens[4:]}, false, GuardAllowed},
+		{GuardRules{}, false, noRule},
+		{GuardRules{Block: p("10.1.2.3/32")}, true, GuardBlock},
+		{GuardRules{Block: p("10.1.2.4/32")}, false, noRule},
+	} {
+		if err := tp.pp.SetGuardRules(c.g); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < 2; n++ {
+			tp.checkGuardFrame(t, HookTC, fmt.Sprintf("rule set %d, packet %d", i, n), guardFrame(t, 4, src, 80, ack), c.drop, c.rule)
+		}
 	}
 }
