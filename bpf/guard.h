@@ -80,22 +80,38 @@ struct guard_counters {
 struct guard_config {
 	__u8 enabled;    /* run the stage at all */
 	__u8 fake_clock; /* test builds: time is guard_clock[0] */
-	__u8 pad[6];
+	__u8 coarse_ok;  /* the kernel has bpf_ktime_get_coarse_ns (5.11+) for XDP and TC */
+	__u8 pad[5];
 };
 
 volatile const struct guard_config guard_cfg = {};
 
 #define GUARD_PORT_WORDS (65536 / 64)
 #define GUARD_MAX_SIGS 16
+/* Distinct prefix lengths per family that the hash scheme looks up (see
+ * guard_cidr_lookup); a family with more uses the trie. */
+#define GUARD_HASH_LENS 4
+#define GUARD_LEN_NONE 0xff
 
 /* One rule set. Intervals are nanoseconds per token; 0 switches a bucket off. */
 struct guard_rules {
 	__u8 dry_run;
-	__u8 has_cidrs;       /* bit 0: the trie holds IPv4 prefixes, bit 1: IPv6 */
+	__u8 has_cidrs;       /* bit 0: there are IPv4 prefixes, bit 1: IPv6 */
 	__u8 sig_count;          /* drop_sigs in use */
 	__u8 has_port_rules;  /* drop_port or drop_syn_port have a bit set */
 	__u8 require_mss;
-	__u8 pad[3];
+	__u8 coarse_clock;    /* time is bpf_ktime_get_coarse_ns() (see guard_now) */
+	__u8 cidr_hash;       /* bit 0: IPv4 prefixes are in guard_cidr_hash, not the trie; bit 1: IPv6 */
+	__u8 pad;
+	__u32 gen;            /* this rule set's number, never 0 nor reused (see guard_cidr_cache) */
+	__u32 pad3;
+	/* The prefix lengths present in guard_cidr_hash, longest first,
+	 * GUARD_LEN_NONE after the last, and each length's mask (the
+	 * address's words in wire order, IPv4 in word 0). */
+	__u8 lens4[GUARD_HASH_LENS];
+	__u8 lens6[GUARD_HASH_LENS];
+	__u32 mask4[GUARD_HASH_LENS];
+	__u32 mask6[GUARD_HASH_LENS][4];
 	__u64 syn_interval;    /* per source: 1e9 / --syn-rate */
 	__u64 syn_tolerance;   /* (--syn-burst - 1) * syn_interval */
 	__u64 global_interval; /* 1e9 / --syn-rate-global */
@@ -182,6 +198,72 @@ struct guard_cidr {
 GUARD_CIDR_TRIE(guard_cidrs0);
 GUARD_CIDR_TRIE(guard_cidrs1);
 
+/*
+ * The fast scheme for the same prefixes: one exact-match hash entry per
+ * prefix, keyed by its masked address and length, looked up once per
+ * length present, longest first, so the first hit is the longest match and
+ * its value (ALLOW/BLOCK as in the trie) is the answer. Block lists rarely
+ * use more than a few lengths per family; the kernel's trie walks one node
+ * per branching bit with a compare each, several nodes deep among a
+ * thousand prefixes (~80 ns for a hit here), a hash lookup is one hash and
+ * one compare. Both rule sets share the map: set is part of the key.
+ *
+ * In front of it, a bitmap per set (guard_cidr_bits): a prefix's bit is
+ * set when user space adds it, so a clear bit says "no prefix of this
+ * length here" for a few ns, and an address on no list (nearly every
+ * packet) costs no hash lookup at all. A set bit only means "look":
+ * collisions cost a lookup, never a wrong verdict.
+ */
+struct guard_cidr_hkey {
+	__u8 set;
+	__u8 family;
+	__u8 plen;
+	__u8 pad;
+	__u32 addr[4]; /* masked to plen, wire order */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct guard_cidr_hkey);
+	__type(value, __u8);
+} guard_cidr_hash SEC(".maps");
+
+#define GUARD_CIDR_BITS 17 /* per set: 2^17 bits, 16 KB */
+#define GUARD_CIDR_WORDS (1 << (GUARD_CIDR_BITS - 6))
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * GUARD_CIDR_WORDS); /* set 0's words, then set 1's */
+	__type(key, __u32);
+	__type(value, __u64);
+} guard_cidr_bits SEC(".maps");
+
+/*
+ * Per CPU, the CIDR answer for the last source looked up: back-to-back
+ * packets of one flow (RSS keeps a flow on one CPU) skip the lookup. It
+ * caches only what the allow and block lists say, which changes only with
+ * the rule set: an entry holds the number (gen) of the rule set it was
+ * computed from, and user space numbers every rule set it installs anew,
+ * so a reload invalidates every CPU's entry at once. Scan blocks and
+ * buckets live in the per-source entry and are never cached.
+ */
+struct guard_cidr_cache {
+	__u32 addr[4];
+	__u32 gen; /* 0: empty */
+	__u8 family;
+	__u8 list;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct guard_cidr_cache);
+} guard_cidr_last SEC(".maps");
+
 struct guard_source_key {
 	__u8 addr[16];
 	__u8 family;
@@ -196,6 +278,8 @@ struct guard_source {
 	__u64 block_started; /* when the current block began (for events) */
 	__u64 syns;          /* SYNs seen since the entry was made */
 	__u64 scan_bits[4];  /* destination ports seen in the window, by low byte */
+	__u32 scan_count;    /* bits set in scan_bits (BPF has no popcount instruction) */
+	__u32 pad;
 };
 
 struct {
@@ -247,13 +331,26 @@ static __always_inline __u64 *guard_hint_word(__u32 slot)
 	return bpf_map_lookup_elem(&guard_known, &idx);
 }
 
-static __always_inline __u64 guard_now(void)
+/*
+ * guard_now reads the stage's clock. bpf_ktime_get_ns() reads the TSC,
+ * which costs 35-50 ns a call in this VM, more than the rest of a SYN's
+ * rules; the coarse clock (the time of the last tick) costs a few ns. A
+ * bucket on a clock that steps by a tick still holds its rate if it holds
+ * a tick's tokens (burst * interval >= tick): user space sets
+ * coarse_clock only when every bucket does (internal/probe/guard.go), and
+ * the scan window and blocks are far longer than a tick.
+ */
+static __always_inline __u64 guard_now(const struct guard_rules *r)
 {
 	if (guard_cfg.fake_clock) {
 		__u32 zero = 0;
 		__u64 *t = bpf_map_lookup_elem(&guard_clock, &zero);
 		return t ? *t : 0;
 	}
+	/* coarse_ok is a load-time constant: without the helper this call
+	 * is dead code, which the verifier never checks. */
+	if (guard_cfg.coarse_ok && r->coarse_clock)
+		return bpf_ktime_get_coarse_ns();
 	return bpf_ktime_get_ns();
 }
 
@@ -284,11 +381,104 @@ static __always_inline int guard_port_bit(const __u64 *words, __u16 port)
 	return (words[idx] >> (port & 63)) & 1;
 }
 
-/* guard_cidr_list says which list the address's longest match is on (0: none). */
-static __always_inline int guard_cidr_list(void *trie, struct guard_cidr *key)
+/* guard_cidr_probe looks k up if its bit in the set's bitmap is set, and
+ * returns its value (0: absent). */
+static __always_inline int guard_cidr_probe(struct guard_cidr_hkey *k)
 {
-	__u8 *v = bpf_map_lookup_elem(trie, key);
+	__u32 h = (k->addr[0] ^ ((__u32)k->family << 8 | k->plen)) * 0x9e3779b1u;
+	h = (h ^ k->addr[1]) * 0x85ebca6bu;
+	h = (h ^ k->addr[2]) * 0xc2b2ae35u;
+	h = (h ^ k->addr[3]) * 0x9e3779b1u;
+	__u32 slot = h >> (32 - GUARD_CIDR_BITS);
+	__u32 idx = (k->set ? GUARD_CIDR_WORDS : 0) + (slot >> 6);
+	__u64 *w = bpf_map_lookup_elem(&guard_cidr_bits, &idx);
+
+	if (w && !((*w >> (slot & 63)) & 1))
+		return 0;
+	__u8 *v = bpf_map_lookup_elem(&guard_cidr_hash, k);
 	return v ? *v : 0;
+}
+
+/* guard_cidr_find is the lookup itself: the hash per length, or the trie. */
+static __always_inline int guard_cidr_find(const struct guard_rules *r, struct guard_cidr_hkey *k,
+					   __u32 w0, __u32 w1, __u32 w2, __u32 w3)
+{
+	int v;
+
+	if (k->family == 4 && (r->cidr_hash & 1)) {
+#pragma unroll
+		for (int i = 0; i < GUARD_HASH_LENS; i++) {
+			if (r->lens4[i] == GUARD_LEN_NONE)
+				return 0;
+			k->plen = r->lens4[i];
+			k->addr[0] = w0 & r->mask4[i];
+			v = guard_cidr_probe(k);
+			if (v)
+				return v;
+		}
+		return 0;
+	}
+	if (k->family == 6 && (r->cidr_hash & 2)) {
+#pragma unroll
+		for (int i = 0; i < GUARD_HASH_LENS; i++) {
+			if (r->lens6[i] == GUARD_LEN_NONE)
+				return 0;
+			k->plen = r->lens6[i];
+			k->addr[0] = w0 & r->mask6[i][0];
+			k->addr[1] = w1 & r->mask6[i][1];
+			k->addr[2] = w2 & r->mask6[i][2];
+			k->addr[3] = w3 & r->mask6[i][3];
+			v = guard_cidr_probe(k);
+			if (v)
+				return v;
+		}
+		return 0;
+	}
+	/* More lengths than the hash scheme takes: the trie. */
+	struct guard_cidr key = {.prefixlen = 8 + (k->family == 4 ? 32 : 128), .family = k->family};
+	__u32 w[4] = {w0, w1, w2, w3};
+	__builtin_memcpy(key.addr, w, sizeof(w));
+	__u8 *val = bpf_map_lookup_elem(k->set ? (void *)&guard_cidrs1 : (void *)&guard_cidrs0, &key);
+	return val ? *val : 0;
+}
+
+/*
+ * guard_cidr_lookup says which list the address's longest match is on
+ * (GUARD_CIDR_*, 0: none), from the CPU's last answer when it is for the
+ * same address and rule set. A global function, so the verifier checks
+ * the unrolled lookups once, not once per path through the parser; the
+ * address comes as its four words (wire order, IPv4 in w0), family_set is
+ * family << 1 | set.
+ */
+__attribute__((noinline)) int guard_cidr_lookup(__u32 w0, __u32 w1, __u32 w2, __u32 w3, __u32 family_set)
+{
+	__u32 set = family_set & 1;
+	__u8 family = family_set >> 1;
+	struct guard_rules *r = bpf_map_lookup_elem(&guard_rule_sets, &set);
+	struct guard_cidr_hkey k = {.set = set, .family = family};
+	__u32 zero = 0;
+	struct guard_cidr_cache *c = bpf_map_lookup_elem(&guard_cidr_last, &zero);
+
+	if (!r)
+		return 0;
+	/* The rule set's number first: user space writes it after the
+	 * lists, so an answer is never filed under a newer set than the one
+	 * it came from. */
+	__u32 gen = r->gen;
+	if (c && c->gen == gen && c->addr[0] == w0 && c->addr[1] == w1 && c->addr[2] == w2 &&
+	    c->addr[3] == w3 && c->family == family)
+		return c->list;
+	int v = guard_cidr_find(r, &k, w0, w1, w2, w3);
+	if (c) {
+		c->gen = gen;
+		c->addr[0] = w0;
+		c->addr[1] = w1;
+		c->addr[2] = w2;
+		c->addr[3] = w3;
+		c->family = family;
+		c->list = v;
+	}
+	return v;
 }
 
 /*
@@ -333,22 +523,32 @@ static __always_inline int guard_source_rules(struct guard_rules *r, struct guar
 		return GUARD_SCAN_BLOCKED;
 
 	if (r->scan_ports) {
-		if (now - s->scan_start > r->scan_window) {
+		/* Signed: after a reload that moved from the precise clock to the
+		 * coarse one, now may lag scan_start by up to a tick, which is
+		 * not the end of the window. */
+		if ((__s64)(now - s->scan_start) > (__s64)r->scan_window) {
 			s->scan_start = now;
 			s->scan_bits[0] = s->scan_bits[1] = s->scan_bits[2] = s->scan_bits[3] = 0;
+			s->scan_count = 0;
 		}
 		/* The low byte of the port: exact for any ports that differ in it,
-		 * as every range of up to 256 consecutive ports does. */
+		 * as every range of up to 256 consecutive ports does. The count
+		 * goes up with each bit newly set, so it is the bitmap's
+		 * popcount, which BPF would compute in some 60 instructions. */
 		__u32 b = dport & 255;
-		s->scan_bits[(b >> 6) & 3] |= 1ULL << (b & 63);
-		__u32 n = __builtin_popcountll(s->scan_bits[0]) + __builtin_popcountll(s->scan_bits[1]) +
-			  __builtin_popcountll(s->scan_bits[2]) + __builtin_popcountll(s->scan_bits[3]);
-		if (n >= r->scan_ports) {
+		__u64 *word = &s->scan_bits[(b >> 6) & 3];
+		__u64 bit = 1ULL << (b & 63);
+		if (!(*word & bit)) {
+			*word |= bit;
+			s->scan_count++;
+		}
+		if (s->scan_count >= r->scan_ports) {
 			/* This SYN is the Nth port: it passes, the block starts. */
 			s->blocked_until = now + r->block_for;
 			s->block_started = now;
 			s->scan_start = now;
 			s->scan_bits[0] = s->scan_bits[1] = s->scan_bits[2] = s->scan_bits[3] = 0;
+			s->scan_count = 0;
 			gc->scan_blocks++;
 		}
 	}
@@ -511,15 +711,14 @@ static __always_inline int guard_packet(void *ctx, int ctx_is_skb, void *data, v
 
 	int conn_attempt = (pkt->flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
 	int rule = GUARD_NR_RULES;
-	struct guard_cidr cidr = {.prefixlen = 8 + (pkt->family == 4 ? 32 : 128), .family = pkt->family};
-	__u8 daddr[16];
+	__u32 saddr[4] = {}, daddr[4];
 
 	int has_cidrs = r->has_cidrs & (pkt->family == 4 ? 1 : 2);
-	if ((has_cidrs || conn_attempt) && packet_addrs(data, data_end, pkt, cidr.addr, daddr) != 0)
+	if ((has_cidrs || conn_attempt) && packet_addrs(data, data_end, pkt, (__u8 *)saddr, (__u8 *)daddr) != 0)
 		return 0;
 	int list = 0;
 	if (has_cidrs)
-		list = guard_cidr_list(set ? (void *)&guard_cidrs1 : (void *)&guard_cidrs0, &cidr);
+		list = guard_cidr_lookup(saddr[0], saddr[1], saddr[2], saddr[3], (__u32)pkt->family << 1 | set);
 
 	/* Rules 2 and 3 need no state. */
 	if (list & GUARD_CIDR_BLOCK)
@@ -546,7 +745,7 @@ static __always_inline int guard_packet(void *ctx, int ctx_is_skb, void *data, v
 	if (rule == GUARD_NR_RULES) {
 		if (!conn_attempt || !(r->syn_interval || r->scan_ports || r->global_interval))
 			return 0;
-		__u64 now = guard_now();
+		__u64 now = guard_now(r);
 		__u64 *global = r->global_interval ? bpf_map_lookup_elem(&guard_buckets, &zero) : NULL;
 		if (r->syn_interval || r->scan_ports) {
 			/* A known source answers to its own bucket only; an unknown one
@@ -554,7 +753,7 @@ static __always_inline int guard_packet(void *ctx, int ctx_is_skb, void *data, v
 			 * an entry, so spoofed sources get entries at most at the
 			 * global rate. */
 			struct guard_source_key key = {.family = pkt->family};
-			__builtin_memcpy(key.addr, cidr.addr, sizeof(key.addr));
+			__builtin_memcpy(key.addr, saddr, sizeof(key.addr));
 			__u32 slot = guard_hint_slot(&key);
 			__u64 *hint = guard_hint_word(slot);
 			struct guard_source *s = NULL;

@@ -3,5 +3,5 @@
 // plain `go build` needs no clang; `go generate ./...` rebuilds them.
 package bpfobj
 
-//go:generate go tool bpf2go -cc clang -target bpfel -go-package bpfobj -output-stem packet -type flag_counters -type syn_cpu -type capture_event -type capture_counters -type guard_rules -type guard_counters -type guard_cidr -type guard_source_key -type guard_source Packet ../../bpf/packet.c -- -I../../bpf -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -cc clang -target bpfel -go-package bpfobj -output-stem packet -type flag_counters -type syn_cpu -type capture_event -type capture_counters -type guard_rules -type guard_counters -type guard_cidr -type guard_source_key -type guard_source -type guard_cidr_hkey Packet ../../bpf/packet.c -- -I../../bpf -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 //go:generate go tool bpf2go -cc clang -target bpfel -go-package bpfobj -output-stem bench Bench ../../bpf/bench_empty.c -- -I../../bpf -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror

@@ -75,11 +75,30 @@ type PacketGuardCidr struct {
 	_         [3]byte
 }
 
+type PacketGuardCidrCache struct {
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Gen    uint32
+	Family uint8
+	List   uint8
+	Pad    [2]uint8
+}
+
+type PacketGuardCidrHkey struct {
+	_      structs.HostLayout
+	Set    uint8
+	Family uint8
+	Plen   uint8
+	Pad    uint8
+	Addr   [4]uint32
+}
+
 type PacketGuardConfig struct {
 	_         structs.HostLayout
 	Enabled   uint8
 	FakeClock uint8
-	Pad       [6]uint8
+	CoarseOk  uint8
+	Pad       [5]uint8
 }
 
 type PacketGuardCounters struct {
@@ -100,7 +119,15 @@ type PacketGuardRules struct {
 	SigCount        uint8
 	HasPortRules    uint8
 	RequireMss      uint8
-	Pad             [3]uint8
+	CoarseClock     uint8
+	CidrHash        uint8
+	Pad             uint8
+	Gen             uint32
+	Pad3            uint32
+	Lens4           [4]uint8
+	Lens6           [4]uint8
+	Mask4           [4]uint32
+	Mask6           [4][4]uint32
 	SynInterval     uint64
 	SynTolerance    uint64
 	GlobalInterval  uint64
@@ -124,6 +151,8 @@ type PacketGuardSource struct {
 	BlockStarted uint64
 	Syns         uint64
 	ScanBits     [4]uint64
+	ScanCount    uint32
+	Pad          uint32
 }
 
 type PacketGuardSourceKey struct {
@@ -229,6 +258,9 @@ const (
 	PacketMapDropPorts            = "drop_ports"
 	PacketMapGuardActive          = "guard_active"
 	PacketMapGuardBuckets         = "guard_buckets"
+	PacketMapGuardCidrBits        = "guard_cidr_bits"
+	PacketMapGuardCidrHash        = "guard_cidr_hash"
+	PacketMapGuardCidrLast        = "guard_cidr_last"
 	PacketMapGuardCidrs0          = "guard_cidrs0"
 	PacketMapGuardCidrs1          = "guard_cidrs1"
 	PacketMapGuardClock           = "guard_clock"
@@ -322,6 +354,9 @@ type PacketMapSpecs struct {
 	DropPorts       *ebpf.MapSpec `ebpf:"drop_ports"`
 	GuardActive     *ebpf.MapSpec `ebpf:"guard_active"`
 	GuardBuckets    *ebpf.MapSpec `ebpf:"guard_buckets"`
+	GuardCidrBits   *ebpf.MapSpec `ebpf:"guard_cidr_bits"`
+	GuardCidrHash   *ebpf.MapSpec `ebpf:"guard_cidr_hash"`
+	GuardCidrLast   *ebpf.MapSpec `ebpf:"guard_cidr_last"`
 	GuardCidrs0     *ebpf.MapSpec `ebpf:"guard_cidrs0"`
 	GuardCidrs1     *ebpf.MapSpec `ebpf:"guard_cidrs1"`
 	GuardClock      *ebpf.MapSpec `ebpf:"guard_clock"`
@@ -381,6 +416,9 @@ type PacketMaps struct {
 	DropPorts       *ebpf.Map `ebpf:"drop_ports"`
 	GuardActive     *ebpf.Map `ebpf:"guard_active"`
 	GuardBuckets    *ebpf.Map `ebpf:"guard_buckets"`
+	GuardCidrBits   *ebpf.Map `ebpf:"guard_cidr_bits"`
+	GuardCidrHash   *ebpf.Map `ebpf:"guard_cidr_hash"`
+	GuardCidrLast   *ebpf.Map `ebpf:"guard_cidr_last"`
 	GuardCidrs0     *ebpf.Map `ebpf:"guard_cidrs0"`
 	GuardCidrs1     *ebpf.Map `ebpf:"guard_cidrs1"`
 	GuardClock      *ebpf.Map `ebpf:"guard_clock"`
@@ -407,6 +445,9 @@ func (m *PacketMaps) Close() error {
 		m.DropPorts,
 		m.GuardActive,
 		m.GuardBuckets,
+		m.GuardCidrBits,
+		m.GuardCidrHash,
+		m.GuardCidrLast,
 		m.GuardCidrs0,
 		m.GuardCidrs1,
 		m.GuardClock,

@@ -1,12 +1,18 @@
 package probe
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcplens/tcplens/internal/bpfobj"
 )
@@ -89,8 +95,16 @@ const MaxScanPorts = 256
 // MaxSYNSignatures bounds GuardRules.DropSYNSignatures (GUARD_MAX_SIGS).
 const MaxSYNSignatures = 16
 
+// MaxGuardCIDRs bounds the allow and block lists together: each rule set's
+// trie holds that many, and the hash holds both sets' prefixes while a
+// reload installs the new set beside the old.
+const MaxGuardCIDRs = 131072
+
 // Validate checks what the kernel side cannot represent.
 func (g GuardRules) Validate() error {
+	if n := len(g.Allow) + len(g.Block); n > MaxGuardCIDRs {
+		return fmt.Errorf("%d allow and block CIDRs: at most %d", n, MaxGuardCIDRs)
+	}
 	if len(g.DropSYNSignatures) > MaxSYNSignatures {
 		return fmt.Errorf("%d SYN signatures to drop: at most %d", len(g.DropSYNSignatures), MaxSYNSignatures)
 	}
@@ -179,8 +193,137 @@ func (g GuardRules) kernel() *bpfobj.PacketGuardRules {
 		k.ScanWindow = uint64(g.ScanWindow)
 		k.BlockFor = uint64(g.BlockFor)
 	}
+	// The coarse clock steps by a tick: a bucket then admits at most its
+	// burst per tick, which is its rate only if the burst lasts a tick.
+	tick := coarseTick()
+	k.CoarseClock = 1
+	for _, b := range [][2]uint64{{k.SynInterval, k.SynTolerance}, {k.GlobalInterval, k.GlobalTolerance}, {k.AdmitInterval, k.AdmitTolerance}} {
+		if b[0] != 0 && (tick == 0 || b[0]+b[1] < tick) {
+			k.CoarseClock = 0
+		}
+	}
 	return k
 }
+
+var coarseTickOnce = sync.OnceValue(func() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0 // unknown: the precise clock
+	}
+	return uint64(ts.Nano())
+})
+
+// coarseHelper says whether XDP and TC programs may call
+// bpf_ktime_get_coarse_ns (5.11+); without it the stage keeps the precise
+// clock whatever the rule set says.
+var coarseHelper = sync.OnceValue(func() bool {
+	return features.HaveProgramHelper(ebpf.XDP, asm.FnKtimeGetCoarseNs) == nil &&
+		features.HaveProgramHelper(ebpf.SchedCLS, asm.FnKtimeGetCoarseNs) == nil
+})
+
+// coarseTick is the step of bpf_ktime_get_coarse_ns(): the kernel's tick
+// (CLOCK_MONOTONIC_COARSE's resolution). Tests may replace it.
+var coarseTick = coarseTickOnce
+
+// guardHashLens is GUARD_HASH_LENS: a family whose prefixes have more
+// distinct lengths goes to the trie.
+const guardHashLens = 4
+
+// guardCidrBits is GUARD_CIDR_BITS, the prefilter's bits per set.
+const (
+	guardCidrBits  = 17
+	guardCidrWords = 1 << (guardCidrBits - 6)
+)
+
+// cidrSlot is guard_cidr_probe's bit for a hash key (the same hash).
+func cidrSlot(k *bpfobj.PacketGuardCidrHkey) uint32 {
+	h := (k.Addr[0] ^ (uint32(k.Family)<<8 | uint32(k.Plen))) * 0x9e3779b1
+	h = (h ^ k.Addr[1]) * 0x85ebca6b
+	h = (h ^ k.Addr[2]) * 0xc2b2ae35
+	h = (h ^ k.Addr[3]) * 0x9e3779b1
+	return h >> (32 - guardCidrBits)
+}
+
+// cidrMask is the mask of a prefix of bits as guard_cidr_hkey's words
+// (wire order bytes, read as the BPF program reads them: little endian).
+func cidrMask(bits int) [4]uint32 {
+	var b [16]byte
+	for i := 0; i < bits; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	var m [4]uint32
+	for i := range m {
+		m[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	return m
+}
+
+// cidrHashKey is p (normalized by cidrEntries) as guard_cidr_hkey of set.
+func cidrHashKey(p netip.Prefix, set uint32) bpfobj.PacketGuardCidrHkey {
+	k := bpfobj.PacketGuardCidrHkey{Set: uint8(set), Plen: uint8(p.Bits()), Family: 6}
+	var b [16]byte
+	if p.Addr().Is4() {
+		k.Family = 4
+		a := p.Addr().As4()
+		copy(b[:], a[:])
+	} else {
+		b = p.Addr().As16()
+	}
+	for i := range k.Addr {
+		k.Addr[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	return k
+}
+
+// cidrPlan splits the merged prefixes between the hash scheme and the
+// trie, per family, and fills the rule set's lengths and masks.
+func cidrPlan(k *bpfobj.PacketGuardRules, entries map[netip.Prefix]uint8) (hash, trie map[netip.Prefix]uint8) {
+	var lens [2][]int // [0] IPv4, [1] IPv6
+	for p := range entries {
+		f := 1
+		if p.Addr().Is4() {
+			f = 0
+		}
+		if !slices.Contains(lens[f], p.Bits()) {
+			lens[f] = append(lens[f], p.Bits())
+		}
+	}
+	for i := range guardHashLens {
+		k.Lens4[i], k.Lens6[i] = guardLenNone, guardLenNone
+	}
+	var fast [2]bool
+	for f := range lens {
+		if len(lens[f]) == 0 || len(lens[f]) > guardHashLens {
+			continue // none, or the trie
+		}
+		fast[f] = true
+		k.CidrHash |= 1 << f
+		slices.SortFunc(lens[f], func(a, b int) int { return b - a }) // longest first
+		for i, l := range lens[f] {
+			m := cidrMask(l)
+			if f == 0 {
+				k.Lens4[i], k.Mask4[i] = uint8(l), m[0]
+			} else {
+				k.Lens6[i], k.Mask6[i] = uint8(l), m
+			}
+		}
+	}
+	hash, trie = map[netip.Prefix]uint8{}, map[netip.Prefix]uint8{}
+	for p, v := range entries {
+		f := 1
+		if p.Addr().Is4() {
+			f = 0
+		}
+		if fast[f] {
+			hash[p] = v
+		} else {
+			trie[p] = v
+		}
+	}
+	return hash, trie
+}
+
+const guardLenNone = 0xff
 
 // cidrKey is p as struct guard_cidr: the family's 8 bits, then the address.
 func cidrKey(p netip.Prefix) bpfobj.PacketGuardCidr {
@@ -206,6 +349,7 @@ func cidrKey(p netip.Prefix) bpfobj.PacketGuardCidr {
 type guardState struct {
 	active uint32 // the set in force
 	loaded bool   // a rule set was installed
+	gen    uint32 // the last rule set's number (guard_rules.gen; never 0)
 }
 
 func (p *PacketPath) guardTrie(set uint32) *ebpf.Map {
@@ -280,13 +424,39 @@ func (p *PacketPath) SetGuardRules(g GuardRules) error {
 	if err := clearMap(trie); err != nil {
 		return fmt.Errorf("guard rules: clear the spare CIDR set: %w", err)
 	}
-	for pfx, v := range cidrEntries(g.Allow, g.Block) {
+	if err := p.clearCidrHash(next); err != nil {
+		return fmt.Errorf("guard rules: clear the spare CIDR set: %w", err)
+	}
+	kr := g.kernel()
+	// A new number for every set installed: each CPU's cached CIDR
+	// answer (guard_cidr_last) holds the number it was computed under.
+	p.guard.gen++
+	if p.guard.gen == 0 {
+		p.guard.gen = 1
+	}
+	kr.Gen = p.guard.gen
+	hashed, trieEntries := cidrPlan(kr, cidrEntries(g.Allow, g.Block))
+	for pfx, v := range trieEntries {
 		k := cidrKey(pfx)
 		if err := trie.Put(&k, &v); err != nil {
 			return fmt.Errorf("guard rules: add %v: %w", pfx, err)
 		}
 	}
-	if err := p.Maps.GuardRuleSets.Put(next, g.kernel()); err != nil {
+	bits := make([]uint64, guardCidrWords)
+	for pfx, v := range hashed {
+		k := cidrHashKey(pfx, next)
+		if err := p.Maps.GuardCidrHash.Put(&k, &v); err != nil {
+			return fmt.Errorf("guard rules: add %v: %w", pfx, err)
+		}
+		slot := cidrSlot(&k)
+		bits[slot>>6] |= 1 << (slot & 63)
+	}
+	for i, w := range bits {
+		if err := p.Maps.GuardCidrBits.Put(uint32(int(next)*guardCidrWords+i), w); err != nil {
+			return fmt.Errorf("guard rules: write the CIDR bitmap: %w", err)
+		}
+	}
+	if err := p.Maps.GuardRuleSets.Put(next, kr); err != nil {
 		return fmt.Errorf("guard rules: write rule set: %w", err)
 	}
 	// The buckets start full under new rules: their state was measured in
@@ -316,6 +486,28 @@ func clearMap(m *ebpf.Map) error {
 	}
 	for i := range keys {
 		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearCidrHash deletes set's entries from the shared CIDR hash.
+func (p *PacketPath) clearCidrHash(set uint32) error {
+	var keys []bpfobj.PacketGuardCidrHkey
+	var k bpfobj.PacketGuardCidrHkey
+	var v uint8
+	it := p.Maps.GuardCidrHash.Iterate()
+	for it.Next(&k, &v) {
+		if uint32(k.Set) == set {
+			keys = append(keys, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for i := range keys {
+		if err := p.Maps.GuardCidrHash.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return err
 		}
 	}
@@ -388,6 +580,7 @@ func configureGuard(spec *ebpf.CollectionSpec, cfg PacketConfig) error {
 	if !cfg.Guard {
 		sources.MaxEntries = 1                               // the stage is compiled out; keep its LRU small
 		spec.Maps[bpfobj.PacketMapGuardKnown].MaxEntries = 1 // and its bitmap
+		spec.Maps[bpfobj.PacketMapGuardCidrBits].MaxEntries = 1
 		return nil
 	}
 	if cfg.GuardSources > MaxGuardSources {
@@ -399,6 +592,9 @@ func configureGuard(spec *ebpf.CollectionSpec, cfg PacketConfig) error {
 	g := bpfobj.PacketGuardConfig{Enabled: 1}
 	if cfg.GuardFakeClock {
 		g.FakeClock = 1
+	}
+	if coarseHelper() {
+		g.CoarseOk = 1
 	}
 	if err := spec.Variables[bpfobj.PacketVarGuardCfg].Set(g); err != nil {
 		return fmt.Errorf("configure guard stage: %w", err)
@@ -412,6 +608,9 @@ func (p *PacketPath) shareGuardMaps(r map[string]*ebpf.Map) {
 	r[bpfobj.PacketMapGuardActive] = m.GuardActive
 	r[bpfobj.PacketMapGuardCidrs0] = m.GuardCidrs0
 	r[bpfobj.PacketMapGuardCidrs1] = m.GuardCidrs1
+	r[bpfobj.PacketMapGuardCidrHash] = m.GuardCidrHash
+	r[bpfobj.PacketMapGuardCidrBits] = m.GuardCidrBits
+	r[bpfobj.PacketMapGuardCidrLast] = m.GuardCidrLast
 	r[bpfobj.PacketMapGuardBuckets] = m.GuardBuckets
 	r[bpfobj.PacketMapGuardClock] = m.GuardClock
 	r[bpfobj.PacketMapGuardKnown] = m.GuardKnown // must follow GuardSources: a source's bit is set in one bitmap for all slots

@@ -35,7 +35,9 @@ func BenchmarkGuardPath(b *testing.B) {
 		Allow:        []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:aaaa::/48")},
 		DropPorts:    []uint16{23, 445},
 		DropSYNPorts: []uint16{25},
-		SYNRate:      1e9, SYNBurst: 1 << 20, SYNRateGlobal: 1e9, SYNBurstGlobal: 1 << 20,
+		// Bursts of a second: every bucket holds a tick's tokens, so the
+		// stage runs on the coarse clock (bpf/guard.h, guard_now).
+		SYNRate: 1e9, SYNBurst: 1 << 30, SYNRateGlobal: 1e9, SYNBurstGlobal: 1 << 30,
 		ScanPorts: 200, ScanWindow: time.Second, BlockFor: time.Second,
 	}
 	for i := 0; i < 500; i++ { // 1,000 prefixes that the benchmark's sources are not in
@@ -65,7 +67,19 @@ func BenchmarkGuardPath(b *testing.B) {
 	if err := mss.SetGuardRules(mssRules); err != nil {
 		b.Fatal(err)
 	}
-	for _, variant := range []string{"guard", "no-guard", "guard-mss"} {
+	// The same rules with bursts of 65 us, shorter than any tick: the
+	// precise clock (bpf_ktime_get_ns), for its share.
+	fine, err := LoadPacketPath(PacketConfig{Guard: true}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { fine.Close() })
+	fineRules := rules
+	fineRules.SYNBurst, fineRules.SYNBurstGlobal = 1<<16, 1<<16
+	if err := fine.SetGuardRules(fineRules); err != nil {
+		b.Fatal(err)
+	}
+	for _, variant := range []string{"guard", "no-guard", "guard-mss", "guard-fineclock"} {
 		for _, hook := range []Hook{HookXDP, HookTC} {
 			empty, lens := objs.EmptyXdp, pp.Program(0, hook)
 			if hook == HookTC {
@@ -76,6 +90,8 @@ func BenchmarkGuardPath(b *testing.B) {
 				lens = plain.Program(0, hook)
 			case "guard-mss":
 				lens = mss.Program(0, hook)
+			case "guard-fineclock":
+				lens = fine.Program(0, hook)
 			}
 			for _, v6 := range []bool{false, true} {
 				fam, blocked := "ipv4", blocked4
