@@ -81,6 +81,7 @@ type Metrics struct {
 
 	// set once the agent has started
 	pool  *probe.PacketPool
+	guard *guardMetrics // nil: no guard stage
 	feed  *live.Feed
 	asked []string
 }
@@ -260,6 +261,10 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 		}
+	}
+
+	if m.guard != nil {
+		m.guard.collect(counter, gauge)
 	}
 
 	m.feedMu.Lock()

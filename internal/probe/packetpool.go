@@ -162,6 +162,18 @@ func (pp *PacketPool) Programs() map[string]*ebpf.Program {
 	return out
 }
 
+// SetGuardRules installs a new guard rule set for every slot: the slots
+// share one set of guard maps (grow replaces them with the first copy's),
+// so one flip switches all interfaces. See PacketPath.SetGuardRules.
+func (pp *PacketPool) SetGuardRules(g GuardRules) error { return pp.path.SetGuardRules(g) }
+
+// GuardCounters are the guard stage's counters, all slots together (they
+// share one counter map).
+func (pp *PacketPool) GuardCounters() (GuardCounters, error) { return pp.path.GuardCounters() }
+
+// GuardSources lists the guard stage's per-source entries.
+func (pp *PacketPool) GuardSources() ([]GuardSource, error) { return pp.path.GuardSources() }
+
 // Close detaches everything and releases the programs and maps.
 func (pp *PacketPool) Close() error {
 	pp.mu.Lock()
