@@ -3,6 +3,7 @@ package probe
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -83,6 +84,16 @@ func (pp *PacketPool) grow() error {
 	for name, m := range pp.path.colls[0].Maps {
 		if !strings.HasPrefix(name, ".") { // .rodata holds each slot's cfg
 			repl[name] = m
+		}
+	}
+	// The first copy's named maps are in path.Maps: Assign took them out
+	// of its collection. Without them each later copy counted into maps of
+	// its own, which nobody read (its counters stayed 0) and its guard
+	// stage had no rules.
+	maps := reflect.ValueOf(&pp.path.Maps).Elem()
+	for i := 0; i < maps.NumField(); i++ {
+		if m, ok := maps.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+			repl[maps.Type().Field(i).Tag.Get("ebpf")] = m
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
