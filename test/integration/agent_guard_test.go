@@ -42,8 +42,9 @@ func writeFile(t *testing.T, path, text string) {
 // the dropped port (over IPv6) connect() times out; from A's other address
 // it succeeds, and B's PassiveOpens grows by that one. Prometheus must
 // answer: drops by rule block and by rule drop_port each equal the SYNs
-// A's kernel sent for them, nothing counted as a dry run. XDP and TC (tcx,
-// or netlink TC on 6.1).
+// A's kernel sent for them, nothing counted as a dry run, and the SYNs
+// seen on B's link equal all that A sent (the link is the pool's second
+// copy: lo is attached first). XDP and TC (tcx, or netlink TC on 6.1).
 func TestAgentGuardMetrics(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
@@ -56,7 +57,9 @@ func TestAgentGuardMetrics(t *testing.T) {
 			srv := p.B.Listen(t, testnet.IPv4, 0)
 			rules := filepath.Join(t.TempDir(), "guard.yaml")
 			writeFile(t, rules, fmt.Sprintf("# the test's rules\nblock:\n  - %s/32\ndrop_port: [%d]\n", bad, guardDropPort))
-			a := startAgent(t, p.B, "-i", p.B.Link, "--hook", hook, "--events", "states", "--netns", "self", "--guard-rules", rules)
+			// lo first: it takes the pool's first copy, so B's link runs in a
+			// copy loaded later, which must share the first one's maps.
+			a := startAgent(t, p.B, "-i", "lo", "-i", p.B.Link, "--hook", hook, "--events", "states", "--netns", "self", "--guard-rules", rules)
 			s := prom.Start(t, prom.Options{Targets: []string{agentListen}, NetNS: p.B.Name})
 
 			b0, s0 := snmp(t, p.B), snmp(t, p.A)
@@ -72,6 +75,7 @@ func TestAgentGuardMetrics(t *testing.T) {
 			if err := dialFrom(p.A, good, srv.Addr, 10*time.Second); err != nil {
 				t.Errorf("unblocked %v: connect %v", good, err)
 			}
+			s3 := snmp(t, p.A)
 			b1 := waitSettled(t, p.B)
 			if got := snmpDelta(t, b0, b1, "Tcp:PassiveOpens"); got != 1 {
 				t.Errorf("B's PassiveOpens grew by %d, want 1 (the unblocked client)", got)
@@ -87,6 +91,9 @@ func TestAgentGuardMetrics(t *testing.T) {
 			}
 			if got := query(t, s, `tcplens_guard_drops_total{rule="drop_port",mode="enforce"}`); got != float64(portSYNs) {
 				t.Errorf("guard drops by drop_port = %v, want the %d SYNs A sent to %v", got, portSYNs, dropped)
+			}
+			if got, want := query(t, s, fmt.Sprintf(`tcplens_syn_total{interface=%q,direction="in"}`, p.B.Link)), synsSent(t, s0, s3); got != float64(want) {
+				t.Errorf("tcplens_syn_total in on %s = %v, want the %d SYNs A sent", p.B.Link, got, want)
 			}
 			if got := query(t, s, `sum(tcplens_guard_drops_total{mode="dry_run"})`); got != 0 {
 				t.Errorf("dry-run drops = %v, want 0 (enforcing)", got)
