@@ -12,10 +12,12 @@ import (
 
 // The guard stage's metrics (--guard-rules). The stage keeps one set of
 // counters for every interface the agent guards (the slots share its
-// maps), so these carry no interface label.
+// maps), so these carry no interface label; per interface there is the
+// packet path's own drop count (guard_interface_drops_total).
 var (
 	descGuardPackets  = desc("guard_packets_total", "Incoming TCP packets the guard stage decided, on all guarded interfaces together.")
 	descGuardDrops    = desc("guard_drops_total", "Incoming TCP packets each guard rule dropped (mode enforce), or would have dropped (mode dry_run: none was dropped), on all guarded interfaces together.", "rule", "mode")
+	descGuardIfDrops  = desc("guard_interface_drops_total", "Incoming TCP packets the guard stage dropped on the interface, all rules together (none in a dry run).", "interface")
 	descGuardAllowed  = desc("guard_allowed_total", "Incoming TCP packets a guard drop rule matched that an allow CIDR let through.")
 	descGuardDryRun   = desc("guard_dry_run", "1 while the guard rules in force only count what they would drop, 0 while they drop.")
 	descGuardBlocks   = desc("guard_source_blocks_total", "Sources the guard's scan rule auto-blocked.")

@@ -24,7 +24,7 @@ var (
 	descAnomalies = desc("tcp_anomalies_total", "TCP segments with an invalid flag combination or a malformed header.", "interface", "direction", "kind")
 	descSYN       = desc("syn_total", "SYNs without ACK (connection attempts) seen on the interface.", "interface", "direction")
 	descSYNACK    = desc("synack_total", "SYN-ACKs seen on the interface.", "interface", "direction")
-	descSYNDrop   = desc("syn_dropped_total", "SYNs the packet path dropped by rule.", "interface")
+	descSYNDrop   = desc("syn_dropped_total", "Packets the packet path dropped on the interface (with --guard-rules: every TCP packet the guard dropped, SYN or not).", "interface")
 	descAttached  = desc("interface_attached", "1 for each interface and direction the packet path is attached to, with its hook and mode.", "interface", "direction", "hook", "mode")
 
 	descRetrans     = desc("retransmitted_segments_total", "TCP segments retransmitted (what the kernel added to tcpi_total_retrans; SYN-ACKs as kind synack).", "kind")
@@ -257,7 +257,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 				counter(descSYN, c.SynNoAck, ifc, d)
 				counter(descSYNACK, c.SynAck, ifc, d)
 				if dir == probe.DirIn {
-					counter(descSYNDrop, c.Dropped, ifc) // rules drop received SYNs only
+					counter(descSYNDrop, c.Dropped, ifc) // rules drop received packets only
+					if m.guard != nil {
+						// The guard is the agent's only drop rule; per rule
+						// its counters are node-wide (guard_drops_total).
+						counter(descGuardIfDrops, c.Dropped, ifc)
+					}
 				}
 			}
 		}

@@ -95,6 +95,12 @@ func TestAgentGuardMetrics(t *testing.T) {
 			if got, want := query(t, s, fmt.Sprintf(`tcplens_syn_total{interface=%q,direction="in"}`, p.B.Link)), synsSent(t, s0, s3); got != float64(want) {
 				t.Errorf("tcplens_syn_total in on %s = %v, want the %d SYNs A sent", p.B.Link, got, want)
 			}
+			if got := query(t, s, fmt.Sprintf(`tcplens_guard_interface_drops_total{interface=%q}`, p.B.Link)); got != float64(blockSYNs+portSYNs) {
+				t.Errorf("guard drops on %s = %v, want the %d SYNs A sent to be dropped", p.B.Link, got, blockSYNs+portSYNs)
+			}
+			if got := query(t, s, `tcplens_guard_interface_drops_total{interface="lo"}`); got != 0 {
+				t.Errorf("guard drops on lo = %v, want 0", got)
+			}
 			if got := query(t, s, `sum(tcplens_guard_drops_total{mode="dry_run"})`); got != 0 {
 				t.Errorf("dry-run drops = %v, want 0 (enforcing)", got)
 			}
