@@ -161,7 +161,7 @@ func TestAgentGuardReload(t *testing.T) {
 		if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		testnet.WaitFor(t, 10*time.Second, "the agent to log "+logged, func() bool { return strings.Count(a.out.String(), logged) > n })
+		testnet.WaitFor(t, 30*time.Second, "the agent to log "+logged, func() bool { return strings.Count(a.out.String(), logged) > n })
 	}
 	reload("dry_run: true\n"+block, "reload: guard rules from")
 	b0, s1 := snmp(t, p.B), snmp(t, p.A)
