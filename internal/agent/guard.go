@@ -10,24 +10,6 @@ import (
 	"github.com/tcplens/tcplens/internal/probe"
 )
 
-// The guard stage's metrics (--guard-rules). The stage keeps one set of
-// counters for every interface the agent guards (the slots share its
-// maps), so these carry no interface label; per interface there is the
-// packet path's own drop count (guard_interface_drops_total).
-var (
-	descGuardPackets  = desc("guard_packets_total", "Incoming TCP packets the guard stage decided, on all guarded interfaces together.")
-	descGuardDrops    = desc("guard_drops_total", "Incoming TCP packets each guard rule dropped (mode enforce), or would have dropped (mode dry_run: none was dropped), on all guarded interfaces together.", "rule", "mode")
-	descGuardIfDrops  = desc("guard_interface_drops_total", "Incoming TCP packets the guard stage dropped on the interface, all rules together (none in a dry run).", "interface")
-	descGuardAllowed  = desc("guard_allowed_total", "Incoming TCP packets a guard drop rule matched that an allow CIDR let through.")
-	descGuardDryRun   = desc("guard_dry_run", "1 while the guard rules in force only count what they would drop, 0 while they drop.")
-	descGuardBlocks   = desc("guard_source_blocks_total", "Sources the guard's scan rule auto-blocked.")
-	descGuardReleases = desc("guard_source_releases_total", "Auto-blocked sources whose block ended: it expired, or the source table evicted the source.")
-	descGuardBlocked  = desc("guard_blocked_sources", "Sources auto-blocked now.")
-	descGuardAdmitted = desc("guard_source_entries_total", "Per-source entries the guard made (sources that the SYN-rate and scan rules follow).")
-	descGuardLost     = desc("guard_untracked_syns_total", "SYNs of sources the guard could not follow: no admission token (cause admission_rate: the global SYN rate alone governed them) or the source table refused the entry (cause table_full).", "cause")
-	descGuardReloads  = desc("guard_reloads_total", "Guard rule reloads (SIGHUP), by result: ok, or failed (the old rules stayed in force).", "result")
-)
-
 // guardModes are the values of guard_drops_total's mode label.
 var guardModes = [2]string{"enforce", "dry_run"}
 

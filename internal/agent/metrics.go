@@ -45,6 +45,22 @@ var (
 	descPortResets  = desc("remote_port_resets_total", "Resets by remote port (--per-remote-port; ports past the cap are folded into other).", "remote_port")
 	descPortFolded  = desc("remote_port_folded_total", "Events whose remote port was folded into other because the cap was reached.")
 	descRefreshErr  = desc("refresh_errors_total", "Snapshots (sock_diag) that failed.")
+
+	// The guard stage's metrics (--guard-rules). The stage keeps one set of
+	// counters for every interface the agent guards (the slots share its
+	// maps), so these carry no interface label; per interface there is the
+	// packet path's own drop count (guard_interface_drops_total).
+	descGuardPackets  = desc("guard_packets_total", "Incoming TCP packets the guard stage decided, on all guarded interfaces together.")
+	descGuardDrops    = desc("guard_drops_total", "Incoming TCP packets each guard rule dropped (mode enforce), or would have dropped (mode dry_run: none was dropped), on all guarded interfaces together.", "rule", "mode")
+	descGuardIfDrops  = desc("guard_interface_drops_total", "Incoming TCP packets the guard stage dropped on the interface, all rules together (none in a dry run).", "interface")
+	descGuardAllowed  = desc("guard_allowed_total", "Incoming TCP packets a guard drop rule matched that an allow CIDR let through.")
+	descGuardDryRun   = desc("guard_dry_run", "1 while the guard rules in force only count what they would drop, 0 while they drop.")
+	descGuardBlocks   = desc("guard_source_blocks_total", "Sources the guard's scan rule auto-blocked.")
+	descGuardReleases = desc("guard_source_releases_total", "Auto-blocked sources whose block ended: it expired, or the source table evicted the source.")
+	descGuardBlocked  = desc("guard_blocked_sources", "Sources auto-blocked now.")
+	descGuardAdmitted = desc("guard_source_entries_total", "Per-source entries the guard made (sources that the SYN-rate and scan rules follow).")
+	descGuardLost     = desc("guard_untracked_syns_total", "SYNs of sources the guard could not follow: no admission token (cause admission_rate: the global SYN rate alone governed them) or the source table refused the entry (cause table_full).", "cause")
+	descGuardReloads  = desc("guard_reloads_total", "Guard rule reloads (SIGHUP), by result: ok, or failed (the old rules stayed in force).", "result")
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
