@@ -106,15 +106,20 @@ func (g *guardMetrics) collect(counter func(*prometheus.Desc, uint64, ...string)
 	if err != nil {
 		return
 	}
-	srcs, err := g.stage.GuardSources()
-	if err != nil {
-		return
-	}
-	now := g.now()
 	blocked := uint64(0)
-	for _, s := range srcs {
-		if s.BlockStarted != 0 && s.BlockedUntil > now {
-			blocked++
+	if cur.ScanBlocks > 0 {
+		// Walked only once a block began: the walk costs a few syscalls
+		// per source of a table of up to --max-sources entries, and
+		// without the scan rule no source is ever blocked.
+		srcs, err := g.stage.GuardSources()
+		if err != nil {
+			return
+		}
+		now := g.now()
+		for _, s := range srcs {
+			if s.BlockStarted != 0 && s.BlockedUntil > now {
+				blocked++
+			}
 		}
 	}
 	// Every block the kernel began is either in force or over (expired or

@@ -21,10 +21,14 @@ type fakeGuard struct {
 	srcs    []probe.GuardSource
 	rules   []probe.GuardRules
 	failSet error
+	walks   int // GuardSources calls
 }
 
 func (f *fakeGuard) GuardCounters() (probe.GuardCounters, error) { return f.c, nil }
-func (f *fakeGuard) GuardSources() ([]probe.GuardSource, error)  { return f.srcs, nil }
+func (f *fakeGuard) GuardSources() ([]probe.GuardSource, error) {
+	f.walks++
+	return f.srcs, nil
+}
 func (f *fakeGuard) SetGuardRules(g probe.GuardRules) error {
 	if f.failSet != nil {
 		return f.failSet
@@ -175,5 +179,24 @@ func (o oneMetric) Collect(ch chan<- prometheus.Metric) {
 		if strings.Contains(m.Desc().String(), `fqName: "`+o.name+`"`) {
 			ch <- m
 		}
+	}
+}
+
+// TestGuardNoWalkWithoutBlocks: until the kernel has begun a block, a
+// scrape does not walk the source table.
+func TestGuardNoWalkWithoutBlocks(t *testing.T) {
+	var mu sync.Mutex
+	m := NewMetrics(&mu, 0)
+	fg := &fakeGuard{}
+	fg.c.Matched[probe.GuardSYNRate] = 9
+	m.guard = newGuardMetrics(fg, false)
+	testutil.CollectAndCount(m)
+	if fg.walks != 0 {
+		t.Errorf("%d walks of the source table with no block begun, want 0", fg.walks)
+	}
+	fg.c.ScanBlocks = 1
+	testutil.CollectAndCount(m)
+	if fg.walks != 1 {
+		t.Errorf("%d walks once a block began, want 1", fg.walks)
 	}
 }
