@@ -204,3 +204,80 @@ func TestAgentGuardReload(t *testing.T) {
 		t.Errorf("after SIGTERM, %s has %s", p.B.Link, att)
 	}
 }
+
+// TestAgentGuardScanBlock: with a scan rule in the agent's guard rules, a
+// source of A that reaches N ports of B (N-1 closed ones answer with a
+// reset, so its SYNs reached B) is blocked: its next connect() times out,
+// and /metrics says one block begun, one source blocked now, and drops by
+// rule scan = the SYNs A sent meanwhile. After block_for it connects again,
+// and /metrics says one release and none blocked. IPv6, TC (tcx, or
+// netlink TC on 6.1).
+func TestAgentGuardScanBlock(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	t.Parallel()
+	blockFor := 3 * time.Second
+	if testutil.Emulated() != "" {
+		blockFor = 10 * time.Second // the checks within the block take longer
+	}
+	p := testnet.NewPair(t)
+	srv := p.B.Listen(t, testnet.IPv6, 0)
+	const n = 5
+	rules := filepath.Join(t.TempDir(), "guard.yaml")
+	writeFile(t, rules, fmt.Sprintf("scan_ports: %d\nscan_window: 30s\nblock_for: %s\n", n, blockFor))
+	a := startAgent(t, p.B, "-i", p.B.Link, "--hook", "tc", "--events", "states", "--netns", "self", "--guard-rules", rules)
+
+	src, dst := p.A.Addr(testnet.IPv6), p.B.Addr(testnet.IPv6)
+	for i := 0; i < n-1; i++ {
+		if err := dialFrom(p.A, src, netip.AddrPortFrom(dst, uint16(20001+i)), 5*time.Second); !isRefused(err) {
+			t.Fatalf("port %d of the scan: %v, want refused", i+1, err)
+		}
+	}
+	if err := dialFrom(p.A, src, srv.Addr, 5*time.Second); err != nil {
+		t.Fatalf("port %d (the server's) of the scan: %v", n, err)
+	}
+	blockedAt := time.Now()
+	s0 := snmp(t, p.A)
+	if err := dialFrom(p.A, src, srv.Addr, 500*time.Millisecond); !isTimeout(err) {
+		t.Errorf("after %d ports: connect %v, want a timeout (blocked)", n, err)
+	}
+	scanSYNs := synsSent(t, s0, snmp(t, p.A))
+	body := a.metrics(t)
+	if time.Since(blockedAt) >= blockFor {
+		t.Fatalf("the checks within the block took %v, longer than block_for %v", time.Since(blockedAt), blockFor)
+	}
+	for _, c := range []struct {
+		series string
+		want   uint64
+	}{
+		{`tcplens_guard_source_blocks_total`, 1},
+		{`tcplens_guard_blocked_sources`, 1},
+		{`tcplens_guard_source_releases_total`, 0},
+		{`tcplens_guard_drops_total{mode="enforce",rule="scan"}`, scanSYNs},
+	} {
+		if got := metricValue(body, c.series); got != float64(c.want) {
+			t.Errorf("while blocked: %s = %v, want %d", c.series, got, c.want)
+		}
+	}
+
+	time.Sleep(time.Until(blockedAt.Add(blockFor + 200*time.Millisecond)))
+	if err := dialFrom(p.A, src, srv.Addr, 5*time.Second); err != nil {
+		t.Errorf("after block_for: connect %v, want released", err)
+	}
+	body = a.metrics(t)
+	for _, c := range []struct {
+		series string
+		want   uint64
+	}{
+		{`tcplens_guard_source_blocks_total`, 1},
+		{`tcplens_guard_blocked_sources`, 0},
+		{`tcplens_guard_source_releases_total`, 1},
+	} {
+		if got := metricValue(body, c.series); got != float64(c.want) {
+			t.Errorf("after block_for: %s = %v, want %d", c.series, got, c.want)
+		}
+	}
+	a.stop(t)
+	if att := p.B.Attachments(t); !att.Empty() {
+		t.Errorf("after SIGTERM, %s has %s", p.B.Link, att)
+	}
+}
