@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/tcplens/tcplens/internal/bpfobj"
 	"github.com/tcplens/tcplens/internal/testutil"
 )
 
@@ -63,5 +64,59 @@ func TestPacketPoolGuardSharedAcrossSlots(t *testing.T) {
 	// Three slots, both hooks, one blocked SYN per step.
 	if want := uint64(3 * len(hooks) * 2); c.Matched[GuardBlock] != want || c.Dropped != want {
 		t.Errorf("guard counters: block matched %d, dropped %d; want %d each (every slot counts into one map)", c.Matched[GuardBlock], c.Dropped, want)
+	}
+}
+
+// fillGuardSources puts n IPv4 sources 10.x.y.z into the table, with SYN
+// counts 1..n.
+func fillGuardSources(t testing.TB, pp *PacketPath, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		k := bpfobj.PacketGuardSourceKey{Family: 4}
+		k.Addr[0], k.Addr[1], k.Addr[2], k.Addr[3] = 10, byte(i>>16), byte(i>>8), byte(i)
+		v := bpfobj.PacketGuardSource{Syns: uint64(i + 1)}
+		if err := pp.Maps.GuardSources.Put(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The walk in batches returns every entry once, with its value (the
+// oracle: what the test put there).
+func TestGuardSourcesWalk(t *testing.T) {
+	tp := loadTestPath(t, PacketConfig{Guard: true}, 1)
+	const n = 10000 // more than one batch
+	fillGuardSources(t, tp.pp, n)
+	srcs, err := tp.pp.GuardSources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, s := range srcs {
+		b := s.Addr.As4()
+		i := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+		if b[0] != 10 || i >= n || s.SYNs != uint64(i+1) || seen[s.Addr] {
+			t.Fatalf("source %v with %d SYNs: not one the test put there, or twice", s.Addr, s.SYNs)
+		}
+		seen[s.Addr] = true
+	}
+	if len(seen) != n {
+		t.Errorf("%d sources, want %d", len(seen), n)
+	}
+}
+
+// BenchmarkGuardSourcesWalk: what the agent's scrape pays to count the
+// blocked sources once the scan rule has blocked one: a walk of the
+// per-source table, here full (65,536 entries, the default).
+func BenchmarkGuardSourcesWalk(b *testing.B) {
+	tp := loadTestPath(b, PacketConfig{Guard: true}, 1)
+	fillGuardSources(b, tp.pp, int(tp.pp.Maps.GuardSources.MaxEntries()))
+	b.ResetTimer()
+	for b.Loop() {
+		srcs, err := tp.pp.GuardSources()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(srcs)), "sources")
 	}
 }
