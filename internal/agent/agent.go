@@ -48,6 +48,9 @@ type Options struct {
 	// EventLog, when set, sees every event after the metrics (--log); it
 	// is flushed at each refresh and on Close.
 	EventLog EventLog
+	// Guard, when set, runs the guard stage with these rules on every
+	// interface the agent attaches (--guard-rules).
+	Guard *probe.GuardRules
 }
 
 // EventLog is the JSON-lines event log.
@@ -108,13 +111,22 @@ func Start(ctx context.Context, opts Options) (*Agent, error) {
 		a.stats = st
 		statsHeld.Store(true)
 	}
-	pool, err := probe.NewPacketPool(probe.PacketConfig{Direction: opts.Direction}, opts.Hook)
+	pcfg := probe.PacketConfig{Direction: opts.Direction}
+	if opts.Guard != nil {
+		// Every slot the pool adds shares this copy's guard maps, so the
+		// rules set here hold on every interface attached later.
+		pcfg.Guard, pcfg.GuardRules = true, opts.Guard
+	}
+	pool, err := probe.NewPacketPool(pcfg, opts.Hook)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
 	a.pool = pool
 	a.metrics.pool = pool
+	if opts.Guard != nil {
+		a.metrics.guard = newGuardMetrics(pool, opts.Guard.DryRun)
+	}
 	// Subscribe before listing, so that no link falls between the two.
 	if a.watcher, err = probe.WatchLinks(); err != nil {
 		a.Close()
@@ -286,6 +298,27 @@ func (a *Agent) Reload(names []string, regex *regexp.Regexp) error {
 		a.linkChanged(probe.LinkEvent{Name: l.Attrs().Name, Index: l.Attrs().Index})
 	}
 	return nil
+}
+
+// ErrNoGuard: guard rules given to an agent started without the stage.
+var ErrNoGuard = errors.New("the agent started without --guard-rules; the guard stage needs a restart")
+
+// SetGuardRules replaces the guard rules in force (SIGHUP), through map
+// updates: every packet meets the old rules or the new ones. On error the
+// old rules stay, and the failure is counted.
+func (a *Agent) SetGuardRules(g probe.GuardRules) error {
+	if a.metrics.guard == nil {
+		return ErrNoGuard
+	}
+	return a.metrics.guard.setRules(g)
+}
+
+// GuardReloadFailed counts a guard reload refused before it reached the
+// kernel (a bad rules file, a lockout).
+func (a *Agent) GuardReloadFailed() {
+	if a.metrics.guard != nil {
+		a.metrics.guard.reloadFailed()
+	}
 }
 
 // NotReady says what keeps the agent from being ready: a source asked for

@@ -24,7 +24,7 @@ var (
 	descAnomalies = desc("tcp_anomalies_total", "TCP segments with an invalid flag combination or a malformed header.", "interface", "direction", "kind")
 	descSYN       = desc("syn_total", "SYNs without ACK (connection attempts) seen on the interface.", "interface", "direction")
 	descSYNACK    = desc("synack_total", "SYN-ACKs seen on the interface.", "interface", "direction")
-	descSYNDrop   = desc("syn_dropped_total", "SYNs the packet path dropped by rule.", "interface")
+	descSYNDrop   = desc("syn_dropped_total", "Packets the packet path dropped on the interface (with --guard-rules: every TCP packet the guard dropped, SYN or not).", "interface")
 	descAttached  = desc("interface_attached", "1 for each interface and direction the packet path is attached to, with its hook and mode.", "interface", "direction", "hook", "mode")
 
 	descRetrans     = desc("retransmitted_segments_total", "TCP segments retransmitted (what the kernel added to tcpi_total_retrans; SYN-ACKs as kind synack).", "kind")
@@ -45,6 +45,22 @@ var (
 	descPortResets  = desc("remote_port_resets_total", "Resets by remote port (--per-remote-port; ports past the cap are folded into other).", "remote_port")
 	descPortFolded  = desc("remote_port_folded_total", "Events whose remote port was folded into other because the cap was reached.")
 	descRefreshErr  = desc("refresh_errors_total", "Snapshots (sock_diag) that failed.")
+
+	// The guard stage's metrics (--guard-rules). The stage keeps one set of
+	// counters for every interface the agent guards (the slots share its
+	// maps), so these carry no interface label; per interface there is the
+	// packet path's own drop count (guard_interface_drops_total).
+	descGuardPackets  = desc("guard_packets_total", "Incoming TCP packets the guard stage decided, on all guarded interfaces together.")
+	descGuardDrops    = desc("guard_drops_total", "Incoming TCP packets each guard rule dropped (mode enforce), or would have dropped (mode dry_run: none was dropped), on all guarded interfaces together.", "rule", "mode")
+	descGuardIfDrops  = desc("guard_interface_drops_total", "Incoming TCP packets the guard stage dropped on the interface, all rules together (none in a dry run).", "interface")
+	descGuardAllowed  = desc("guard_allowed_total", "Incoming TCP packets a guard drop rule matched that an allow CIDR let through.")
+	descGuardDryRun   = desc("guard_dry_run", "1 while the guard rules in force only count what they would drop, 0 while they drop.")
+	descGuardBlocks   = desc("guard_source_blocks_total", "Sources the guard's scan rule auto-blocked.")
+	descGuardReleases = desc("guard_source_releases_total", "Auto-blocked sources whose block ended: it expired, or the source table evicted the source.")
+	descGuardBlocked  = desc("guard_blocked_sources", "Sources auto-blocked now.")
+	descGuardAdmitted = desc("guard_source_entries_total", "Per-source entries the guard made (sources that the SYN-rate and scan rules follow).")
+	descGuardLost     = desc("guard_untracked_syns_total", "SYNs of sources the guard could not follow: no admission token (cause admission_rate: the global SYN rate alone governed them) or the source table refused the entry (cause table_full).", "cause")
+	descGuardReloads  = desc("guard_reloads_total", "Guard rule reloads (SIGHUP), by result: ok, or failed (the old rules stayed in force).", "result")
 )
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -81,6 +97,7 @@ type Metrics struct {
 
 	// set once the agent has started
 	pool  *probe.PacketPool
+	guard *guardMetrics // nil: no guard stage
 	feed  *live.Feed
 	asked []string
 }
@@ -256,10 +273,19 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 				counter(descSYN, c.SynNoAck, ifc, d)
 				counter(descSYNACK, c.SynAck, ifc, d)
 				if dir == probe.DirIn {
-					counter(descSYNDrop, c.Dropped, ifc) // rules drop received SYNs only
+					counter(descSYNDrop, c.Dropped, ifc) // rules drop received packets only
+					if m.guard != nil {
+						// The guard is the agent's only drop rule; per rule
+						// its counters are node-wide (guard_drops_total).
+						counter(descGuardIfDrops, c.Dropped, ifc)
+					}
 				}
 			}
 		}
+	}
+
+	if m.guard != nil {
+		m.guard.collect(counter, gauge)
 	}
 
 	m.feedMu.Lock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcplens/tcplens/internal/conn"
 	"github.com/tcplens/tcplens/internal/events"
+	"github.com/tcplens/tcplens/internal/probe"
 )
 
 // fed is metrics with one event of each kind and one refresh.
@@ -34,6 +35,9 @@ func fed(t *testing.T, perPort int) *Metrics {
 		{Key: conn.Key{Local: l, Remote: r}, State: conn.StateEstablished, SRTT: 2 * time.Millisecond},
 		{Key: conn.Key{Local: l}, State: conn.StateListen},
 	}, conn.Totals{ListenOverflows: 2, ListenDrops: 2, NewConnections: 1, Namespaces: 1})
+	fg := &fakeGuard{}
+	fg.c.Packets, fg.c.Matched[probe.GuardBlock] = 5, 2
+	m.guard = newGuardMetrics(fg, false)
 	return m
 }
 

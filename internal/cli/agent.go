@@ -47,6 +47,9 @@ type agentFlags struct {
 	logFile       string
 	logMaxBytes   int64
 	config        string
+	guardRules    string
+	guardDryRun   bool
+	guardForce    bool
 	sock          sockFlags
 }
 
@@ -67,6 +70,9 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&f.log, "log", nil, "write a JSON-lines event log of these `STREAMS` (some of retrans, resets, states, drops), in the stream commands' records")
 	fs.StringVar(&f.logFile, "log-file", "", "write the event log to `PATH` instead of stdout, rotated by size")
 	fs.Int64Var(&f.logMaxBytes, "log-max-bytes", 100<<20, "rotate the event log file past `BYTES` (the previous one is kept as PATH.1)")
+	fs.StringVar(&f.guardRules, "guard-rules", "", "run guard's drop policy on every watched interface, with the rules in YAML `FILE` (the format of the rules file of tcplens guard); SIGHUP reloads it. A deny policy can lock you out of this host: rules that would cut your own SSH connection need --guard-force")
+	fs.BoolVar(&f.guardDryRun, "guard-dry-run", false, "with --guard-rules: count what the rules would drop, drop nothing")
+	fs.BoolVar(&f.guardForce, "guard-force", false, "with --guard-rules: apply rules even if they would block your own SSH connection (SSH_CONNECTION, established sockets to port 22)")
 	f.sock.register(fs)
 	fs.StringVar(&f.config, "config", "", "read settings from YAML `FILE` (keys are these flags' long names); flags given here win; SIGHUP reads it again")
 }
@@ -177,13 +183,39 @@ func (f *agentFlags) options() (agent.Options, error) {
 	if err := agent.ValidateWebConfig(f.webConfig); err != nil {
 		return o, usagef("--web-config-file %s: %v", f.webConfig, err)
 	}
+	if f.guardRules == "" && (f.guardDryRun || f.guardForce) {
+		return o, usagef("--guard-dry-run and --guard-force need --guard-rules")
+	}
 	return o, nil
+}
+
+// guard reads the --guard-rules file and applies --guard-dry-run and the
+// lockout check (guard's own). Nil rules: no guard stage. Errors name the
+// file's line.
+func (f *agentFlags) guard() (*probe.GuardRules, error) {
+	if f.guardRules == "" {
+		return nil, nil
+	}
+	rules, err := loadGuardRules(f.guardRules)
+	if err != nil {
+		return nil, fmt.Errorf("--guard-rules: %w", err)
+	}
+	if f.guardDryRun {
+		rules.DryRun = true
+	}
+	if why := lockout(rules, sshPeers()); why != "" && !f.guardForce {
+		return nil, fmt.Errorf("--guard-rules %s: %s: this would lock you out; add an allow for it, or --guard-force", f.guardRules, why)
+	}
+	return &rules, nil
 }
 
 func runAgent(ctx context.Context, env Env, args []string) error {
 	f, opts, err := parseAgentFlags(env, args)
 	if err != nil {
 		return err
+	}
+	if opts.Guard, err = f.guard(); err != nil {
+		return usageError{err.Error()}
 	}
 	// Interfaces named with -i must exist at start (bad input otherwise);
 	// later they are followed by name.
@@ -226,6 +258,13 @@ func runAgent(ctx context.Context, env Env, args []string) error {
 	reg := agent.Registry(a.Metrics(), version, commit)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv := agent.Serve(l, reg, a.NotReady, opts.WebConfigFile, opts.Pprof, logger)
+	if opts.Guard != nil {
+		mode := "enforcing"
+		if opts.Guard.DryRun {
+			mode = "dry run, dropping nothing"
+		}
+		opts.Log(fmt.Sprintf("guard rules from %s on every watched interface (%s)", f.guardRules, mode))
+	}
 	opts.Log(fmt.Sprintf("serving on %s", opts.Listen))
 	for {
 		select {
@@ -256,10 +295,42 @@ func reloadAgent(env Env, args []string, old *agentFlags, a *agent.Agent, logf f
 		logf("reload: " + err.Error())
 		return
 	}
+	reloadAgentGuard(nf, old, a, logf)
 	if nf.listen != old.listen || nf.webConfig != old.webConfig || !slices.Equal(nf.sources, old.sources) ||
 		nf.hook != old.hook || nf.direction != old.direction || nf.pprof != old.pprof || nf.perRemotePort != old.perRemotePort || nf.netns != old.netns {
 		logf("reload: interfaces applied; listen, web-config-file, events, hook, direction, pprof, per-remote-port and netns take effect at the next start")
 	} else {
 		logf("reload: settings read again")
 	}
+}
+
+// reloadAgentGuard reads the guard rules again. The stage itself is loaded
+// at start only; a bad file or a lockout keeps the rules in force, and
+// counts a failed reload.
+func reloadAgentGuard(nf, old *agentFlags, a *agent.Agent, logf func(string)) {
+	switch {
+	case old.guardRules == "" && nf.guardRules == "":
+		return
+	case old.guardRules == "":
+		logf("reload: --guard-rules takes effect at the next start (the agent started without the guard stage)")
+		return
+	case nf.guardRules == "":
+		logf("reload: no --guard-rules any more: the guard stage stays, with the rules in force, until the next start")
+		return
+	}
+	rules, err := nf.guard()
+	if err != nil {
+		a.GuardReloadFailed()
+		logf("reload: keeping the guard rules in force: " + err.Error())
+		return
+	}
+	if err := a.SetGuardRules(*rules); err != nil {
+		logf("reload: keeping the guard rules in force: " + err.Error())
+		return
+	}
+	mode := "enforcing"
+	if rules.DryRun {
+		mode = "dry run, dropping nothing"
+	}
+	logf(fmt.Sprintf("reload: guard rules from %s in force (%s)", nf.guardRules, mode))
 }

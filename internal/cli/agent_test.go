@@ -82,3 +82,49 @@ func TestAgentExampleConfig(t *testing.T) {
 		t.Errorf("uncommented example: %v\n%s", err, strings.Join(lines, "\n"))
 	}
 }
+
+// TestAgentGuardRulesBad: a bad --guard-rules file, a missing one, and the
+// guard flags without --guard-rules are bad usage (exit 2), said in one
+// line naming the file's line, before anything is loaded (no root needed).
+func TestAgentGuardRulesBad(t *testing.T) {
+	bad := writeConfig(t, "block: [10.0.0.0/8]\ndrop_port:\n  - 80\n  - 70000\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--guard-rules", bad}, "line 4: drop_port: port 70000"},
+		{[]string{"--guard-rules", filepath.Join(t.TempDir(), "none.yaml")}, "no such file"},
+		{[]string{"--guard-dry-run"}, "need --guard-rules"},
+		{[]string{"--guard-force"}, "need --guard-rules"},
+	} {
+		var stderr strings.Builder
+		code := Main(append([]string{"agent", "-i", "lo", "--listen", "127.0.0.1:0"}, tc.args...), Env{Stdout: io.Discard, Stderr: &stderr})
+		msg := strings.TrimSpace(stderr.String())
+		if code != ExitUsage || !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+			t.Errorf("%v: exit %d, %q; want exit %d and one line with %q", tc.args, code, msg, ExitUsage, tc.want)
+		}
+	}
+}
+
+// TestAgentGuardLockout: rules that block the caller's SSH client need
+// --guard-force (guard's own check); --guard-dry-run overrides the file.
+func TestAgentGuardLockout(t *testing.T) {
+	t.Setenv("SSH_CONNECTION", "198.51.100.7 50000 192.0.2.1 22")
+	rules := writeConfig(t, "block: [198.51.100.0/24]\n")
+	env := Env{Stdout: io.Discard, Stderr: io.Discard}
+	f, _, err := parseAgentFlags(env, []string{"-i", "lo", "--guard-rules", rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.guard(); err == nil || !strings.Contains(err.Error(), "lock you out") || !strings.Contains(err.Error(), "198.51.100.7") {
+		t.Errorf("blocking the SSH client: %v, want a lockout refusal naming it", err)
+	}
+	f.guardForce = true
+	if g, err := f.guard(); err != nil || g == nil || len(g.Block) != 1 || g.DryRun {
+		t.Errorf("with --guard-force: %+v, %v", g, err)
+	}
+	f.guardForce, f.guardDryRun = false, true
+	if g, err := f.guard(); err != nil || g == nil || !g.DryRun {
+		t.Errorf("with --guard-dry-run (drops nothing, so no lockout): %+v, %v", g, err)
+	}
+}

@@ -3,6 +3,7 @@ package probe
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -85,6 +86,16 @@ func (pp *PacketPool) grow() error {
 			repl[name] = m
 		}
 	}
+	// The first copy's named maps are in path.Maps: Assign took them out
+	// of its collection. Without them each later copy counted into maps of
+	// its own, which nobody read (its counters stayed 0) and its guard
+	// stage had no rules.
+	maps := reflect.ValueOf(&pp.path.Maps).Elem()
+	for i := 0; i < maps.NumField(); i++ {
+		if m, ok := maps.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+			repl[maps.Type().Field(i).Tag.Get("ebpf")] = m
+		}
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		return explainLoadError("load packet-path programs", err)
@@ -161,6 +172,18 @@ func (pp *PacketPool) Programs() map[string]*ebpf.Program {
 	}
 	return out
 }
+
+// SetGuardRules installs a new guard rule set for every slot: the slots
+// share one set of guard maps (grow replaces them with the first copy's),
+// so one flip switches all interfaces. See PacketPath.SetGuardRules.
+func (pp *PacketPool) SetGuardRules(g GuardRules) error { return pp.path.SetGuardRules(g) }
+
+// GuardCounters are the guard stage's counters, all slots together (they
+// share one counter map).
+func (pp *PacketPool) GuardCounters() (GuardCounters, error) { return pp.path.GuardCounters() }
+
+// GuardSources lists the guard stage's per-source entries.
+func (pp *PacketPool) GuardSources() ([]GuardSource, error) { return pp.path.GuardSources() }
 
 // Close detaches everything and releases the programs and maps.
 func (pp *PacketPool) Close() error {
