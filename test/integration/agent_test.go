@@ -260,8 +260,13 @@ func TestAgentMetricsMatchTheKernel(t *testing.T) {
 			got, info.Total_retrans, retransSegs, queryText(t, s, `tcplens_events_lost_total != 0`))
 	}
 	outRsts := snmpA1["Tcp:OutRsts"] - snmpA0["Tcp:OutRsts"] + snmpB1["Tcp:OutRsts"] - snmpB0["Tcp:OutRsts"]
-	if got := query(t, s, `sum(tcplens_resets_total{direction="sent"})`); got != aborted || outRsts != aborted {
+	// The namespaces' counters cover every port: B also holds Prometheus's
+	// scrapes of the agent, and once two resets more than the aborts were
+	// counted there. The metric covers the test's port (--port) only.
+	if got := query(t, s, `sum(tcplens_resets_total{direction="sent"})`); got != aborted || outRsts < aborted {
 		t.Errorf("resets sent = %v, want %d aborts (Tcp:OutRsts of A and B grew %d)", got, aborted, outRsts)
+	} else if outRsts > aborted {
+		t.Logf("Tcp:OutRsts of A and B grew %d for %d aborts: resets on other ports", outRsts, aborted)
 	}
 	if got := query(t, s, `sum(tcplens_resets_total{direction="received"})`); got != aborted {
 		t.Errorf("resets received = %v, want %d", got, aborted)
