@@ -26,7 +26,7 @@ KVER=$1 LOG=$2; shift 3
 DIR=${TCPLENS_KERNELS_DIR:-/tmp/tcplens-kernels}
 CPUS=${TCPLENS_KERNELS_CPUS:-2}
 MEM=${TCPLENS_KERNELS_MEM:-3G}
-TIMEOUT=${TCPLENS_KERNELS_TIMEOUT:-1800}
+TIMEOUT=${TCPLENS_KERNELS_TIMEOUT:-2400}
 ACCEL=${TCPLENS_KERNELS_ACCEL:-auto}
 BUSYBOX=/bin/busybox
 for t in qemu-system-x86_64 depmod xz cpio gzip apt-get dpkg-deb; do

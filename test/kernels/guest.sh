@@ -31,6 +31,6 @@ echo "=== tcplens-kernels doctor exit $?"
 while read -r bin dir; do
 	start=$(date +%s)
 	echo "=== tcplens-kernels package $dir"
-	(cd "$dir" && "$B/$bin" -test.v -test.count=1 -test.timeout="${TCPLENS_KERNELS_TEST_TIMEOUT:-15m}" ${TCPLENS_KERNELS_TESTARGS:-} 2>&1)
+	(cd "$dir" && "$B/$bin" -test.v -test.count=1 -test.timeout="${TCPLENS_KERNELS_TEST_TIMEOUT:-25m}" ${TCPLENS_KERNELS_TESTARGS:-} 2>&1)
 	echo "=== tcplens-kernels package $dir exit $? seconds $(($(date +%s) - start))"
 done <"$B/packages"

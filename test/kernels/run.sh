@@ -139,8 +139,13 @@ while read -r name pkg policy; do
 	elif [ "$failed" -gt 0 ] || [ -n "$broken" ]; then
 		verdict=FAIL
 		echo "kernels: $name: failing tests:"
-		grep -E '^ *--- FAIL: ' "$log" | sed 's/^/    /'
-		[ -n "$broken" ] && echo "    packages that exited non-zero: $broken"
+		grep -E '^ *--- FAIL: ' "$log" | sed 's/^/    /' || true
+		if [ -n "$broken" ]; then
+			echo "    packages that exited non-zero: $broken"
+			# A panic or a timeout names no failing test: show its first lines
+			# (a timeout lists the tests that were running).
+			grep -A8 -E '^panic: ' "$log" | head -n 40 | sed 's/^/    /' || true
+		fi
 		# The output of each failing top-level test, for CI logs that keep nothing else.
 		for t in $(sed -n 's/^--- FAIL: \([^ ]*\) .*/\1/p' "$log"); do
 			echo "kernels: $name: output of $t:"
