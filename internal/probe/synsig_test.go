@@ -10,11 +10,11 @@ package probe
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/google/gopacket/layers"
+
+	"github.com/tcplens/tcplens/internal/testutil"
 )
 
 // wantSig formats the p0f-like signature of a well-formed option list as
@@ -32,46 +32,7 @@ func wantSig(opts []layers.TCPOption) string {
 	if size%4 != 0 {
 		opts = append(append([]layers.TCPOption{}, opts...), layers.TCPOption{OptionType: layers.TCPOptionKindEndList})
 	}
-	var layout strings.Builder
-	mss, ws := "-", "-"
-	n := 0
-	for _, o := range opts {
-		if n == sigMaxOpts {
-			layout.WriteByte('+')
-			break
-		}
-		n++
-		switch o.OptionType {
-		case layers.TCPOptionKindEndList:
-			layout.WriteByte('E')
-		case layers.TCPOptionKindNop:
-			layout.WriteByte('N')
-		case layers.TCPOptionKindMSS:
-			layout.WriteByte('M')
-			if len(o.OptionData) == 2 {
-				mss = strconv.Itoa(int(o.OptionData[0])<<8 | int(o.OptionData[1]))
-			}
-		case layers.TCPOptionKindWindowScale:
-			layout.WriteByte('W')
-			if len(o.OptionData) == 1 {
-				ws = strconv.Itoa(int(o.OptionData[0]))
-			}
-		case layers.TCPOptionKindSACKPermitted:
-			layout.WriteByte('S')
-		case layers.TCPOptionKindTimestamps:
-			layout.WriteByte('T')
-		default:
-			layout.WriteByte('?')
-		}
-		if o.OptionType == layers.TCPOptionKindEndList {
-			break
-		}
-	}
-	l := layout.String()
-	if l == "" {
-		l = "-"
-	}
-	return l + ":" + mss + ":" + ws
+	return testutil.TCPOptionsSignature(opts)
 }
 
 func TestSYNSignatureCounts(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -272,54 +271,10 @@ func captureSignatures(t *testing.T, file string, to *testnet.NS) (all, v4 map[s
 		if !mine[dst.Unmap()] {
 			continue
 		}
-		all[sigOfOptions(tl.Options)]++
+		all[testutil.TCPOptionsSignature(tl.Options)]++
 		if dst.Unmap().Is4() {
-			v4[sigOfOptions(tl.Options)]++
+			v4[testutil.TCPOptionsSignature(tl.Options)]++
 		}
 	}
 	return all, v4
-}
-
-// sigOfOptions formats options as gopacket decoded them, p0f-like:
-// LAYOUT:MSS:WSCALE (see README, `syn --by signature`). gopacket stops
-// decoding at an end-of-list option, as the signature does.
-func sigOfOptions(opts []layers.TCPOption) string {
-	var layout strings.Builder
-	mss, ws := "-", "-"
-	for i, o := range opts {
-		if i == 10 {
-			layout.WriteByte('+')
-			break
-		}
-		switch o.OptionType {
-		case layers.TCPOptionKindEndList:
-			layout.WriteByte('E')
-		case layers.TCPOptionKindNop:
-			layout.WriteByte('N')
-		case layers.TCPOptionKindMSS:
-			layout.WriteByte('M')
-			if len(o.OptionData) == 2 {
-				mss = strconv.Itoa(int(o.OptionData[0])<<8 | int(o.OptionData[1]))
-			}
-		case layers.TCPOptionKindWindowScale:
-			layout.WriteByte('W')
-			if len(o.OptionData) == 1 {
-				ws = strconv.Itoa(int(o.OptionData[0]))
-			}
-		case layers.TCPOptionKindSACKPermitted:
-			layout.WriteByte('S')
-		case layers.TCPOptionKindTimestamps:
-			layout.WriteByte('T')
-		default:
-			layout.WriteByte('?')
-		}
-		if o.OptionType == layers.TCPOptionKindEndList {
-			break
-		}
-	}
-	l := layout.String()
-	if l == "" {
-		l = "-"
-	}
-	return l + ":" + mss + ":" + ws
 }
