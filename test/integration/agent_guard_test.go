@@ -226,15 +226,8 @@ func TestAgentGuardScanBlock(t *testing.T) {
 	writeFile(t, rules, fmt.Sprintf("scan_ports: %d\nscan_window: 30s\nblock_for: %s\n", n, blockFor))
 	a := startAgent(t, p.B, "-i", p.B.Link, "--hook", "tc", "--events", "states", "--netns", "self", "--guard-rules", rules)
 
-	src, dst := p.A.Addr(testnet.IPv6), p.B.Addr(testnet.IPv6)
-	for i := 0; i < n-1; i++ {
-		if err := dialFrom(p.A, src, netip.AddrPortFrom(dst, uint16(20001+i)), 5*time.Second); !isRefused(err) {
-			t.Fatalf("port %d of the scan: %v, want refused", i+1, err)
-		}
-	}
-	if err := dialFrom(p.A, src, srv.Addr, 5*time.Second); err != nil {
-		t.Fatalf("port %d (the server's) of the scan: %v", n, err)
-	}
+	src := p.A.Addr(testnet.IPv6)
+	scanPorts(t, p, src, srv.Addr, n, 5*time.Second)
 	blockedAt := time.Now()
 	s0 := snmp(t, p.A)
 	if err := dialFrom(p.A, src, srv.Addr, 500*time.Millisecond); !isTimeout(err) {

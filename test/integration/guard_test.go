@@ -109,16 +109,8 @@ func TestGuardScanBlockAndRelease(t *testing.T) {
 			const n = 5
 			tl := p.B.StartTcplens(t, "guard", "-i", p.B.Link, "-o", "json", "--hook", sc.hook, "--interval", "100ms",
 				"--scan-ports", fmt.Sprint(n), "--scan-window", "10s", "--block-for", "2s")
-			src, dst := p.A.Addr(sc.family), p.B.Addr(sc.family)
-			// n-1 closed ports, then the server's port: all reach B.
-			for i := 0; i < n-1; i++ {
-				if err := dialFrom(p.A, src, netip.AddrPortFrom(dst, uint16(20001+i)), 2*time.Second); !isRefused(err) {
-					t.Fatalf("port %d of the scan: %v, want refused", i+1, err)
-				}
-			}
-			if err := dialFrom(p.A, src, srv.Addr, 2*time.Second); err != nil {
-				t.Fatalf("port %d (the server's) of the scan: %v", n, err)
-			}
+			src := p.A.Addr(sc.family)
+			scanPorts(t, p, src, srv.Addr, n, 2*time.Second)
 			blockedAt := time.Now()
 			if err := dialFrom(p.A, src, srv.Addr, 500*time.Millisecond); !isTimeout(err) {
 				t.Errorf("after %d ports: connect %v, want a timeout (blocked)", n, err)
@@ -384,5 +376,20 @@ func TestGuardSpoofedFlood(t *testing.T) {
 	// (A's own connections and their RSTs: none, they all complete.)
 	if limit := uint64(float64(rate)*floodTime.Seconds()*1.1) + 100 + uint64(runtime.NumCPU()); passed > limit {
 		t.Errorf("%d flood SYNs reached B in %v, want at most %d at %d/s", passed, floodTime, limit, rate)
+	}
+}
+
+// scanPorts makes src on A reach n ports of B: n-1 closed ones, each of
+// which answers with a reset (so the SYN reached B), then srv's, which
+// accepts.
+func scanPorts(t *testing.T, p *testnet.Pair, src netip.Addr, srv netip.AddrPort, n int, timeout time.Duration) {
+	t.Helper()
+	for i := 0; i < n-1; i++ {
+		if err := dialFrom(p.A, src, netip.AddrPortFrom(srv.Addr(), uint16(20001+i)), timeout); !isRefused(err) {
+			t.Fatalf("port %d of the scan: %v, want refused", i+1, err)
+		}
+	}
+	if err := dialFrom(p.A, src, srv, timeout); err != nil {
+		t.Fatalf("port %d (the server's) of the scan: %v", n, err)
 	}
 }
