@@ -125,11 +125,15 @@ trap 'rm -rf "$RUN"' EXIT
 	echo 'rc=$?; sleep 0.5; echo "TCPLENS_GUEST_EXIT=$rc" >/dev/ttyS0; sleep 0.5; echo b >/proc/sysrq-trigger; sleep 30'
 } >"$RUN/cmd.sh"
 
+# A guest that crashes stops at once (panic=-1, -no-reboot), a soft lockup
+# included (softlockup_panic: a 6.1 guest once spun in ksoftirqd on both
+# CPUs for 20 minutes, until the timeout); loglevel=5 puts the stack dumps
+# of warnings and lockups on the console, whose log run.sh prints.
 set +e
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
 	-machine q35,accel="$ACCEL" -cpu $CPU -smp "$CPUS" -m "$MEM" \
 	-kernel "$VMLINUZ" -initrd "$INITRD" \
-	-append "console=ttyS0 loglevel=4 panic=-1 rdinit=/init tl.cmd=$RUN/cmd.sh tl.mods=$MODS" \
+	-append "console=ttyS0 loglevel=5 panic=-1 softlockup_panic=1 watchdog_thresh=30 rdinit=/init tl.cmd=$RUN/cmd.sh tl.mods=$MODS" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-serial file:"$LOG.console" -serial file:"$LOG" </dev/null
 qrc=$?
