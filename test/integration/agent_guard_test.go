@@ -185,20 +185,13 @@ func TestAgentGuardReload(t *testing.T) {
 
 	t.Logf("A sent %d SYNs while enforcing, %d segments in the dry run", enforced, wouldDrop)
 	body := a.metrics(t)
-	for _, c := range []struct {
-		series string
-		want   uint64
-	}{
-		{`tcplens_guard_drops_total{mode="enforce",rule="block"}`, enforced},
-		{`tcplens_guard_drops_total{mode="dry_run",rule="block"}`, wouldDrop},
-		{`tcplens_guard_reloads_total{result="ok"}`, 1},
-		{`tcplens_guard_reloads_total{result="failed"}`, 1},
-		{`tcplens_guard_dry_run`, 1},
-	} {
-		if got := metricValue(body, c.series); got != float64(c.want) {
-			t.Errorf("%s = %v, want %d", c.series, got, c.want)
-		}
-	}
+	wantMetrics(t, body, "", map[string]uint64{
+		`tcplens_guard_drops_total{mode="enforce",rule="block"}`: enforced,
+		`tcplens_guard_drops_total{mode="dry_run",rule="block"}`: wouldDrop,
+		`tcplens_guard_reloads_total{result="ok"}`:               1,
+		`tcplens_guard_reloads_total{result="failed"}`:           1,
+		`tcplens_guard_dry_run`:                                  1,
+	})
 	a.stop(t)
 	if att := p.B.Attachments(t); !att.Empty() {
 		t.Errorf("after SIGTERM, %s has %s", p.B.Link, att)
@@ -238,39 +231,40 @@ func TestAgentGuardScanBlock(t *testing.T) {
 	if time.Since(blockedAt) >= blockFor {
 		t.Fatalf("the checks within the block took %v, longer than block_for %v", time.Since(blockedAt), blockFor)
 	}
-	for _, c := range []struct {
-		series string
-		want   uint64
-	}{
-		{`tcplens_guard_source_blocks_total`, 1},
-		{`tcplens_guard_blocked_sources`, 1},
-		{`tcplens_guard_source_releases_total`, 0},
-		{`tcplens_guard_drops_total{mode="enforce",rule="scan"}`, scanSYNs},
-	} {
-		if got := metricValue(body, c.series); got != float64(c.want) {
-			t.Errorf("while blocked: %s = %v, want %d", c.series, got, c.want)
-		}
-	}
+	wantMetrics(t, body, "while blocked", map[string]uint64{
+		`tcplens_guard_source_blocks_total`:                     1,
+		`tcplens_guard_blocked_sources`:                         1,
+		`tcplens_guard_source_releases_total`:                   0,
+		`tcplens_guard_drops_total{mode="enforce",rule="scan"}`: scanSYNs,
+	})
 
 	time.Sleep(time.Until(blockedAt.Add(blockFor + 200*time.Millisecond)))
 	if err := dialFrom(p.A, src, srv.Addr, 5*time.Second); err != nil {
 		t.Errorf("after block_for: connect %v, want released", err)
 	}
 	body = a.metrics(t)
-	for _, c := range []struct {
-		series string
-		want   uint64
-	}{
-		{`tcplens_guard_source_blocks_total`, 1},
-		{`tcplens_guard_blocked_sources`, 0},
-		{`tcplens_guard_source_releases_total`, 1},
-	} {
-		if got := metricValue(body, c.series); got != float64(c.want) {
-			t.Errorf("after block_for: %s = %v, want %d", c.series, got, c.want)
-		}
-	}
+	wantMetrics(t, body, "after block_for", map[string]uint64{
+		`tcplens_guard_source_blocks_total`:   1,
+		`tcplens_guard_blocked_sources`:       0,
+		`tcplens_guard_source_releases_total`: 1,
+	})
 	a.stop(t)
 	if att := p.B.Attachments(t); !att.Empty() {
 		t.Errorf("after SIGTERM, %s has %s", p.B.Link, att)
+	}
+}
+
+// wantMetrics checks each series of want in a /metrics body; when, if set,
+// says at which moment in the failure message.
+func wantMetrics(t *testing.T, body, when string, want map[string]uint64) {
+	t.Helper()
+	for series, v := range want {
+		if got := metricValue(body, series); got != float64(v) {
+			if when != "" {
+				t.Errorf("%s: %s = %v, want %d", when, series, got, v)
+			} else {
+				t.Errorf("%s = %v, want %d", series, got, v)
+			}
+		}
 	}
 }
