@@ -6,24 +6,27 @@
 B=$1
 export TCPLENS_BIN=$B/tcplens TCPLENS_REQUIRE_PRIVILEGED=1
 echo "=== tcplens-kernels kernel $(uname -r) emulation ${TCPLENS_EMULATION:-none}"
-# Under QEMU's TCG, a guest has crashed with "Oops: int3" at the jump label
-# of trace_sock_send_length in sock_write_iter (6.12, once in many runs),
-# while another test attached a program to that tracepoint: a CPU ran the
-# int3 of the kernel's live text patching (text_poke_bp) of the
-# tracepoint's static key after the patching had finished, which the
-# kernel's sync_core IPIs rule out on hardware. Holding each tracepoint
-# tcplens uses enabled for the whole run, as a trace event that records
-# nothing (tracing_on is 0), keeps its key on: attaching and detaching a
-# program then patches no text.
-T=/sys/kernel/tracing
-if [ "${TCPLENS_EMULATION:-}" = tcg ] && [ -w $T/tracing_on ]; then
-	echo 0 >$T/tracing_on
-	for ev in tcp/tcp_retransmit_skb tcp/tcp_retransmit_synack sock/inet_sock_set_state tcp/tcp_probe \
-		tcp/tcp_destroy_sock sock/sock_send_length sock/sock_recv_length tcp/tcp_send_reset \
-		tcp/tcp_receive_reset skb/kfree_skb; do
-		[ -e $T/events/$ev/enable ] && echo 1 >$T/events/$ev/enable
+# Under QEMU's TCG, guests have crashed with "Oops: int3" at tracepoint
+# call sites (the jump label of trace_sock_send_length in 6.12's
+# sock_write_iter; the static call in call_trace_sock_recv_length) while a
+# test attached or detached a program there: a vCPU ran the int3 of the
+# kernel's live text patching (text_poke_bp) after the patching had
+# finished, which the kernel's sync_core IPIs rule out on hardware. A call
+# site is patched only when a tracepoint's probes go 0<->1 (static key) or
+# 1<->2 (static call). tphold keeps two probes on every tracepoint tcplens
+# uses for the whole run, so tests only ever go N -> N+1 -> N: no kernel
+# text changes under them. (XDP's dispatcher is still patched on attach;
+# run.sh boots a crashed kernel once more.)
+if [ "${TCPLENS_EMULATION:-}" = tcg ]; then
+	"$B/tphold" tcp_retransmit_skb tcp_retransmit_synack inet_sock_set_state tcp_probe \
+		tcp_destroy_sock sock_send_length sock_recv_length tcp_send_reset \
+		tcp_receive_reset kfree_skb >/tmp/tphold.out 2>&1 &
+	i=0
+	while ! grep -q '^tphold: holding' /tmp/tphold.out 2>/dev/null && [ $i -lt 120 ]; do
+		sleep 0.5
+		i=$((i + 1))
 	done
-	echo "=== tcplens-kernels tracepoints held enabled: $(cat $T/set_event | tr '\n' ' ')"
+	echo "=== tcplens-kernels tracepoints held: $(tr '\n' ' ' </tmp/tphold.out)"
 fi
 echo "=== tcplens-kernels doctor"
 "$TCPLENS_BIN" doctor

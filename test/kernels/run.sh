@@ -27,6 +27,7 @@ BUILD=$(mktemp -d "$DIR/build.XXXXXX")
 trap 'rm -rf "$BUILD"' EXIT
 echo "kernels: building tcplens and the test binaries"
 CGO_ENABLED=0 go build -o "$BUILD/tcplens" ./cmd/tcplens
+CGO_ENABLED=0 go build -o "$BUILD/tphold" ./test/kernels/tphold
 : >"$BUILD/packages"
 while read -r pkg dir; do
 	rel=${dir#"$ROOT"/}
