@@ -29,21 +29,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: tphold TRACEPOINT...")
 		os.Exit(2)
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         "tphold",
-		Type:         ebpf.RawTracepoint,
-		License:      "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tphold: load program:", err)
-		os.Exit(1)
+	// Two programs: before 6.6 a raw tracepoint's probe data is the
+	// program, and the same program twice on one tracepoint is EEXIST.
+	var progs [2]*ebpf.Program
+	for i := range progs {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name:         "tphold",
+			Type:         ebpf.RawTracepoint,
+			License:      "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "tphold: load program:", err)
+			os.Exit(1)
+		}
+		progs[i] = prog
 	}
 	var links []link.Link
 	var held []string
 	for _, tp := range os.Args[1:] {
 		ok := true
-		for range 2 {
+		for _, prog := range progs {
 			l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: prog})
 			if err != nil {
 				// A tracepoint this kernel lacks (sock_send_length before
