@@ -27,7 +27,7 @@ func TestRTTCwndChangeThreshold(t *testing.T) {
 	t.Parallel()
 	const pct = 25 // the default, so the flag is not given
 	p := testnet.NewPair(t)
-	shape(t, p.A, "20mbit", "20ms")
+	shape(t, p.A, "4mbit", "50ms")
 	ln := ownListener(t, p.B, testnet.IPv4)
 	dst := netip.MustParseAddrPort(ln.Addr().String())
 	proc := p.A.StartTcplens(t, "rtt", "-o", "json", "--sample", "1s", "--port", strconv.Itoa(int(dst.Port())))
