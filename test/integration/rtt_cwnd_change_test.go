@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"io"
 	"net/netip"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tcplens/tcplens/internal/testnet"
 	"github.com/tcplens/tcplens/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // TestRTTCwndChangeThreshold: with the default --cwnd-change (25), a record made for a
@@ -19,15 +21,17 @@ import (
 // connection's previous record, and records made for no reason at all do
 // not exist. The sender's own TCP_INFO must show cwnd moving, or the test
 // proves nothing: a token bucket on A's egress makes the network the
-// bottleneck, so cwnd climbs, overflows the queue, falls and climbs again.
-// Without it cwnd outgrew the receiver's window within the first 40 ms
-// under an emulated CPU and then held still (1169 on 6.1, 1549 on 6.12).
+// bottleneck, and buffers at their maximum keep the sender cwnd-limited,
+// so cwnd climbs, overflows the queue, falls and climbs again. Without
+// them cwnd outgrew what the receiver or the send buffer let through
+// within the first 40 ms under an emulated CPU and then held still (1169
+// on 6.1, 1549 on 6.12; 60 and 28 with the bottleneck alone).
 func TestRTTCwndChangeThreshold(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	t.Parallel()
 	const pct = 25 // the default, so the flag is not given
 	p := testnet.NewPair(t)
-	shape(t, p.A, "4mbit", "50ms")
+	shape(t, p.A, "4mbit", "20ms")
 	ln := ownListener(t, p.B, testnet.IPv4)
 	dst := netip.MustParseAddrPort(ln.Addr().String())
 	proc := p.A.StartTcplens(t, "rtt", "-o", "json", "--sample", "1s", "--port", strconv.Itoa(int(dst.Port())))
@@ -38,6 +42,11 @@ func TestRTTCwndChangeThreshold(t *testing.T) {
 	}
 	defer cli.Close()
 	srv := accept(t, ln)
+	// 512 KiB each (the kernel doubles what is asked), far above the
+	// bottleneck's 26 KB queue, and drained at 4 Mbit/s within a second.
+	if err := errors.Join(cli.SetWriteBuffer(256<<10), srv.SetReadBuffer(256<<10)); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -49,6 +58,7 @@ func TestRTTCwndChangeThreshold(t *testing.T) {
 	var sendErr error
 	go func() { defer close(sent); sendErr = sendUntil(cli, stop, 5*time.Second) }()
 	lo, hi := ^uint32(0), uint32(0)
+	var last *unix.TCPInfo
 	// 0.8 s of transfer, longer (up to 3 s) while cwnd has not moved.
 	for i := 0; i < 75 && (i < 20 || hi == lo); i++ {
 		time.Sleep(40 * time.Millisecond)
@@ -57,6 +67,7 @@ func TestRTTCwndChangeThreshold(t *testing.T) {
 			t.Fatal(err)
 		}
 		lo, hi = min(lo, info.Snd_cwnd), max(hi, info.Snd_cwnd)
+		last = info
 	}
 	close(stop)
 	<-sent
@@ -71,7 +82,10 @@ func TestRTTCwndChangeThreshold(t *testing.T) {
 		t.Fatalf("tcplens exited %d: %s", res.ExitCode, res.Stderr)
 	}
 	if hi == lo {
-		t.Fatalf("cwnd never moved (%d) in TCP_INFO: nothing to test", lo)
+		t.Fatalf("cwnd never moved (%d) in TCP_INFO: nothing to test; last TCP_INFO: acked %d B, unacked %d, lost %d, "+
+			"total_retrans %d, rwnd_limited %d us, sndbuf_limited %d us, busy %d us, snd_wnd %d",
+			lo, last.Bytes_acked, last.Unacked, last.Lost, last.Total_retrans, last.Rwnd_limited,
+			last.Sndbuf_limited, last.Busy_time, last.Snd_wnd)
 	}
 
 	type rec struct {
