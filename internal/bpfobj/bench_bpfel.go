@@ -18,6 +18,8 @@ import (
 const (
 	BenchProgEmptyTc  = "empty_tc"
 	BenchProgEmptyXdp = "empty_xdp"
+	BenchProgParseTc  = "parse_tc"
+	BenchProgParseXdp = "parse_xdp"
 )
 
 // LoadBench returns the embedded CollectionSpec for Bench.
@@ -64,6 +66,8 @@ type BenchSpecs struct {
 type BenchProgramSpecs struct {
 	EmptyTc  *ebpf.ProgramSpec `ebpf:"empty_tc"`
 	EmptyXdp *ebpf.ProgramSpec `ebpf:"empty_xdp"`
+	ParseTc  *ebpf.ProgramSpec `ebpf:"parse_tc"`
+	ParseXdp *ebpf.ProgramSpec `ebpf:"parse_xdp"`
 }
 
 // BenchMapSpecs contains maps before they are loaded into the kernel.
@@ -116,12 +120,16 @@ type BenchVariables struct {
 type BenchPrograms struct {
 	EmptyTc  *ebpf.Program `ebpf:"empty_tc"`
 	EmptyXdp *ebpf.Program `ebpf:"empty_xdp"`
+	ParseTc  *ebpf.Program `ebpf:"parse_tc"`
+	ParseXdp *ebpf.Program `ebpf:"parse_xdp"`
 }
 
 func (p *BenchPrograms) Close() error {
 	return _BenchClose(
 		p.EmptyTc,
 		p.EmptyXdp,
+		p.ParseTc,
+		p.ParseXdp,
 	)
 }
 

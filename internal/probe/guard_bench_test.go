@@ -79,7 +79,9 @@ func BenchmarkGuardPath(b *testing.B) {
 	if err := fine.SetGuardRules(fineRules); err != nil {
 		b.Fatal(err)
 	}
-	for _, variant := range []string{"guard", "no-guard", "guard-mss", "guard-fineclock"} {
+	// parse-only is bpf/parse.h and nothing else (bench_empty.c): the
+	// floor under any stage that must read the TCP header.
+	for _, variant := range []string{"guard", "no-guard", "guard-mss", "guard-fineclock", "parse-only"} {
 		for _, hook := range []Hook{HookXDP, HookTC} {
 			empty, lens := objs.EmptyXdp, pp.Program(0, hook)
 			if hook == HookTC {
@@ -92,6 +94,11 @@ func BenchmarkGuardPath(b *testing.B) {
 				lens = mss.Program(0, hook)
 			case "guard-fineclock":
 				lens = fine.Program(0, hook)
+			case "parse-only":
+				lens = objs.ParseXdp
+				if hook == HookTC {
+					lens = objs.ParseTc
+				}
 			}
 			for _, v6 := range []bool{false, true} {
 				fam, blocked := "ipv4", blocked4
@@ -113,7 +120,7 @@ func BenchmarkGuardPath(b *testing.B) {
 						if err != nil {
 							b.Fatal(err)
 						}
-						if ret != wantReturn(hook, c.drop && variant != "no-guard") {
+						if ret != wantReturn(hook, c.drop && variant != "no-guard" && variant != "parse-only") {
 							b.Fatalf("returned %d, want drop=%v", ret, c.drop)
 						}
 						benchPair(b, empty, lens, [][]byte{c.frame}, benchChunk)
