@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,13 +146,22 @@ func (t *Table) refresh() {
 	if len(inodes) == 0 {
 		return
 	}
-	pids, _ := os.ReadDir(t.proc)
-	for _, p := range pids {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
+	// In numeric order, so that of several holders of a socket the lowest
+	// PID names it: usually the process that made it, not a child that
+	// inherited it (a child between fork and exec holds every descriptor
+	// of its parent). os.ReadDir sorts by name, which put PID 1114 before
+	// 611.
+	entries, _ := os.ReadDir(t.proc)
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
 		}
-		dir := filepath.Join(t.proc, p.Name(), "fd")
+	}
+	slices.Sort(pids)
+	for _, pid := range pids {
+		name := strconv.Itoa(pid)
+		dir := filepath.Join(t.proc, name, "fd")
 		fds, err := os.ReadDir(dir)
 		if err != nil {
 			continue
@@ -171,7 +181,7 @@ func (t *Table) refresh() {
 				continue
 			}
 			if comm == "" {
-				b, _ := os.ReadFile(filepath.Join(t.proc, p.Name(), "comm"))
+				b, _ := os.ReadFile(filepath.Join(t.proc, name, "comm"))
 				comm = strings.TrimSpace(string(b))
 			}
 			if _, seen := t.conns[c]; !seen {
