@@ -13,7 +13,6 @@ package integration
 // TcpExt:ListenDrops): the oracle is B's stack, not tcplens.
 
 import (
-	"sort"
 	"testing"
 	"time"
 
@@ -91,13 +90,7 @@ func BenchmarkGuardFloodClient(b *testing.B) {
 				}
 			}
 			total := len(lat) + failed
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			pct := func(q float64) float64 {
-				if len(lat) == 0 {
-					return 0
-				}
-				return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / 1e6
-			}
+			pct := func(q float64) float64 { return float64(quantile(lat, q)) / 1e6 }
 			delta := func(k string) float64 { return float64(snmpDelta(b, before, after, k)) }
 			b.ReportMetric(100*float64(len(lat))/float64(total), "client-ok-%")
 			b.ReportMetric(float64(total), "client-conns")

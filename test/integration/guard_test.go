@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +33,15 @@ func dialFrom(ns *testnet.NS, src netip.Addr, dst netip.AddrPort, timeout time.D
 		}
 		return err
 	})
+}
+
+// quantile is the q-quantile of durations (0 for none); it sorts them.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(q*float64(len(d))))]
 }
 
 func isTimeout(err error) bool {
@@ -355,13 +364,7 @@ func TestGuardSpoofedFlood(t *testing.T) {
 	}
 	sum := res.Summary(t, "")
 	total := len(lat) + failed
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(q float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(q*float64(len(lat))))]
-	}
+	pct := func(q float64) time.Duration { return quantile(lat, q) }
 	passed := snmpDelta(t, beforeB, afterB, "Tcp:OutRsts") // B answers each flood SYN that reached it with RST
 	t.Logf("legitimate client: %d of %d connected in %v, handshake p50 %v p99 %v; flood: %d SYNs in %v, %d reached B (rate %d/s), guard dropped %d",
 		len(lat), total, clientTime.Round(time.Millisecond), pct(0.5), pct(0.99), f.syns, floodTime.Round(time.Millisecond), passed, rate, sum.Uint(t, "matched.syn_rate_global"))
