@@ -82,6 +82,9 @@ print_oops() {
 	fi
 }
 
+# shellcheck source=verdict.sh
+. "$HERE/verdict.sh"
+
 summary=()
 failed_gate=0
 while read -r name pkg policy; do
@@ -95,7 +98,7 @@ while read -r name pkg policy; do
 	fi
 	log=$DIR/logs/$name.log
 	rm -f "$log" "$log.console" "$log.crashed" "$log.crashed.console"
-	crashed=""
+	notes=""
 	for attempt in 1 2; do
 		echo "kernels: $name: booting $kver"
 		start=$(date +%s)
@@ -117,17 +120,11 @@ while read -r name pkg policy; do
 		echo "kernels: $name: the guest kernel crashed after ${secs}s; its kernel log from the crash:"
 		print_oops "$log.console"
 		mv "$log" "$log.crashed" && mv "$log.console" "$log.crashed.console"
-		crashed="; the first boot crashed, log $log.crashed"
+		notes="; the first boot crashed, log $log.crashed"
 		echo "kernels: $name: booting it once more"
 	done
 
-	# Top-level tests only: subtests are indented.
-	passed=$(grep -c '^--- PASS: ' "$log" || true)
-	failed=$(grep -c '^--- FAIL: ' "$log" || true)
-	skipped=$(grep -c '^--- SKIP: ' "$log" || true)
-	# A package that exits non-zero without a failing test (panic, timeout,
-	# a TestMain failure) fails too.
-	broken=$(sed -n 's/^=== tcplens-kernels package \(.*\) exit [1-9][0-9]* seconds.*/\1/p' "$log" | sed "s|^$ROOT/||" | tr '\n' ' ')
+	analyse "$log" "$ROOT"
 	emulation=$(sed -n 's/^=== tcplens-kernels kernel .* emulation //p' "$log" | head -1)
 	doctor=$(sed -n 's/^=== tcplens-kernels doctor exit //p' "$log" | head -1)
 
@@ -140,7 +137,7 @@ while read -r name pkg policy; do
 	elif [ "$failed" -gt 0 ] || [ -n "$broken" ]; then
 		verdict=FAIL
 		echo "kernels: $name: failing tests:"
-		grep -E '^ *--- FAIL: ' "$log" | sed 's/^/    /' || true
+		[ -n "$failing" ] && printf "    %s\n" $failing
 		if [ -n "$broken" ]; then
 			echo "    packages that exited non-zero: $broken"
 			# A panic or a timeout names no failing test: show its first lines
@@ -148,21 +145,20 @@ while read -r name pkg policy; do
 			grep -A8 -E '^panic: ' "$log" | head -n 40 | sed 's/^/    /' || true
 		fi
 		# The output of each failing top-level test, for CI logs that keep nothing else.
-		for t in $(sed -n 's/^--- FAIL: \([^ ]*\) .*/\1/p' "$log"); do
-			echo "kernels: $name: output of $t:"
-			# -test.v names the test before each run of its output
-			# (=== RUN/CONT/NAME), parallel tests included.
-			awk -v t="$t" '
-				/^=== (RUN|CONT|NAME|PAUSE) / { split($3, a, "/"); top = a[1]; next }
-				/^=== tcplens-kernels / || /^(PASS|FAIL)$/ { top = ""; next }
-				/^ *--- (PASS|FAIL|SKIP): / { split($3, a, "/"); if (a[1] == t && $2 == "FAIL:") print "    " $0; next }
-				top == t { print "    " $0 }' "$log" | tail -n 80
+		for t in $failing; do
+			echo "kernels: $name: output of $t (each run):"
+			test_output "$log" "$t"
 		done
 	else
 		verdict=PASS
 	fi
+	for t in $flaky; do
+		echo "kernels: $name: $t failed, then passed when run once more; its first run's output:"
+		test_output "$log" "$t" first
+	done
+	[ -n "$flaky" ] && notes+="; flaky (passed on retry): ${flaky% }"
 	line=$(printf '%-5s %-24s %-6s %d passed, %d failed, %d skipped in %ds (%s; policy %s; log %s%s)' \
-		"$name" "$kver" "$verdict" "$passed" "$failed" "$skipped" "$secs" "${emulation:-?}" "$policy" "$log" "$crashed")
+		"$name" "$kver" "$verdict" "$passed" "$failed" "$skipped" "$secs" "${emulation:-?}" "$policy" "$log" "$notes")
 	echo "kernels: $line"
 	summary+=("$line")
 	if [ "$verdict" != PASS ] && [ "$policy" = gate ]; then failed_gate=1; fi
