@@ -75,9 +75,11 @@ func runGuest(t *testing.T, emulation string, packages map[string]string) (strin
 
 	read := exec.Command("bash", "-c", `set -euo pipefail; . ./verdict.sh; analyse "$1" "$2"
 		printf '%s\n' "$passed" "$failed" "$skipped" "$failing" "$flaky" "$broken"`, "-", log, root)
-	vout, err := read.CombinedOutput()
-	if err != nil {
-		t.Fatalf("analyse: %v\n%s", err, vout)
+	var stderr strings.Builder
+	read.Stderr = &stderr
+	vout, err := read.Output()
+	if err != nil || stderr.Len() > 0 {
+		t.Fatalf("analyse: %v; stdout %q; stderr %q", err, vout, stderr.String())
 	}
 	var v verdict
 	f := strings.Split(string(vout), "\n")

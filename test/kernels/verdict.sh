@@ -10,26 +10,27 @@
 #   flaky            tests that failed, then passed when run once more
 #   broken           packages that exited non-zero, unless their retry passed
 analyse() {
-	local log=$1 root=$2 first retry failed_first passed_retry retried_ok
-	first=$(mktemp)
-	retry=$(mktemp)
+	local log=$1 root=$2 tmp
+	# Lists go through files, not process substitution: a guest's /dev
+	# has no /dev/fd.
+	tmp=$(mktemp -d)
 	# The first run of every package, and apart from it the retries.
-	sed '/^=== tcplens-kernels retry .* tests /,/^=== tcplens-kernels retry .* exit [0-9]/d' "$log" >"$first"
-	sed -n '/^=== tcplens-kernels retry .* tests /,/^=== tcplens-kernels retry .* exit [0-9]/p' "$log" >"$retry"
+	sed '/^=== tcplens-kernels retry .* tests /,/^=== tcplens-kernels retry .* exit [0-9]/d' "$log" >"$tmp/first"
+	sed -n '/^=== tcplens-kernels retry .* tests /,/^=== tcplens-kernels retry .* exit [0-9]/p' "$log" >"$tmp/retry"
 	# Top-level tests only: subtests are indented.
-	failed_first=$(sed -n 's/^--- FAIL: \([^ ]*\) .*/\1/p' "$first" | sort -u)
-	passed_retry=$(sed -n 's/^--- PASS: \([^ ]*\) .*/\1/p' "$retry" | sort -u)
-	flaky=$(comm -12 <(echo "$failed_first") <(echo "$passed_retry") | grep . | tr '\n' ' ' || true)
-	failing=$(comm -23 <(echo "$failed_first") <(echo "$passed_retry") | grep . | tr '\n' ' ' || true)
-	passed=$(($(grep -c '^--- PASS: ' "$first" || true) + $(echo "$flaky" | wc -w)))
+	sed -n 's/^--- FAIL: \([^ ]*\) .*/\1/p' "$tmp/first" | sort -u >"$tmp/failed_first"
+	sed -n 's/^--- PASS: \([^ ]*\) .*/\1/p' "$tmp/retry" | sort -u >"$tmp/passed_retry"
+	flaky=$(comm -12 "$tmp/failed_first" "$tmp/passed_retry" | tr '\n' ' ')
+	failing=$(comm -23 "$tmp/failed_first" "$tmp/passed_retry" | tr '\n' ' ')
+	passed=$(($(grep -c '^--- PASS: ' "$tmp/first" || true) + $(echo "$flaky" | wc -w)))
 	failed=$(echo "$failing" | wc -w)
-	skipped=$(grep -c '^--- SKIP: ' "$first" || true)
+	skipped=$(grep -c '^--- SKIP: ' "$tmp/first" || true)
 	# A package that exits non-zero without a failing test (panic, timeout,
 	# a TestMain failure) is broken too; one whose retry passed is not.
-	retried_ok=$(sed -n 's/^=== tcplens-kernels retry \(.*\) exit 0$/\1/p' "$retry" | sort -u)
-	broken=$(comm -23 <(sed -n 's/^=== tcplens-kernels package \(.*\) exit [1-9][0-9]* seconds.*/\1/p' "$first" | sort -u) \
-		<(echo "$retried_ok") | grep . | sed "s|^$root/||" | tr '\n' ' ' || true)
-	rm -f "$first" "$retry"
+	sed -n 's/^=== tcplens-kernels package \(.*\) exit [1-9][0-9]* seconds.*/\1/p' "$tmp/first" | sort -u >"$tmp/exited"
+	sed -n 's/^=== tcplens-kernels retry \(.*\) exit 0$/\1/p' "$tmp/retry" | sort -u >"$tmp/retried_ok"
+	broken=$(comm -23 "$tmp/exited" "$tmp/retried_ok" | sed "s|^$root/||" | tr '\n' ' ')
+	rm -rf "$tmp"
 }
 
 # test_output LOG TEST [first] prints the output of top-level test TEST in
